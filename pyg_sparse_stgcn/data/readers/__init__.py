@@ -2,5 +2,26 @@
 :class:`~pyg_sparse_stgcn.data.SkeletonFormatError`
 (naming the file and line / JSON path / key) on bad input."""
 from .kinetics import KineticsLabels, read_kinetics_json, read_kinetics_labels
+from .ntu import (
+    NTU60_MISSING_SKELETONS,
+    NTU60_XSUB_TRAIN_SUBJECTS,
+    NTU60_XVIEW_TRAIN_CAMERAS,
+    NTU120_MISSING_SKELETONS,
+    NTU120_XSET_TRAIN_SETUPS,
+    NTU120_XSUB_TRAIN_SUBJECTS,
+    NTU_BENCHMARKS,
+    NTUName,
+    is_missing_skeleton,
+    ntu_split,
+    ntu_split_names,
+    parse_ntu_name,
+    read_ntu_skeleton,
+)
 
-__all__ = ["KineticsLabels", "read_kinetics_json", "read_kinetics_labels"]
+__all__ = [
+    "KineticsLabels", "read_kinetics_json", "read_kinetics_labels",
+    "NTU60_MISSING_SKELETONS", "NTU60_XSUB_TRAIN_SUBJECTS", "NTU60_XVIEW_TRAIN_CAMERAS",
+    "NTU120_MISSING_SKELETONS", "NTU120_XSET_TRAIN_SETUPS", "NTU120_XSUB_TRAIN_SUBJECTS", "NTU_BENCHMARKS",
+    "NTUName", "is_missing_skeleton",
+    "ntu_split", "ntu_split_names", "parse_ntu_name", "read_ntu_skeleton",
+]

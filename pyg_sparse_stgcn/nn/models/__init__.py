@@ -1,0 +1,4 @@
+"""Backbones."""
+from .stgcn import STGCN, STGCNPlusPlus, build_graph
+
+__all__ = ["STGCN", "STGCNPlusPlus", "build_graph"]

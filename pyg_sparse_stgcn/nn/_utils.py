@@ -1,0 +1,57 @@
+"""Small building blocks shared by the layers: channels-last batch norm and argument checks."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["BatchNormLast", "make_norm", "check_features", "check_choice"]
+
+
+class BatchNormLast(nn.BatchNorm1d):
+    r"""Batch normalisation over the **last** dimension of a channels-last tensor.
+
+    Statistics are taken over every leading position, exactly like :class:`torch.nn.BatchNorm2d` on the
+    channels-first view :math:`(B, C, T, V)`; the parameter and buffer names (``weight``, ``bias``,
+    ``running_mean``, ``running_var``, ``num_batches_tracked``) are those of ``BatchNorm2d``, so PYSKL
+    checkpoints map one to one.
+
+    Shapes:
+        - **input:** :math:`(*, C)`
+        - **output:** :math:`(*, C)`
+    """
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        shape = x.shape
+        return super().forward(x.reshape(-1, shape[-1])).view(shape)
+
+
+def make_norm(norm: str | None, channels: int) -> nn.Module:
+    """``'BN'`` → :class:`BatchNormLast`, :obj:`None` → :class:`torch.nn.Identity`."""
+    if norm is None:
+        return nn.Identity()
+    if norm == "BN":
+        return BatchNormLast(channels)
+    raise ValueError(f"norm must be 'BN' or None, got {norm!r}")
+
+
+def check_choice(name: str, value, choices) -> None:
+    """Raise a :class:`ValueError` naming ``name`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; valid values: {', '.join(repr(c) for c in choices)}")
+
+
+def check_features(x: Tensor, channels: int, num_nodes: int | None, who: str, min_dim: int = 3) -> None:
+    """Check a channels-last activation ``(..., V, C)``; :class:`ValueError` names ``who`` and the shape."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{who}: x must be a tensor, got {type(x).__name__}")
+    if x.dim() < min_dim:
+        raise ValueError(f"{who}: x must have at least {min_dim} dims (B, T, V, C), got shape "
+                         f"{tuple(x.shape)}")
+    if x.size(-1) != channels:
+        raise ValueError(f"{who}: x has {x.size(-1)} channels in its last dim, expected "
+                         f"in_channels={channels} "
+                         f"(activations are channels-last (B, T, V, C)); got shape {tuple(x.shape)}")
+    if num_nodes is not None and x.size(-2) != num_nodes:
+        raise ValueError(f"{who}: x has V={x.size(-2)} joints in dim -2, but the graph has {num_nodes} "
+                         "nodes; "
+                         f"got shape {tuple(x.shape)}")

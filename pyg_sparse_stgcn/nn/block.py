@@ -1,0 +1,115 @@
+r"""The ST-GCN block: graph convolution, temporal convolution and a residual (PYSKL ``STGCNBlock``)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from torch import Tensor, nn
+
+from ..graph import SkeletonGraph
+from .conv.stgcn_conv import STGCNConv
+from .temporal import MultiScaleTemporalConv, TemporalConv
+
+__all__ = ["STGCNBlock", "split_unit_kwargs"]
+
+_GCN_KEYS = ("adaptive", "conv_pos", "with_res", "norm", "act")
+_TCN_KEYS = {"unit_tcn": ("kernel_size", "dilation", "norm", "dropout"),
+             "mstcn": ("mid_channels", "dropout", "ms_cfg")}
+
+
+def split_unit_kwargs(kwargs: dict[str, Any], who: str = "STGCNBlock") -> tuple[dict, dict]:
+    """Route ``gcn_*`` kwargs to the GCN unit and ``tcn_*`` to the TCN unit (PYSKL); others are errors."""
+    gcn = {k[4:]: v for k, v in kwargs.items() if k.startswith("gcn_")}
+    tcn = {k[4:]: v for k, v in kwargs.items() if k.startswith("tcn_")}
+    other = sorted(k for k in kwargs if not k.startswith(("gcn_", "tcn_")))
+    if other:
+        raise ValueError(f"{who}: unknown argument(s) {other}; unit options are passed as gcn_<name> "
+                         f"({', '.join(_GCN_KEYS)}) or tcn_<name> (type, {', '.join(_TCN_KEYS['unit_tcn'])}, "
+                         f"{', '.join(_TCN_KEYS['mstcn'])})")
+    return gcn, tcn
+
+
+class STGCNBlock(nn.Module):
+    r"""One ST-GCN block (PYSKL ``STGCNBlock``):
+
+    .. math::
+        \mathbf{X}' = \mathrm{ReLU}\big(\mathrm{tcn}(\mathrm{gcn}(\mathbf{X})) + \mathrm{res}(\mathbf{X})\big)
+
+    with ``gcn`` an :class:`STGCNConv`, ``tcn`` a :class:`TemporalConv` (kernel 9) or a
+    :class:`MultiScaleTemporalConv` (``tcn_type='mstcn'``), and ``residual`` zero, the identity (same
+    channels, stride 1) or a strided :math:`1 \times 1` :class:`TemporalConv`.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        graph (SkeletonGraph or Tensor): The skeleton graph or its adjacency :math:`(K, V, V)`.
+        stride (int, optional): Temporal stride. (default: :obj:`1`)
+        residual (bool, optional): Use a residual connection. (default: :obj:`True`)
+        backend (str, optional): Aggregation backend of the :class:`STGCNConv`. (default: :obj:`"auto"`)
+        **kwargs: ``gcn_<name>`` goes to :class:`STGCNConv` (``adaptive``, ``conv_pos``, ``with_res``,
+            ``norm``, ``act``), ``tcn_<name>`` to the temporal unit (``tcn_type`` = ``'unit_tcn'`` or
+            ``'mstcn'``,
+            ``kernel_size``, ``dilation``, ``dropout``, ``norm``; ``mid_channels``, ``ms_cfg`` for mstcn).
+
+    Shapes:
+        - **input:** :math:`(B, T, V, C_{in})`
+        - **output:** :math:`(B, \lceil T / s \rceil, V, C_{out})`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, graph: SkeletonGraph | Tensor | np.ndarray,
+                 stride: int = 1, residual: bool = True, backend: str = "auto", **kwargs: Any) -> None:
+        super().__init__()
+        gcn_kwargs, tcn_kwargs = split_unit_kwargs(kwargs)
+        gcn_type = gcn_kwargs.pop("type", "unit_gcn")
+        if gcn_type != "unit_gcn":
+            raise ValueError(f"STGCNBlock: gcn_type must be 'unit_gcn', got {gcn_type!r}")
+        tcn_type = tcn_kwargs.pop("type", "unit_tcn")
+        if tcn_type not in _TCN_KEYS:
+            raise ValueError(f"STGCNBlock: unknown tcn_type {tcn_type!r}; valid values: 'unit_tcn', 'mstcn'")
+        bad = sorted(set(gcn_kwargs) - set(_GCN_KEYS))
+        if bad:
+            raise ValueError(f"STGCNBlock: unknown gcn_ option(s) {bad}; valid: {', '.join(_GCN_KEYS)}")
+        bad = sorted(set(tcn_kwargs) - set(_TCN_KEYS[tcn_type]))
+        if bad:
+            raise ValueError(f"STGCNBlock: unknown tcn_ option(s) {bad} for tcn_type={tcn_type!r}; valid: "
+                             f"{', '.join(_TCN_KEYS[tcn_type])}")
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.gcn = STGCNConv(in_channels, out_channels, graph, backend=backend, **gcn_kwargs)
+        if tcn_type == "unit_tcn":
+            kernel_size = tcn_kwargs.pop("kernel_size", 9)
+            self.tcn: nn.Module = TemporalConv(out_channels, out_channels, kernel_size, stride=stride,
+                                               **tcn_kwargs)
+        else:
+            self.tcn = MultiScaleTemporalConv(out_channels, out_channels, stride=stride, **tcn_kwargs)
+        self.relu = nn.ReLU()
+        if not residual:
+            self.residual: nn.Module | None = None
+            self.residual_mode = "none"
+        elif in_channels == out_channels and stride == 1:
+            self.residual = None
+            self.residual_mode = "identity"
+        else:
+            self.residual = TemporalConv(in_channels, out_channels, kernel_size=1, stride=stride)
+            self.residual_mode = "conv"
+
+    def reset_parameters(self) -> None:
+        self.gcn.reset_parameters()
+        self.tcn.reset_parameters()
+        if self.residual is not None:
+            self.residual.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor | None = None,
+                edge_weight: Tensor | None = None) -> Tensor:
+        """``x`` :math:`(B, T, V, C_{in})`; ``edge_index`` / ``edge_weight`` are passed to the GCN unit."""
+        if x.dim() != 4:
+            raise ValueError(f"STGCNBlock: x must be (B, T, V, C), got shape {tuple(x.shape)}")
+        out = self.tcn(self.gcn(x, edge_index, edge_weight))
+        if self.residual_mode == "identity":
+            out = out + x
+        elif self.residual_mode == "conv":
+            out = out + self.residual(x)
+        return self.relu(out)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, "
+                f"residual={self.residual_mode!r})")

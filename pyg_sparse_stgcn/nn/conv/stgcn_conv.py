@@ -1,0 +1,478 @@
+r"""The ST-GCN spatial graph convolution (PYSKL ``unit_gcn``) as a PyG :class:`MessagePassing` layer."""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch_geometric.typing as pyg_typing
+from torch import Tensor, nn
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.typing import SparseTensor
+
+from ...graph import SkeletonGraph
+from .._utils import check_choice, check_features, make_norm
+
+__all__ = ["STGCNConv", "BACKENDS", "ADAPTIVE_MODES", "CONV_POSITIONS", "clear_auto_cache", "auto_choices"]
+
+BACKENDS = ("auto", "dense", "sparse", "scatter")
+ADAPTIVE_MODES = (None, "importance", "offset", "init")
+CONV_POSITIONS = ("pre", "post")
+
+# (device, shapes, density bucket, grad, torch-sparse flag) -> backend chosen by timing; see ``_auto_pick``.
+_AUTO_CACHE: dict[tuple, str] = {}
+
+
+def clear_auto_cache() -> None:
+    """Forget every backend choice made by ``backend='auto'`` (they are re-timed on the next call)."""
+    _AUTO_CACHE.clear()
+
+
+def auto_choices() -> dict[tuple, str]:
+    """A copy of the choices made so far by ``backend='auto'`` (keyed by device, shape, density, ...)."""
+    return dict(_AUTO_CACHE)
+
+
+def _with_torch_sparse() -> bool:
+    # Read at call time so that tests (and users) can switch the torch-sparse path off by patching the flag.
+    return bool(pyg_typing.WITH_TORCH_SPARSE)
+
+
+def _graph_to_A(graph: Any) -> tuple[Tensor, bool]:
+    """``(A, all_pairs)`` from a :class:`SkeletonGraph` or a ``(K, V, V)`` array."""
+    if isinstance(graph, SkeletonGraph):
+        return torch.as_tensor(np.asarray(graph.A), dtype=torch.float32).clone(), graph.dense_candidates
+    if isinstance(graph, (np.ndarray, Tensor)):
+        A = torch.as_tensor(graph, dtype=torch.float32).detach().clone()
+        if A.dim() == 2:
+            A = A.unsqueeze(0)
+        if A.dim() != 3 or A.size(1) != A.size(2) or A.size(0) < 1:
+            raise ValueError(f"graph: an adjacency array must have shape (K, V, V), got {tuple(A.shape)}")
+        return A, False
+    raise ValueError(f"graph must be a SkeletonGraph or a (K, V, V) adjacency array/tensor, got "
+                     f"{type(graph).__name__} (build one with SkeletonGraph(layout, mode))")
+
+
+def _candidates(A: Tensor, all_pairs: bool) -> Tensor:
+    """``(2, E)`` candidate edges sorted by (target, source): A's support, or all ``V²`` pairs."""
+    V = A.size(-1)
+    support = torch.ones(V, V, dtype=torch.bool) if all_pairs else (A != 0).any(0)
+    target, source = torch.nonzero(support.t(), as_tuple=True)
+    return torch.stack([source, target]).long()
+
+
+def _op_index(edge_index: Tensor, K: int, V: int, pre: bool) -> tuple[Tensor, Tensor, int, int]:
+    r"""Rows/cols ``(K, E)`` of the stacked aggregation operator.
+
+    ``pre``: :math:`(V, V K)`, column ``v K + k`` (the Linear output ``(.., V, K C)`` viewed as
+    ``(.., V K, C)``);
+    ``post``: :math:`(V K, V)`, row ``w K + k`` (the result viewed as ``(.., V, K C)`` is the input of the
+    Linear over ``K C_in`` with PYSKL's channel order ``k C_in + c``).
+    """
+    src, dst = edge_index[0], edge_index[1]
+    k = torch.arange(K, device=edge_index.device).unsqueeze(1)
+    if pre:
+        return dst.unsqueeze(0).expand(K, -1), src.unsqueeze(0) * K + k, V, V * K
+    return dst.unsqueeze(0) * K + k, src.unsqueeze(0).expand(K, -1), V * K, V
+
+
+def _build_sparse(rows: Tensor, cols: Tensor, values: Tensor, n_rows: int, n_cols: int):
+    """A ``torch_sparse.SparseTensor`` (or a ``torch.sparse`` CSR tensor without torch-sparse)."""
+    if _with_torch_sparse():
+        return SparseTensor(row=rows, col=cols, value=values, sparse_sizes=(n_rows, n_cols))
+    order = torch.argsort(rows * n_cols + cols)
+    rows, cols, values = rows[order], cols[order], values[order]
+    crow = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        return torch.sparse_csr_tensor(crow, cols, values, (n_rows, n_cols), check_invariants=False)
+
+
+def _torch_sparse_matmul(adj: Tensor, x: Tensor) -> Tensor:
+    """``adj @ x`` for a 2-D ``torch.sparse`` matrix and a dense ``(n_cols, C)`` or ``(L, n_cols, C)``."""
+    if x.dim() == 2:
+        return torch.sparse.mm(adj, x)
+    L, J, C = x.shape
+    xt = x.transpose(0, 1).reshape(J, L * C)
+    out = torch.sparse.mm(adj, xt)
+    return out.view(adj.size(0), L, C).transpose(0, 1).contiguous()
+
+
+class _SparseAggregate(torch.autograd.Function):
+    """``out = M @ h`` with ``M`` built from the non-zero entries only.
+
+    The backward pass returns the gradient of *every* candidate entry (also those whose value is zero and
+    that were left out of the operator), exactly as the dense product would, so that straight-through
+    scores of pruned edges keep receiving gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, values: Tensor, h: Tensor, rows: Tensor, cols: Tensor, n_rows: int, n_cols: int,
+                conv: STGCNConv) -> Tensor:
+        keep = values != 0
+        r, c, v = rows[keep], cols[keep], values[keep]
+        adj = _build_sparse(r, c, v, n_rows, n_cols)
+        out = conv.propagate(adj, x=h, edge_weight=None)
+        ctx.save_for_backward(h, rows, cols, r, c, v)
+        ctx.sizes = (n_rows, n_cols)
+        ctx.conv = conv
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        h, rows, cols, r, c, v = ctx.saved_tensors
+        n_rows, n_cols = ctx.sizes
+        grad_out = grad_out.contiguous()
+        grad_values = grad_h = None
+        if ctx.needs_input_grad[1]:
+            adj_t = _build_sparse(c, r, v, n_cols, n_rows)
+            grad_h = ctx.conv.message_and_aggregate(adj_t, grad_out)
+        if ctx.needs_input_grad[0]:
+            g2 = grad_out.transpose(0, 1).reshape(n_rows, -1)
+            h2 = h.transpose(0, 1).reshape(n_cols, -1)
+            grad_values = (g2 @ h2.t())[rows, cols]
+        return grad_values, grad_h, None, None, None, None, None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class STGCNConv(MessagePassing):
+    r"""The spatial graph convolution of ST-GCN (Yan et al., AAAI 2018) in PYSKL's ``unit_gcn`` form, on
+    channels-last skeleton sequences :math:`(B, T, V, C)` with the joints as PyG nodes (``node_dim=-2``).
+
+    With :math:`K` adjacency subsets and effective edge weights :math:`\tilde{A}_k` (see below),
+
+    .. math::
+        \mathbf{X}' = \sigma\Big(\mathrm{BN}\Big(\sum_{k=1}^{K} \tilde{\mathbf{A}}_k^{\top}\,
+        \mathbf{X} \mathbf{W}_k\Big) + \mathrm{res}(\mathbf{X})\Big),
+        \qquad x'_w = \sum_k \sum_{v} \tilde{A}_{k,v,w}\, \mathbf{W}_k x_v
+
+    per frame, i.e. joint :math:`v` sends to joint :math:`w` with weight :math:`\tilde{A}_{k,v,w}` (PYSKL's
+    ``einsum('nkctv,kvw->nctw')``; ``edge_index[0]`` = source :math:`v`, ``edge_index[1]`` = target
+    :math:`w`). ``conv_pos='pre'`` applies :math:`\mathbf{W}` (one ``Linear(C_in, K C_out)``) before the
+    aggregation, ``'post'`` aggregates first and applies one ``Linear(K C_in, C_out)``.
+
+    The effective weights over the candidate edges, a :math:`(K, E)` tensor, come from one method,
+    :meth:`edge_weight_effective`: the adaptive base :meth:`edge_weight_base` — :math:`A` (``adaptive=None``,
+    a buffer), :math:`A \odot P` (``'importance'``, :math:`P` = ``PA`` initialised to ones), :math:`A + P`
+    (``'offset'``, :math:`P \sim U(\pm 10^{-6})`) or a learnable :math:`A` (``'init'``) — times the optional
+    buffer ``edge_gate`` (:meth:`enable_edge_gate`), which is where edge masks attach (``torch.nn.utils.
+    parametrize`` on ``(conv, 'edge_gate')``, exactly as on ``(conv.conv, 'weight')``). Candidate edges are
+    the support of :math:`A` for ``None``/``'importance'`` and all :math:`V^2` pairs for ``'offset'``,
+    ``'init'`` and a ``random`` graph.
+
+    Backends (equal to float precision, values and gradients):
+
+    * ``'dense'``: one dense :math:`(V \times V K)` product for all subsets, frames and samples;
+      :func:`torch.compile` traces it without graph breaks.
+    * ``'sparse'``: :meth:`message_and_aggregate` over one stacked ``torch_sparse.SparseTensor``
+      (a ``torch.sparse`` CSR matrix when torch-sparse is not installed). Entries whose effective weight is
+      exactly zero are left out of the operator, so edge sparsity shrinks the work; the backward pass still
+      returns the gradient of every candidate entry.
+    * ``'scatter'``: PyG's :meth:`message` / :meth:`aggregate` (gather and scatter-add per edge); slow, kept
+      for explainers and custom messages.
+    * ``'auto'``: on the first call for a given (device, input shape, density of the non-zero weights,
+      gradient or not, torch-sparse present) it times ``'dense'`` and ``'sparse'`` (forward, plus backward
+      when gradients are needed) and uses the faster one from then on (:func:`auto_choices` lists the
+      choices, :func:`clear_auto_cache` forgets them). Inside :func:`torch.compile` it uses ``'dense'``.
+
+    Like any PyG conv, :meth:`forward` also accepts an explicit graph: ``edge_index`` ``(2, E)`` with
+    ``edge_weight`` ``(K, E)`` or ``(E,)`` (shared by all subsets; default ones), or a transposed sparse
+    adjacency (``torch_sparse.SparseTensor`` with values ``(nnz,)`` / ``(nnz, K)``, or a ``torch.sparse``
+    tensor ``(V, V)`` / hybrid ``(V, V, K)``; row = target). Those weights are used as given: the adaptive
+    parameters and ``edge_gate`` apply only to the layer's own graph.
+
+    Args:
+        in_channels (int): Input channels :math:`C_{in}`.
+        out_channels (int): Output channels :math:`C_{out}`.
+        graph (SkeletonGraph or Tensor): The skeleton graph, or its adjacency :math:`(K, V, V)`.
+        adaptive (str, optional): ``None``, ``'importance'``, ``'offset'`` or ``'init'``.
+            (default: :obj:`"importance"`)
+        conv_pos (str, optional): ``'pre'`` or ``'post'``. (default: :obj:`"pre"`)
+        with_res (bool, optional): Add a residual (``Linear`` + BN as ``down`` when the channel counts
+            differ, identity otherwise) before the activation. (default: :obj:`False`)
+        backend (str, optional): ``'auto'``, ``'dense'``, ``'sparse'`` or ``'scatter'``.
+            (default: :obj:`"auto"`)
+        norm (str, optional): ``'BN'`` or :obj:`None`. (default: :obj:`"BN"`)
+        act (str, optional): ``'ReLU'`` or :obj:`None`. (default: :obj:`"ReLU"`)
+
+    Shapes:
+        - **input:** node features :math:`(*, V, C_{in})` (typically :math:`(B, T, V, C_{in})`), optional
+          ``edge_index`` :math:`(2, E)` or sparse :math:`(V, V)`, optional ``edge_weight`` :math:`(K, E)`
+        - **output:** node features :math:`(*, V, C_{out})`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, graph: SkeletonGraph | Tensor | np.ndarray,
+                 adaptive: str | None = "importance", conv_pos: str = "pre", with_res: bool = False,
+                 backend: str = "auto", norm: str | None = "BN", act: str | None = "ReLU") -> None:
+        super().__init__(aggr="add", node_dim=-2)
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"STGCNConv: {name} must be a positive int, got {value!r}")
+        check_choice("adaptive", adaptive, ADAPTIVE_MODES)
+        check_choice("conv_pos", conv_pos, CONV_POSITIONS)
+        check_choice("backend", backend, BACKENDS)
+        check_choice("act", act, ("ReLU", None))
+        A, random_graph = _graph_to_A(graph)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.adaptive = adaptive
+        self.conv_pos = conv_pos
+        self.with_res = with_res
+        self.backend = backend
+        self.num_subsets = int(A.size(0))
+        self.num_nodes = int(A.size(1))
+        K = self.num_subsets
+
+        if adaptive == "init":
+            self.A = nn.Parameter(A.clone())
+        else:
+            self.register_buffer("A", A.clone())
+        if adaptive in ("importance", "offset"):
+            self.PA = nn.Parameter(torch.empty_like(A))
+        self.register_buffer("_A_init", A.clone(), persistent=False)
+        all_pairs = random_graph or adaptive in ("offset", "init")
+        edge_index = _candidates(A, all_pairs)
+        self.register_buffer("edge_index", edge_index, persistent=False)
+        self.register_buffer("_flat_index", edge_index[0] * self.num_nodes + edge_index[1], persistent=False)
+
+        if conv_pos == "pre":
+            self.conv = nn.Linear(in_channels, out_channels * K)
+        else:
+            self.conv = nn.Linear(in_channels * K, out_channels)
+        self.bn = make_norm(norm, out_channels)
+        self.act = nn.ReLU() if act == "ReLU" else nn.Identity()
+        if with_res and in_channels != out_channels:
+            self.down = nn.Sequential(nn.Linear(in_channels, out_channels), make_norm(norm, out_channels))
+        else:
+            self.down = None
+        self._edge_gate_enabled = False
+        self.reset_parameters()
+
+    # --- parameters ---
+    def reset_parameters(self) -> None:
+        """Re-initialise like PYSKL: default ``Linear`` init, BN to (1, 0), ``A``/``PA`` from the graph.
+
+        ``edge_gate`` (owned by the sparsity masks) is left as it is.
+        """
+        super().reset_parameters()
+        with torch.no_grad():
+            if self.adaptive == "init":
+                self.A.copy_(self._A_init)
+            if self.adaptive == "importance":
+                self.PA.fill_(1.0)
+            elif self.adaptive == "offset":
+                nn.init.uniform_(self.PA, -1e-6, 1e-6)
+        for module in (self.conv, self.bn, self.down):
+            if module is None:
+                continue
+            for m in module.modules():
+                if hasattr(m, "reset_parameters") and m is not self:
+                    m.reset_parameters()
+
+    @property
+    def num_edges(self) -> int:
+        """Number :math:`E` of candidate edges."""
+        return int(self.edge_index.size(1))
+
+    def enable_edge_gate(self) -> Tensor:
+        """Register the buffer ``edge_gate`` (ones, :math:`(K, E)`) that multiplies the effective weights.
+
+        Masks attach to ``(conv, 'edge_gate')``. Calling it again is a no-op. Returns the gate.
+        """
+        if not self._edge_gate_enabled:
+            self.register_buffer("edge_gate", torch.ones(self.num_subsets, self.num_edges,
+                                                         device=self.A.device, dtype=self.A.dtype))
+            self._edge_gate_enabled = True
+        return self.edge_gate
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        if prefix + "edge_gate" in state_dict and not self._edge_gate_enabled:
+            self.enable_edge_gate()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    def edge_weight_base(self) -> Tensor:
+        r"""The adaptive base weights :math:`(K, E)` over the candidate edges, without the gate.
+
+        ``A`` (``None``, ``'init'``), ``A * PA`` (``'importance'``) or ``A + PA`` (``'offset'``), gathered at
+        ``edge_index``: ``base[k, e] = Ã[k, edge_index[0, e], edge_index[1, e]]``.
+        """
+        idx = self._flat_index
+        base = self.A.flatten(1)[:, idx]
+        if self.adaptive == "importance":
+            base = base * self.PA.flatten(1)[:, idx]
+        elif self.adaptive == "offset":
+            base = base + self.PA.flatten(1)[:, idx]
+        return base
+
+    def edge_weight_effective(self) -> Tensor:
+        """The effective edge weights :math:`(K, E)`: :meth:`edge_weight_base` times ``edge_gate`` (if any).
+
+        This is the one place the layer's edge weights are computed; every backend uses it.
+        """
+        weight = self.edge_weight_base()
+        if self._edge_gate_enabled:
+            weight = weight * self.edge_gate
+        return weight
+
+    def adjacency(self) -> Tensor:
+        """The effective weights as a dense :math:`(K, V, V)` adjacency (``[k, v, w]``: ``v`` → ``w``)."""
+        K, V = self.num_subsets, self.num_nodes
+        w = self.edge_weight_effective()
+        return w.new_zeros(K, V * V).index_add(1, self._flat_index, w).view(K, V, V)
+
+    # --- forward ---
+    def forward(self, x: Tensor, edge_index: Tensor | SparseTensor | None = None,
+                edge_weight: Tensor | None = None) -> Tensor:
+        """Run the unit on ``x`` :math:`(*, V, C_{in})` (see the class docstring for the optional graph)."""
+        check_features(x, self.in_channels, self.num_nodes, "STGCNConv", min_dim=2)
+        res = None
+        if self.with_res:
+            res = x if self.down is None else self.down(x)
+        ei, weight = self._edges(edge_index, edge_weight)
+        if self.conv_pos == "pre":
+            out = self._aggregate(self.conv(x), ei, weight, pre=True)
+        else:
+            out = self.conv(self._aggregate(x, ei, weight, pre=False))
+        out = self.bn(out)
+        if res is not None:
+            out = out + res
+        return self.act(out)
+
+    def _edges(self, edge_index, edge_weight) -> tuple[Tensor, Tensor]:
+        K, V = self.num_subsets, self.num_nodes
+        if edge_index is None:
+            if edge_weight is not None:
+                raise ValueError("STGCNConv: edge_weight was given without edge_index")
+            return self.edge_index, self.edge_weight_effective()
+        if isinstance(edge_index, SparseTensor):
+            if edge_weight is not None:
+                raise ValueError("STGCNConv: pass edge weights as the SparseTensor's values, not edge_weight")
+            if tuple(edge_index.sparse_sizes()) != (V, V):
+                raise ValueError(f"STGCNConv: the sparse adjacency must be ({V}, {V}), got "
+                                 f"{tuple(edge_index.sparse_sizes())}")
+            row, col, value = edge_index.coo()
+            ei = torch.stack([col, row])
+            edge_weight = value.t() if value is not None and value.dim() == 2 else value
+        elif isinstance(edge_index, Tensor) and edge_index.layout != torch.strided:
+            if edge_weight is not None:
+                raise ValueError("STGCNConv: pass edge weights as the sparse tensor's values, not as "
+                                 "edge_weight")
+            coo = edge_index.to_sparse_coo().coalesce()
+            if tuple(coo.shape[:2]) != (V, V) or coo.dim() > 3:
+                raise ValueError(f"STGCNConv: the sparse adjacency must be ({V}, {V}) or ({V}, {V}, {K}), "
+                                 f"got {tuple(coo.shape)}")
+            idx, value = coo.indices(), coo.values()
+            ei = torch.stack([idx[1], idx[0]])
+            edge_weight = value.t() if value.dim() == 2 else value
+        elif isinstance(edge_index, Tensor):
+            if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.dtype != torch.long:
+                raise ValueError(f"STGCNConv: edge_index must be a (2, E) long tensor, got shape "
+                                 f"{tuple(edge_index.shape)} and dtype {edge_index.dtype}")
+            if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= V):
+                raise ValueError(f"STGCNConv: edge_index holds joints outside [0, {V - 1}]")
+            ei = edge_index
+        else:
+            raise ValueError("STGCNConv: edge_index must be a (2, E) tensor, a SparseTensor or a "
+                             f"torch.sparse tensor, got {type(edge_index).__name__}")
+        E = ei.size(1)
+        if edge_weight is None:
+            weight = torch.ones(K, E, device=ei.device, dtype=self.A.dtype)
+        elif edge_weight.dim() == 1 and edge_weight.numel() == E:
+            weight = edge_weight.unsqueeze(0).expand(K, E)
+        elif edge_weight.dim() == 2 and tuple(edge_weight.shape) == (K, E):
+            weight = edge_weight
+        else:
+            raise ValueError(f"STGCNConv: edge_weight must have shape ({E},) or ({K}, {E}) (K subsets, "
+                             f"E edges), got {tuple(edge_weight.shape)}")
+        return ei, weight
+
+    def _aggregate(self, h: Tensor, edge_index: Tensor, weight: Tensor, pre: bool) -> Tensor:
+        K, V = self.num_subsets, self.num_nodes
+        lead = h.shape[:-2]
+        C = h.size(-1) // K if pre else h.size(-1)
+        rows, cols, n_rows, n_cols = _op_index(edge_index, K, V, pre)
+        h3 = h.reshape(-1, n_cols, C)
+        backend = self._resolve_backend(h3, weight, rows, cols, n_rows, n_cols)
+        if backend == "scatter":
+            out = self.propagate(edge_index, x=h, edge_weight=weight, size=(V, V))
+            return out
+        out = self._run_backend(backend, h3, weight, rows, cols, n_rows, n_cols)
+        out_channels = C * K if not pre else C
+        return out.reshape(*lead, V, out_channels)
+
+    def _run_backend(self, backend: str, h3: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, n_rows: int,
+                     n_cols: int) -> Tensor:
+        if backend == "dense":
+            flat = (rows * n_cols + cols).reshape(-1)
+            M = weight.new_zeros(n_rows * n_cols).index_add(0, flat, weight.reshape(-1)).view(n_rows, n_cols)
+            return torch.matmul(M, h3)
+        return _SparseAggregate.apply(weight.reshape(-1), h3, rows.reshape(-1), cols.reshape(-1), n_rows,
+                                      n_cols, self)
+
+    def _resolve_backend(self, h3: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, n_rows: int,
+                         n_cols: int) -> str:
+        if self.backend != "auto":
+            return self.backend
+        if torch.compiler.is_compiling():
+            return "dense"
+        needs_grad = torch.is_grad_enabled() and (h3.requires_grad or weight.requires_grad)
+        with torch.no_grad():
+            density = float((weight != 0).sum()) / float(n_rows * n_cols)
+        key = (h3.device.type, h3.device.index, tuple(h3.shape), n_rows, n_cols, round(density * 20),
+               needs_grad, _with_torch_sparse(), h3.dtype)
+        choice = _AUTO_CACHE.get(key)
+        if choice is None:
+            choice = self._auto_pick(h3, weight, rows, cols, n_rows, n_cols, needs_grad)
+            _AUTO_CACHE[key] = choice
+        return choice
+
+    def _auto_pick(self, h3: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, n_rows: int, n_cols: int,
+                   needs_grad: bool) -> str:
+        """Time ``dense`` and ``sparse`` once (best of two runs after a warm-up) and return the faster one."""
+        timings = {}
+        for backend in ("dense", "sparse"):
+            best = float("inf")
+            for _ in range(3):
+                h = h3.detach().requires_grad_(needs_grad)
+                w = weight.detach().requires_grad_(needs_grad)
+                _sync(h.device)
+                start = time.perf_counter()
+                with torch.set_grad_enabled(needs_grad):
+                    out = self._run_backend(backend, h, w, rows, cols, n_rows, n_cols)
+                    if needs_grad:
+                        out.backward(torch.ones_like(out))
+                _sync(h.device)
+                best = min(best, time.perf_counter() - start)
+            timings[backend] = best
+        return min(timings, key=timings.get)
+
+    # --- MessagePassing interface ---
+    def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:
+        # x_j: (*, E, F); edge_weight: (K, E)
+        w = edge_weight.t().unsqueeze(-1)  # (E, K, 1)
+        if self.conv_pos == "pre":
+            return (x_j.unflatten(-1, (self.num_subsets, -1)) * w).sum(-2)
+        return (x_j.unsqueeze(-2) * w).flatten(-2)
+
+    def message_and_aggregate(self, adj_t: SparseTensor | Tensor, x: Tensor) -> Tensor:
+        """Sparse-dense product ``adj_t @ x`` over dim -2 (``torch_sparse`` or ``torch.sparse``)."""
+        if isinstance(adj_t, SparseTensor):
+            import torch_sparse
+
+            return torch_sparse.matmul(adj_t, x, reduce="sum")
+        return _torch_sparse_matmul(adj_t, x)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
+                f"num_nodes={self.num_nodes}, num_subsets={self.num_subsets}, adaptive={self.adaptive!r}, "
+                f"conv_pos={self.conv_pos!r}, "
+                f"with_res={self.with_res}, backend={self.backend!r})")

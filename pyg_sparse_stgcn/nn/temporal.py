@@ -1,0 +1,214 @@
+r"""Temporal convolutions on channels-last skeleton sequences (PYSKL ``unit_tcn`` and ``mstcn``)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._utils import BatchNormLast, check_features, make_norm
+
+__all__ = ["TemporalConv", "MultiScaleTemporalConv", "StridedLinear", "TemporalMaxPool"]
+
+
+def _check_positive(who: str, **values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{who}: {name} must be a positive int, got {value!r}")
+
+
+class StridedLinear(nn.Linear):
+    r"""A :math:`1 \times 1` temporal convolution with stride: ``Linear`` over :math:`C` of every
+    ``stride``-th frame (PYSKL's ``Conv2d(in, out, 1, stride=(s, 1))``;
+    the weight is :math:`(C_{out}, C_{in})`).
+
+    Shapes:
+        - **input:** :math:`(B, T, V, C_{in})`
+        - **output:** :math:`(B, \lceil T / s \rceil, V, C_{out})`
+    """
+
+    def __init__(self, in_features: int, out_features: int, stride: int = 1, bias: bool = True) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        _check_positive("StridedLinear", stride=stride)
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        if self.stride > 1:
+            x = x[:, :: self.stride]
+        return super().forward(x)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", stride={self.stride}"
+
+
+class TemporalMaxPool(nn.Module):
+    r"""Max pooling over time, ``MaxPool2d((k, 1), stride=(s, 1), padding=(p, 0))`` on the channels-last view.
+
+    Shapes:
+        - **input:** :math:`(B, T, V, C)`
+        - **output:** :math:`(B, T', V, C)`
+    """
+
+    def __init__(self, kernel_size: int = 3, stride: int = 1, padding: int = 1) -> None:
+        super().__init__()
+        _check_positive("TemporalMaxPool", kernel_size=kernel_size, stride=stride)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.max_pool2d(x.permute(0, 3, 1, 2), (self.kernel_size, 1), (self.stride, 1), (self.padding, 0))
+        return out.permute(0, 2, 3, 1)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class TemporalConv(nn.Module):
+    r"""PYSKL's ``unit_tcn``: a :math:`(k \times 1)` temporal convolution, batch norm and dropout,
+
+    .. math::
+        \mathbf{X}'_{t} = \mathrm{Drop}\Big(\mathrm{BN}\Big(\mathbf{b} + \sum_{i=0}^{k-1}
+        \mathbf{W}_i\, \mathbf{X}_{s t + d i - p}\Big)\Big), \qquad p = \frac{k + (k-1)(d-1) - 1}{2}
+
+    on channels-last input. For :math:`k > 1` the weight is an ``nn.Conv2d`` (layout
+    :math:`(C_{out}, C_{in}, k, 1)`, as in PYSKL) run on the ``channels_last`` view of :math:`(B, T, V, C)`;
+    for :math:`k = 1` it is a :class:`StridedLinear` (weight :math:`(C_{out}, C_{in})`).
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        kernel_size (int, optional): Temporal kernel size :math:`k`. (default: :obj:`9`)
+        stride (int, optional): Temporal stride :math:`s`. (default: :obj:`1`)
+        dilation (int, optional): Temporal dilation :math:`d`. (default: :obj:`1`)
+        norm (str, optional): ``'BN'`` or :obj:`None`. (default: :obj:`"BN"`)
+        dropout (float, optional): Dropout probability after the norm. (default: :obj:`0.0`)
+
+    Shapes:
+        - **input:** :math:`(B, T, V, C_{in})`
+        - **output:** :math:`(B, T', V, C_{out})` with
+          :math:`T' = \lfloor (T + 2p - d(k-1) - 1) / s \rfloor + 1`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 9, stride: int = 1,
+                 dilation: int = 1, norm: str | None = "BN", dropout: float = 0.0) -> None:
+        super().__init__()
+        _check_positive("TemporalConv", in_channels=in_channels, out_channels=out_channels,
+                        kernel_size=kernel_size, stride=stride, dilation=dilation)
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"TemporalConv: dropout must be in [0, 1), got {dropout!r}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+        self.pad = (kernel_size + (kernel_size - 1) * (dilation - 1) - 1) // 2
+        if kernel_size == 1:
+            self.conv: nn.Module = StridedLinear(in_channels, out_channels, stride)
+        else:
+            self.conv = nn.Conv2d(in_channels, out_channels, (kernel_size, 1), padding=(self.pad, 0),
+                                  stride=(stride, 1), dilation=(dilation, 1))
+        self.bn = make_norm(norm, out_channels)
+        self.drop = nn.Dropout(float(dropout))
+
+    def reset_parameters(self) -> None:
+        for m in (self.conv, self.bn):
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_features(x, self.in_channels, None, "TemporalConv", min_dim=4)
+        if self.kernel_size == 1:
+            x = self.conv(x)
+        else:
+            x = self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.drop(self.bn(x))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, dilation={self.dilation})")
+
+
+_DEFAULT_MS_CFG = ((3, 1), (3, 2), (3, 3), (3, 4), ("max", 3), "1x1")
+
+
+class MultiScaleTemporalConv(nn.Module):
+    r"""PYSKL's ``mstcn`` (ST-GCN++): parallel temporal branches, concatenated and fused,
+
+    .. math::
+        \mathbf{X}' = \mathrm{Drop}\big(\mathrm{BN}\big(\mathbf{W}_f\,
+        \mathrm{ReLU}(\mathrm{BN}([\mathbf{B}_1(\mathbf{X}) \,\|\, \dots \,\|\,
+        \mathbf{B}_n(\mathbf{X})]))\big)\big)
+
+    where a branch ``(k, d)`` is ``Linear → BN → ReLU → TemporalConv(k, stride, d, norm=None)``,
+    ``('max', k)`` is ``Linear → BN → ReLU → max-pool (k × 1)`` and ``'1x1'`` a strided ``Linear``.
+    Branch 0 gets :math:`C_{out} - (n-1)\lfloor C_{out}/n \rfloor` channels, the others
+    :math:`\lfloor C_{out}/n \rfloor` (or ``int(out_channels * mid_channels)`` each when ``mid_channels`` is a
+    float). Module names follow PYSKL (``branches``, ``transform``, ``bn``).
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        mid_channels (float, optional): Branch width as a fraction of ``out_channels``. (default: :obj:`None`)
+        dropout (float, optional): Dropout after the final norm. (default: :obj:`0.0`)
+        ms_cfg (sequence, optional): Branches. (default: :obj:`((3, 1), (3, 2), (3, 3), (3, 4), ('max', 3),
+            '1x1')`)
+        stride (int, optional): Temporal stride. (default: :obj:`1`)
+
+    Shapes:
+        - **input:** :math:`(B, T, V, C_{in})`
+        - **output:** :math:`(B, \lceil T/s \rceil, V, C_{out})`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, mid_channels: float | None = None,
+                 dropout: float = 0.0, ms_cfg: Sequence = _DEFAULT_MS_CFG, stride: int = 1) -> None:
+        super().__init__()
+        _check_positive("MultiScaleTemporalConv", in_channels=in_channels, out_channels=out_channels,
+                        stride=stride)
+        ms_cfg = [tuple(c) if isinstance(c, list) else c for c in ms_cfg]
+        num_branches = len(ms_cfg)
+        if num_branches < 1:
+            raise ValueError("MultiScaleTemporalConv: ms_cfg must hold at least one branch")
+        if mid_channels is None:
+            mid = out_channels // num_branches
+            rem = out_channels - mid * (num_branches - 1)
+        else:
+            if not isinstance(mid_channels, float) or mid_channels <= 0:
+                raise ValueError(f"MultiScaleTemporalConv: mid_channels must be a positive float, got "
+                                 f"{mid_channels!r}")
+            mid = rem = int(out_channels * mid_channels)
+        if mid < 1:
+            raise ValueError(f"MultiScaleTemporalConv: out_channels={out_channels} is too small for "
+                             f"{num_branches} branches")
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.ms_cfg = tuple(ms_cfg)
+        self.mid_channels, self.rem_mid_channels = mid, rem
+        branches = []
+        for i, cfg in enumerate(ms_cfg):
+            c = rem if i == 0 else mid
+            if cfg == "1x1":
+                branches.append(StridedLinear(in_channels, c, stride))
+            elif isinstance(cfg, tuple) and len(cfg) == 2 and cfg[0] == "max":
+                branches.append(nn.Sequential(nn.Linear(in_channels, c), BatchNormLast(c), nn.ReLU(),
+                                              TemporalMaxPool(int(cfg[1]), stride, 1)))
+            elif isinstance(cfg, tuple) and len(cfg) == 2 and all(isinstance(v, int) and v >= 1 for v in cfg):
+                branches.append(nn.Sequential(nn.Linear(in_channels, c), BatchNormLast(c), nn.ReLU(),
+                                              TemporalConv(c, c, cfg[0], stride, cfg[1], norm=None)))
+            else:
+                raise ValueError(f"MultiScaleTemporalConv: ms_cfg[{i}] = {cfg!r} is not '1x1', ('max', k) or "
+                                 "(kernel_size, dilation)")
+        self.branches = nn.ModuleList(branches)
+        tin = mid * (num_branches - 1) + rem
+        self.transform = nn.Sequential(BatchNormLast(tin), nn.ReLU(), nn.Linear(tin, out_channels))
+        self.bn = BatchNormLast(out_channels)
+        self.drop = nn.Dropout(float(dropout))
+
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if m is not self and hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_features(x, self.in_channels, None, "MultiScaleTemporalConv", min_dim=4)
+        feat = torch.cat([branch(x) for branch in self.branches], dim=-1)
+        return self.drop(self.bn(self.transform(feat)))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, ms_cfg={list(self.ms_cfg)}, "
+                f"stride={self.stride})")

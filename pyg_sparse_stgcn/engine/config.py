@@ -9,7 +9,6 @@ configuration is written to the run directory's ``config.toml`` and read back wi
 from __future__ import annotations
 
 import copy
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -215,16 +214,18 @@ def set_key(cfg: dict, key: str, value: Any, source: str = "--set") -> None:
     """Set a dotted key, checking it exists in :data:`DEFAULTS` (or lies in a free table)."""
     parts = key.split(".")
     ref: Any = DEFAULTS
+    free = False
     for i, part in enumerate(parts):
         where = tuple(parts[:i])
         if where in FREE_TABLES:
+            free = True
             break
         if not isinstance(ref, Mapping) or part not in ref:
             valid = sorted(ref) if isinstance(ref, Mapping) else []
             table = ".".join(where) or "top level"
             raise ConfigError(f"{source}: unknown key {key!r}; valid keys of [{table}]: {', '.join(valid)}")
         ref = ref[part]
-    if isinstance(ref, dict) and tuple(parts) not in FREE_TABLES:
+    if not free and isinstance(ref, dict) and tuple(parts) not in FREE_TABLES:
         raise ConfigError(f"{source}: {key!r} is a table; set one of its keys: {', '.join(sorted(ref))}")
     cur = cfg
     for part in parts[:-1]:
@@ -351,10 +352,22 @@ def validate_config(cfg: dict, options: Mapping[str, str] | None = None) -> dict
 
 
 # --- TOML writer ----------------------------------------------------------------------------------
+def _toml_str(v: str) -> str:
+    out = []
+    for c in v:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
 def _toml_key(k: str) -> str:
-    if k and all(c.isalnum() or c in "_-" for c in k):
+    if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k):
         return k
-    return json.dumps(k)
+    return _toml_str(k)
 
 
 def _toml_value(v: Any) -> str:
@@ -370,7 +383,7 @@ def _toml_value(v: Any) -> str:
         r = repr(v)
         return r if any(c in r for c in ".en") else r + ".0"
     if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
+        return _toml_str(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, Mapping):

@@ -213,3 +213,20 @@ def test_bad_arguments():
         make(lr_schedule="step")
     with pytest.raises(ValueError, match="epochs"):
         make(epochs=0)
+
+
+def test_start_step_and_on_step_follow_the_schedule():
+    steps: list[int] = []
+    full = make(epochs=2, lr=0.1)
+    n = 2 * full.iters_per_epoch
+    lrs_full = []
+    for _ in range(n):
+        lrs_full.append(full.optimizer.param_groups[0]["lr"])
+        full.optimizer.step()
+        full.scheduler.step()
+    t = make(epochs=2, lr=0.1, start_step=8, on_step=steps.append)
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(lrs_full[8])
+    t.fit()
+    assert steps == list(range(9, n + 1))
+    with pytest.raises(ValueError, match="start_step"):
+        make(epochs=2, start_step=n)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,10 @@ class Trainer:
             ``'train'``)
         budget (EpochBudget, optional): Stop (resumably) after a number of epochs. (default: :obj:`None`)
         progress (bool, optional): tqdm bars for epochs and batches. (default: :obj:`True`)
+        start_step (int, optional): Start the schedule at this optimiser step (the first ``start_step``
+            iterations are skipped; lottery rewinding). (default: :obj:`0`)
+        on_step (callable, optional): ``on_step(step)`` after every optimiser step with the number of steps
+            done so far (1, 2, ...; counted from the start of the schedule). (default: :obj:`None`)
     """
 
     def __init__(self, model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int,
@@ -217,7 +222,8 @@ class Trainer:
                  test_batch_size: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
                  eval_every: int = 1, average_clips: str = "prob", parameters: Iterable[Tensor] | None = None,
                  callbacks: Sequence[Any] = (), run_dir: RunDir | None = None, stage: str = "train",
-                 budget: EpochBudget | None = None, progress: bool = True) -> None:
+                 budget: EpochBudget | None = None, progress: bool = True, start_step: int = 0,
+                 on_step: Callable[[int], None] | None = None) -> None:
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         if lr_schedule not in ("cosine", "cosine_epoch", "constant"):
@@ -253,6 +259,13 @@ class Trainer:
         self._lr_lambda = _CosineLambda(lr_schedule, total, self.iters_per_epoch, warm, min_lr / lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        if not 0 <= start_step < total:
+            raise ValueError(f"start_step must be in [0, {total}), got {start_step}")
+        self.start_step, self.on_step = int(start_step), on_step
+        with warnings.catch_warnings():  # stepping the schedule before any optimiser step is intended here
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(self.start_step):
+                self.scheduler.step()
 
         self.net: nn.Module = self.model
         if self.world > 1:
@@ -262,7 +275,7 @@ class Trainer:
             self.net = DDP(self.model, device_ids=ids, find_unused_parameters=False)
         if compile:
             self.net = torch.compile(self.net)
-        self.start_epoch = 0
+        self.start_epoch = self.start_step // self.iters_per_epoch
         self.history: list[dict] = []
 
     # --- checkpoints ------------------------------------------------------------------------------
@@ -288,7 +301,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         self.history = list(state.get("history", []))
-        self.start_epoch = int(state["epoch"])
+        self.start_epoch = max(int(state["epoch"]), self.start_step // self.iters_per_epoch)
 
     def _save(self, path: Path, state: dict) -> None:
         if self.rank == 0:
@@ -330,7 +343,13 @@ class Trainer:
         tot_loss, tot_correct, tot_n, t0 = 0.0, 0, 0, time.time()
         bar = tqdm(loader, desc=f"{self.stage} {epoch + 1}/{self.epochs}", leave=False,
                    disable=not self.progress, dynamic_ncols=True)
-        for batch in bar:
+        first = epoch == self.start_step // self.iters_per_epoch
+        skip = self.start_step % self.iters_per_epoch if first else 0
+        step = epoch * self.iters_per_epoch
+        for i, batch in enumerate(bar):
+            step += 1
+            if i < skip:
+                continue
             x, y, _ = unpack_batch(batch, self.device)
             with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
                 out = self.net(x)
@@ -346,6 +365,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            if self.on_step is not None:
+                self.on_step(step)
             logits = out[0] if isinstance(out, (tuple, list)) else out
             tot_loss += loss.item() * y.numel()
             if isinstance(logits, Tensor) and logits.dim() == 2 and logits.size(0) == y.numel():

@@ -3,7 +3,7 @@
 * :func:`load_pickle` unpickles with a restricted :class:`pickle.Unpickler`. Its ``find_class`` hands out
   only the numpy callables that rebuild arrays, dtypes and numpy scalars (plus ``_codecs.encode``, which
   protocol-2 pickles written by Python 3 use for raw bytes). Plain containers and scalars (dict, list, tuple,
-  set, str, bytes, int, float, bool, None) need no global and always load. Anything else, e.g. a
+  set, frozenset, OrderedDict, str, bytes, int, float, complex, bool, None) always load. Anything else, e.g. a
   ``__reduce__`` that names ``os.system``, is refused *before* it can be called, with a
   :class:`~pyg_sparse_stgcn.data.sample.SkeletonFormatError` naming the file and the global.
 * :func:`load_json` parses JSON and turns a syntax error into a :class:`SkeletonFormatError` naming the file,
@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import codecs
+import collections
 import io
 import json
 import os
@@ -42,6 +43,11 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): codecs.encode,
 }
+# plain containers that older protocols rebuild through a global (Python 2 pickles name ``__builtin__``)
+for _mod in ("builtins", "__builtin__"):
+    for _obj in (set, frozenset, bytearray, complex):
+        ALLOWED_GLOBALS[(_mod, _obj.__name__)] = _obj
+ALLOWED_GLOBALS[("collections", "OrderedDict")] = collections.OrderedDict
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
     ALLOWED_GLOBALS[(_mod, "_reconstruct")] = _np_multiarray._reconstruct
     ALLOWED_GLOBALS[(_mod, "scalar")] = _np_multiarray.scalar

@@ -2,6 +2,7 @@
 :class:`~pyg_sparse_stgcn.data.SkeletonFormatError`
 (naming the file and line / JSON path / key) on bad input."""
 from .kinetics import KineticsLabels, read_kinetics_json, read_kinetics_labels
+from .npy import read_skeleton_npy
 from .ntu import (
     NTU60_MISSING_SKELETONS,
     NTU60_XSUB_TRAIN_SUBJECTS,
@@ -17,6 +18,17 @@ from .ntu import (
     parse_ntu_name,
     read_ntu_skeleton,
 )
+from .nwucla import (
+    NWUCLA_ACTION_TO_LABEL,
+    NWUCLA_CLASSES,
+    NWUCLA_TRAIN_VIEWS,
+    NWUCLAName,
+    nwucla_split,
+    parse_nwucla_name,
+    read_nwucla_index,
+    read_nwucla_json,
+)
+from .pyskl import infer_layout, iter_pyskl_annotations, pyskl_splits, read_pyskl_annotations
 
 __all__ = [
     "KineticsLabels", "read_kinetics_json", "read_kinetics_labels",
@@ -24,4 +36,8 @@ __all__ = [
     "NTU120_MISSING_SKELETONS", "NTU120_XSET_TRAIN_SETUPS", "NTU120_XSUB_TRAIN_SUBJECTS", "NTU_BENCHMARKS",
     "NTUName", "is_missing_skeleton",
     "ntu_split", "ntu_split_names", "parse_ntu_name", "read_ntu_skeleton",
+    "read_skeleton_npy",
+    "NWUCLA_ACTION_TO_LABEL", "NWUCLA_CLASSES", "NWUCLA_TRAIN_VIEWS", "NWUCLAName", "nwucla_split",
+    "parse_nwucla_name", "read_nwucla_index", "read_nwucla_json",
+    "infer_layout", "iter_pyskl_annotations", "pyskl_splits", "read_pyskl_annotations",
 ]

@@ -1,0 +1,177 @@
+r"""Multi-level sparsity ensemble ("Assemble", ``reference/method.md`` §4).
+
+:math:`K` independent experts — each a complete backbone inside its own :class:`~.generator.SparseGenerator`
+with its own sparsity :math:`s_k` and threshold — see the same input. Their features are fused by the mean
+(optionally with learned per-expert scalars :math:`\alpha_k`, ones-initialised):
+
+.. math::
+    \bar{\mathbf{x}} = \frac{1}{K} \sum_k \alpha_k \mathbf{x}_k, \qquad
+    z_0 = \mathrm{fc}_0(\mathrm{pool}(\bar{\mathbf{x}})), \qquad
+    z_k = \mathrm{fc}_k(\mathrm{pool}(\mathbf{x}_k)).
+
+Training uses :math:`K + 1` heads and :math:`L = \mathrm{CE}(z_0, y) + \sum_k \mathrm{CE}(z_k, y)`; at test
+time only the fused head :math:`z_0` is computed. Nothing is shared between experts and their masks are not
+nested.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .generator import SparseGenerator
+from .magnitude import check_sparsity
+from .report import SparsityReport, report
+from .targets import targets
+
+__all__ = ["MultiSparsityEnsemble"]
+
+
+class _PoolHead(nn.Module):
+    """GAP over (T, V), mean over persons, dropout, linear (``GCNHead`` semantics)."""
+
+    def __init__(self, in_channels: int, num_classes: int, dropout: float, init_std: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(float(dropout))
+        self.fc_cls = nn.Linear(in_channels, num_classes)
+        nn.init.normal_(self.fc_cls.weight, 0.0, init_std)
+        nn.init.zeros_(self.fc_cls.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc_cls(self.dropout(x.mean(dim=(3, 4)).mean(dim=1)))
+
+
+class MultiSparsityEnsemble(nn.Module):
+    r"""Independent sparse experts at several sparsity levels, fused at the feature level.
+
+    Args:
+        make_backbone (callable): ``make_backbone() -> nn.Module`` builds one backbone mapping
+            :math:`(N, M, T, V, C)` to features :math:`(N, M, C', T', V)` (e.g. a
+            :class:`~pyg_sparse_stgcn.nn.STGCN`). Called once per expert, so every expert has its own
+            initialisation (and random graph, if any).
+        num_classes (int): Number of classes.
+        sparsities (sequence of float, optional): One target sparsity per expert.
+            (default: :obj:`(0.6, 0.8, 0.95, 0.99)`)
+        feat_channels (int, optional): :math:`C'`; read from the backbone's ``out_channels`` when
+            :obj:`None`. (default: :obj:`None`)
+        fusion (str, optional): ``'mean'`` or ``'alpha'`` (learned per-expert scalars, then the mean).
+            (default: :obj:`'mean'`)
+        dropout (float, optional): Dropout before each linear head. (default: :obj:`0.0`)
+        init_std (float, optional): Std of the heads' normal init. (default: :obj:`0.01`)
+        **generator_kwargs: Passed to every :class:`~.generator.SparseGenerator` (e.g. ``warm_up=80``,
+            ``scope='block'``, ``kinds``, ``penalty='GSGL'``).
+
+    Forward returns, in training mode, a tuple ``(fused_logits, [expert_logits, …])`` (the trainer reads
+    accuracy from the first element and passes the tuple to :meth:`compute_loss`), and in eval mode the fused
+    logits :math:`(N, \text{classes})` only.
+    """
+
+    def __init__(self, make_backbone: Callable[[], nn.Module], num_classes: int,
+                 sparsities: Sequence[float] = (0.6, 0.8, 0.95, 0.99), feat_channels: int | None = None,
+                 fusion: str = "mean", dropout: float = 0.0, init_std: float = 0.01,
+                 **generator_kwargs: Any) -> None:
+        super().__init__()
+        if not callable(make_backbone):
+            raise ValueError("make_backbone must be a callable returning a backbone module")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        sparsities = tuple(check_sparsity(s, "sparsities[i]") for s in sparsities)
+        if not sparsities:
+            raise ValueError("sparsities must name at least one expert")
+        if fusion not in ("mean", "alpha"):
+            raise ValueError(f"fusion must be 'mean' or 'alpha', got {fusion!r}")
+        self.sparsities = sparsities
+        self.fusion = fusion
+        experts = []
+        for s in sparsities:
+            backbone = make_backbone()
+            if not isinstance(backbone, nn.Module):
+                raise ValueError(f"make_backbone returned {type(backbone).__name__}, not an nn.Module")
+            experts.append(SparseGenerator(backbone, s, **generator_kwargs))
+        self.experts = nn.ModuleList(experts)
+        if feat_channels is None:
+            feat_channels = getattr(experts[0].model, "out_channels", None)
+            if not isinstance(feat_channels, int):
+                raise ValueError("feat_channels is None and the backbone has no int attribute out_channels; "
+                                 "pass feat_channels")
+        self.feat_channels = feat_channels
+        self.alpha = nn.Parameter(torch.ones(len(sparsities))) if fusion == "alpha" else None
+        self.heads = nn.ModuleList(_PoolHead(feat_channels, num_classes, dropout, init_std)
+                                   for _ in range(len(sparsities) + 1))
+
+    def set_epoch(self, epoch: int, total_epochs: int | None = None) -> None:
+        """Forward the epoch to every expert's generator."""
+        for e in self.experts:
+            e.set_epoch(epoch, total_epochs)
+
+    def forward_features(self, x: Tensor) -> list[Tensor]:
+        """Every expert's features :math:`(N, M, C', T', V)`."""
+        return [e(x) for e in self.experts]
+
+    def fuse(self, feats: Sequence[Tensor]) -> Tensor:
+        """Feature-level fusion (mean, or mean of :math:`\\alpha_k`-scaled features)."""
+        stacked = torch.stack(list(feats))
+        if self.alpha is not None:
+            stacked = stacked * self.alpha.view(-1, *([1] * (stacked.dim() - 1)))
+        return stacked.mean(0)
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
+        feats = self.forward_features(x)
+        fused = self.heads[0](self.fuse(feats))
+        if not self.training:
+            return fused
+        return fused, [head(f) for head, f in zip(self.heads[1:], feats)]
+
+    def compute_loss(self, output: Tensor | tuple[Tensor, list[Tensor]], target: Tensor) -> Tensor:
+        r""":math:`\mathrm{CE}(z_0, y) + \sum_k \mathrm{CE}(z_k, y)` (just
+        :math:`\mathrm{CE}(z_0, y)` for eval outputs)."""
+        if isinstance(output, Tensor):
+            return F.cross_entropy(output, target)
+        fused, experts = output
+        loss = F.cross_entropy(fused, target)
+        for z in experts:
+            loss = loss + F.cross_entropy(z, target)
+        return loss
+
+    def extra_loss(self) -> Tensor | None:
+        """Sum of the experts' warm-up penalties (:obj:`None` when none is active)."""
+        terms = [t for t in (e.extra_loss() for e in self.experts) if t is not None]
+        if not terms:
+            return None
+        return torch.stack(terms).sum()
+
+    def sparsity_report(self) -> SparsityReport:
+        r"""Report over all experts plus the ensemble accounting in ``extra``.
+
+        ``extra`` holds the paper's figure ``paper_kept_fraction`` :math:`= \sum_k (1 - s_k)` times the
+        maskable weights of one dense backbone (``paper_params``), the kept maskable weights actually in the
+        experts, every stored parameter (scores and the :math:`K + 1` heads included) and what inference needs
+        after folding (kept maskable weights, every unmasked backbone parameter of every expert, the fused
+        head).
+        """
+        rep = report(self)
+        one = sum(t.numel for t in targets(self.experts[0].model, "weight"))
+        per_expert = [report(e).parameters for e in self.experts]
+        head_params = sum(p.numel() for p in self.heads[0].parameters())
+        all_heads = sum(p.numel() for p in self.heads.parameters())
+        alpha = 0 if self.alpha is None else self.alpha.numel()
+        kept_frac = sum(1.0 - s for s in self.sparsities)
+        one_dense = per_expert[0]["maskable"] + per_expert[0]["unmasked"] + head_params
+        inference = sum(p["maskable_kept"] + p["unmasked"] for p in per_expert) + head_params + alpha
+        rep.extra = {
+            "sparsities": list(self.sparsities),
+            "maskable_one_dense_backbone": one,
+            "paper_kept_fraction": kept_frac,
+            "paper_params": kept_frac * one,
+            "kept_maskable": sum(p["maskable_kept"] for p in per_expert),
+            "stored_parameters": sum(p.numel() for p in self.parameters()),
+            "stored_scores": sum(p["scores"] for p in per_expert),
+            "heads_parameters": all_heads,
+            "inference_parameters": inference,
+            "one_dense_model_parameters": one_dense,
+            "inference_vs_one_dense": inference / one_dense,
+        }
+        return rep

@@ -1,0 +1,252 @@
+r"""Export masked models: fold the masks into plain tensors, or switch to sparse kernels.
+
+* :func:`fold` — a plain copy of the model: every mask multiplied into its tensor (:math:`W \odot M`, and the
+  edge gate becomes the 0/1 edge mask), no scores, no parametrizations, no generator wrappers. Outputs are
+  those of the masked model in eval mode. Masks alone give no speed-up.
+* :func:`to_sparse_kernels` — :func:`fold`, then pruned edges are removed from every graph convolution's
+  candidate set, and each large enough :class:`~torch.nn.Linear` (1×1 conv) and temporal
+  :class:`~torch.nn.Conv2d` with a kernel :math:`(k, 1)` whose weight is sparse enough is replaced by a CSR
+  kernel (:class:`CSRLinear`, :class:`CSRTemporalConv`) **only where that was measured faster** on the
+  current device with the layer's real input shape (from ``example_input``). The choices are kept in
+  ``model.sparse_kernel_choices``. Inference only (no gradients through CSR weights).
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .generator import SparseGenerator
+from .masks import remove_masks
+from .targets import EDGE_ATTR, is_edge_module, targets
+
+__all__ = ["fold", "to_sparse_kernels", "CSRLinear", "CSRTemporalConv", "remove_pruned_edges"]
+
+
+def _to_csr(w: Tensor) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Sparse CSR tensor support is in beta state"
+        return w.detach().to_sparse_csr()
+
+
+def _unwrap_generators(model: nn.Module) -> nn.Module:
+    if isinstance(model, SparseGenerator):
+        return _unwrap_generators(model.model)
+    for name, child in list(model.named_children()):
+        new = _unwrap_generators(child)
+        if new is not child:
+            setattr(model, name, new)
+    return model
+
+
+def fold(model: nn.Module) -> nn.Module:
+    r"""A plain copy of ``model`` with every mask folded in (the input model is not changed).
+
+    Generators first recompute their thresholds as in eval mode (the target sparsity), so a model folded
+    during the dense warm-up is still folded at its target sparsity.
+
+    Args:
+        model (torch.nn.Module): A masked model, a :class:`~.generator.SparseGenerator` or a model containing
+            generators (e.g. :class:`~.ensemble.MultiSparsityEnsemble`).
+
+    Returns:
+        torch.nn.Module: The plain model (generator wrappers replaced by the models they wrap).
+    """
+    m = copy.deepcopy(model)
+    for g in [g for g in m.modules() if isinstance(g, SparseGenerator)]:
+        was = g.training
+        g.train(False)
+        g.update_thresholds()
+        g.train(was)
+    remove_masks(m, fold=True)
+    return _unwrap_generators(m)
+
+
+def remove_pruned_edges(model: nn.Module) -> int:
+    """Drop the candidate edges whose gate is zero in every subset from each graph conv (in place).
+
+    Works on folded models whose graph convs keep ``edge_index``, ``_flat_index`` and a plain ``edge_gate``
+    buffer (:class:`~pyg_sparse_stgcn.nn.STGCNConv`). Returns the number of edges removed.
+    """
+    removed = 0
+    for m in model.modules():
+        if not is_edge_module(m) or not isinstance(getattr(m, EDGE_ATTR, None), Tensor):
+            continue
+        if not all(isinstance(getattr(m, a, None), Tensor) for a in ("edge_index", "_flat_index")):
+            continue
+        gate = m.edge_gate
+        keep = (gate != 0).any(0)
+        if bool(keep.all()):
+            continue
+        removed += int((~keep).sum())
+        m.edge_index = m.edge_index[:, keep]
+        m._flat_index = m._flat_index[keep]
+        m.edge_gate = gate[:, keep].contiguous()
+    return removed
+
+
+class CSRLinear(nn.Module):
+    r"""Inference :class:`~torch.nn.Linear` (optionally strided over frames) with a CSR weight.
+
+    Computes :math:`\mathbf{y}^\top = \mathbf{W}_\text{CSR}\, \mathbf{x}^\top + \mathbf{b}`.
+
+    Args:
+        linear (torch.nn.Linear): The dense layer (a ``StridedLinear``'s ``stride`` is kept).
+
+    Shapes:
+        - **input:** :math:`(*, C_{in})` (with a stride: :math:`(B, T, *, C_{in})`)
+        - **output:** :math:`(*, C_{out})`
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.stride = int(getattr(linear, "stride", 1))
+        self.register_buffer("weight_csr", _to_csr(linear.weight))
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride > 1:
+            x = x[:, :: self.stride]
+        lead = x.shape[:-1]
+        y = (self.weight_csr @ x.reshape(-1, self.in_features).t()).t()
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, nnz={self.weight_csr.values().numel()}, "
+                f"stride={self.stride}")
+
+
+class CSRTemporalConv(nn.Module):
+    r"""Inference replacement of a temporal :class:`~torch.nn.Conv2d` with kernel :math:`(k, 1)` (groups 1).
+
+    The :math:`k` taps are gathered into a :math:`(k C_{in}, B T' V)` matrix (im2col over time) and multiplied
+    by the CSR weight :math:`(C_{out}, k C_{in})`. Same input/output convention as ``Conv2d``.
+
+    Args:
+        conv (torch.nn.Conv2d): The dense convolution.
+
+    Shapes:
+        - **input:** :math:`(B, C_{in}, T, V)`
+        - **output:** :math:`(B, C_{out}, T', V)`
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        if not _is_temporal_conv(conv):
+            raise ValueError(f"CSRTemporalConv needs a Conv2d with kernel (k, 1), groups 1 and zero padding "
+                             f"mode; got {conv}")
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.k, self.stride, self.dilation, self.pad = (conv.kernel_size[0], conv.stride[0], conv.dilation[0],
+                                                        conv.padding[0])
+        w = conv.weight.detach()[..., 0].permute(0, 2, 1)
+        w = w.reshape(self.out_channels, self.k * self.in_channels)
+        self.register_buffer("weight_csr", _to_csr(w))
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, T, V = x.shape
+        xp = F.pad(x.permute(1, 0, 2, 3), (0, 0, self.pad, self.pad))  # (C, B, T + 2p, V)
+        t_out = (T + 2 * self.pad - self.dilation * (self.k - 1) - 1) // self.stride + 1
+        span = self.stride * (t_out - 1) + 1
+        cols = torch.stack([xp[:, :, j * self.dilation: j * self.dilation + span: self.stride]
+                            for j in range(self.k)])  # (k, C, B, T', V)
+        y = self.weight_csr @ cols.reshape(self.k * C, B * t_out * V)
+        y = y.view(self.out_channels, B, t_out, V).permute(1, 0, 2, 3)
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, k={self.k}, stride={self.stride}, "
+                f"dilation={self.dilation}, nnz={self.weight_csr.values().numel()}")
+
+
+def _is_temporal_conv(m: nn.Module) -> bool:
+    return (isinstance(m, nn.Conv2d) and m.kernel_size[1] == 1 and m.groups == 1 and m.padding_mode == "zeros"
+            and m.stride[1] == 1 and m.padding[1] == 0 and not isinstance(m.padding, str))
+
+
+def _time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    fn()
+    sync()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+@torch.no_grad()
+def to_sparse_kernels(model: nn.Module, example_input: Tensor, min_sparsity: float = 0.5, repeats: int = 5,
+                      force: bool | None = None) -> nn.Module:
+    r"""An inference model with pruned edges removed and CSR kernels where they are measured faster.
+
+    Args:
+        model (torch.nn.Module): A masked model (or generator / ensemble); it is not changed.
+        example_input (torch.Tensor): A representative input batch (same device as the model); every
+            candidate layer is timed on the input it receives from this batch.
+        min_sparsity (float, optional): Layers whose weight has fewer zeros than this fraction stay dense
+            without timing. (default: :obj:`0.5`)
+        repeats (int, optional): Timed repetitions per layer and kernel (median). (default: :obj:`5`)
+        force (bool, optional): :obj:`True` replaces every candidate above ``min_sparsity``, :obj:`False`
+            none, :obj:`None` decides by measurement. (default: :obj:`None`)
+
+    Returns:
+        torch.nn.Module: The folded model in eval mode, with ``sparse_kernel_choices`` (a list of dicts:
+        ``name``, ``type``, ``shape``, ``sparsity``, ``dense_ms``, ``sparse_ms``, ``sparse``) and
+        ``edges_removed``.
+    """
+    out = fold(model).eval()
+    edges_removed = remove_pruned_edges(out)
+    cand: dict[str, nn.Module] = {}
+    for t in targets(out, "weight"):
+        m = t.module
+        if t.module_name and (isinstance(m, nn.Linear) or _is_temporal_conv(m)):
+            cand[t.module_name] = m
+    captured: dict[str, Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, n=n: captured.setdefault(n, args[0]))
+             for n, m in cand.items()]
+    try:
+        out(example_input)
+    finally:
+        for h in hooks:
+            h.remove()
+    device = example_input.device
+    choices = []
+    for name, m in cand.items():
+        w = m.weight
+        sparsity = float((w == 0).float().mean())
+        rec = {"name": name, "type": type(m).__name__, "shape": list(w.shape), "sparsity": sparsity,
+               "dense_ms": None, "sparse_ms": None, "sparse": False}
+        x = captured.get(name)
+        if sparsity >= min_sparsity and x is not None and force is not False:
+            repl = CSRLinear(m) if isinstance(m, nn.Linear) else CSRTemporalConv(m)
+            if force:
+                rec["sparse"] = True
+            else:
+                rec["dense_ms"] = 1e3 * _time(lambda m=m, x=x: m(x), device, repeats)
+                rec["sparse_ms"] = 1e3 * _time(lambda r=repl, x=x: r(x), device, repeats)
+                rec["sparse"] = rec["sparse_ms"] < rec["dense_ms"]
+            if rec["sparse"]:
+                parent_name, _, child = name.rpartition(".")
+                parent = out.get_submodule(parent_name) if parent_name else out
+                setattr(parent, child, repl)
+        choices.append(rec)
+    out.sparse_kernel_choices = choices
+    out.edges_removed = edges_removed
+    return out

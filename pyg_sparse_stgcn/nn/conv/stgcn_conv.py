@@ -414,7 +414,9 @@ class STGCNConv(MessagePassing):
         if backend == "dense":
             flat = (rows * n_cols + cols).reshape(-1)
             M = weight.new_zeros(n_rows * n_cols).index_add(0, flat, weight.reshape(-1)).view(n_rows, n_cols)
-            return torch.matmul(M, h3)
+            # One (n_rows x n_cols) matrix broadcast over every frame and sample: a batched GEMM on the
+            # channels-last activations, no copies (torch.matmul would transpose both operands).
+            return torch.bmm(M.expand(h3.size(0), n_rows, n_cols), h3)
         return _SparseAggregate.apply(weight.reshape(-1), h3, rows.reshape(-1), cols.reshape(-1), n_rows,
                                       n_cols, self)
 

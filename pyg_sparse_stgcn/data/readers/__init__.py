@@ -2,6 +2,17 @@
 :class:`~pyg_sparse_stgcn.data.SkeletonFormatError`
 (naming the file and line / JSON path / key) on bad input."""
 from .kinetics import KineticsLabels, read_kinetics_json, read_kinetics_labels
+from .msr import (
+    MSR_ACTION3D_CLASSES,
+    MSR_ACTION_SETS,
+    MSR_EXCLUDED_SEQUENCES,
+    MSR_TO_KINECT_V1,
+    MSRName,
+    msr_action3d_split,
+    parse_msr_name,
+    read_msr_action3d,
+    read_msr_file_list,
+)
 from .npy import read_skeleton_npy
 from .ntu import (
     NTU60_MISSING_SKELETONS,
@@ -29,6 +40,7 @@ from .nwucla import (
     read_nwucla_json,
 )
 from .pyskl import infer_layout, iter_pyskl_annotations, pyskl_splits, read_pyskl_annotations
+from .utkinect import UTKINECT_CLASSES, read_utkinect, read_utkinect_labels, utkinect_split
 
 __all__ = [
     "KineticsLabels", "read_kinetics_json", "read_kinetics_labels",
@@ -40,4 +52,7 @@ __all__ = [
     "NWUCLA_ACTION_TO_LABEL", "NWUCLA_CLASSES", "NWUCLA_TRAIN_VIEWS", "NWUCLAName", "nwucla_split",
     "parse_nwucla_name", "read_nwucla_index", "read_nwucla_json",
     "infer_layout", "iter_pyskl_annotations", "pyskl_splits", "read_pyskl_annotations",
+    "MSR_ACTION3D_CLASSES", "MSR_ACTION_SETS", "MSR_EXCLUDED_SEQUENCES", "MSR_TO_KINECT_V1", "MSRName",
+    "msr_action3d_split", "parse_msr_name", "read_msr_action3d", "read_msr_file_list",
+    "UTKINECT_CLASSES", "read_utkinect", "read_utkinect_labels", "utkinect_split",
 ]

@@ -1,0 +1,161 @@
+r"""Load PYSKL / mmaction2 ST-GCN and ST-GCN++ checkpoints into a ``SkeletonClassifier``.
+
+PYSKL's ``RecognizerGCN`` stores ``backbone.*`` and ``cls_head.fc_cls.*``; mmaction2 1.x stores the same
+backbone names and ``cls_head.fc.*``. Our modules mirror those names (``backbone.data_bn``,
+``backbone.gcn[i].gcn/.tcn/.residual``, unit ``conv``/``bn``/``A``/``PA``/``down``, mstcn ``branches``/
+``transform``), so the mapping is one to one; the only change is that :math:`1 \times 1` convolution weights
+``(out, in, 1, 1)`` become ``Linear`` weights ``(out, in)``.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..graph import SkeletonGraph
+from ..nn import STGCN, GCNHead, SkeletonClassifier
+
+__all__ = ["load_pyskl_stgcn", "load_checkpoint_state", "convert_pyskl_state_dict"]
+
+_WRAPPERS = ("state_dict", "model", "model_state_dict")
+
+
+def load_checkpoint_state(checkpoint: str | os.PathLike | Mapping[str, Any]) -> dict[str, Tensor]:
+    """The flat ``{name: tensor}`` state dict of a checkpoint path or dict.
+
+    Files are read with ``torch.load(..., weights_only=True)``. ``{'state_dict': ...}`` (mmcv / mmengine),
+    ``{'model': ...}`` wrappers and a ``module.`` (DDP) prefix are removed.
+    """
+    if isinstance(checkpoint, (str, os.PathLike)):
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint file not found: {path}")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True) ({err}). Only plain "
+                             "tensors and containers are accepted; re-save just the state dict with "
+                             "torch.save(ckpt['state_dict'], ...) in a trusted environment.") from None
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"checkpoint must be a path or a state dict, got {type(checkpoint).__name__}")
+    state: Mapping[str, Any] = checkpoint
+    for _ in range(3):
+        wrapped = [k for k in _WRAPPERS if k in state and isinstance(state[k], Mapping)]
+        if not wrapped or any(isinstance(v, Tensor) for v in state.values()):
+            break
+        state = state[wrapped[0]]
+    out = {}
+    for key, value in state.items():
+        if not isinstance(value, Tensor):
+            raise ValueError(f"checkpoint entry {key!r} is a {type(value).__name__}, not a tensor; is this a "
+                             "state dict of a PYSKL/mmaction2 recognizer?")
+        out[key[7:] if key.startswith("module.") else key] = value
+    return out
+
+
+def convert_pyskl_state_dict(state: Mapping[str, Tensor], model: SkeletonClassifier) -> dict[str, Tensor]:
+    """Rename PYSKL / mmaction2 keys to ours; :math:`1 \\times 1` conv weights become ``Linear`` weights.
+
+    Raises :class:`ValueError` listing missing keys, unexpected keys and shape mismatches.
+    """
+    own = model.state_dict()
+    converted: dict[str, Tensor] = {}
+    unexpected, mismatched = [], []
+    for key, value in state.items():
+        if key.startswith("backbone."):
+            new = key
+        elif key.startswith("cls_head.fc_cls."):
+            new = "head.fc_cls." + key[len("cls_head.fc_cls."):]
+        elif key.startswith("cls_head.fc."):
+            new = "head.fc_cls." + key[len("cls_head.fc."):]
+        else:
+            unexpected.append(key)
+            continue
+        if new not in own:
+            unexpected.append(key)
+            continue
+        target = own[new]
+        if value.shape != target.shape:
+            if value.dim() == 4 and value.shape[2:] == (1, 1) and target.dim() == 2 and \
+                    value.shape[:2] == target.shape:
+                value = value.reshape(target.shape)
+            else:
+                mismatched.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(target.shape)}")
+                continue
+        converted[new] = value
+    missing = sorted(set(own) - set(converted) - {k for k in own if k.endswith("edge_gate")})
+    if unexpected or missing or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {unexpected}")
+        if mismatched:
+            parts.append(f"shape mismatches ({len(mismatched)}): {mismatched}")
+        raise ValueError("the checkpoint does not match the model built from the given arguments "
+                         "(layout, mode, adaptive, backbone kwargs such as tcn_type / gcn_with_res / "
+                         "base_channels):\n  " + "\n  ".join(parts))
+    return converted
+
+
+def _infer_backbone_kwargs(state: Mapping[str, Tensor], kwargs: dict[str, Any]) -> dict[str, Any]:
+    keys = list(state)
+    if "tcn_type" not in kwargs and any(".tcn.branches." in k for k in keys):
+        kwargs["tcn_type"] = "mstcn"
+    if "gcn_with_res" not in kwargs and any(".gcn.down." in k for k in keys):
+        kwargs["gcn_with_res"] = True
+    return kwargs
+
+
+def load_pyskl_stgcn(checkpoint: str | os.PathLike | Mapping[str, Any], *, layout: str | Mapping,
+                     mode: str, adaptive: str | None = "importance", num_classes: int, backend: str = "auto",
+                     head_dropout: float = 0.0, **backbone_kwargs: Any) -> SkeletonClassifier:
+    r"""Build an ST-GCN / ST-GCN++ :class:`SkeletonClassifier` and load a PYSKL or mmaction2 checkpoint.
+
+    In eval mode the model reproduces PYSKL's logits and ``model.backbone(x)`` its features
+    :math:`(N, M, C', T', V)` (tested to :math:`10^{-5}` abs on CPU float32 with every backend).
+    ``tcn_type='mstcn'`` and ``gcn_with_res=True`` are inferred from the checkpoint keys when not given
+    (ST-GCN++ checkpoints: pass ``adaptive='init'`` and ``mode='spatial'``).
+
+    Args:
+        checkpoint (str or dict): A ``.pth`` path (read with ``weights_only=True``) or a state dict, possibly
+            wrapped as ``{'state_dict': ...}``.
+        layout (str or dict): Skeleton layout (``'nturgb+d'``, ``'coco'``, ``'openpose'``, ...).
+        mode (str): Graph mode (``'stgcn_spatial'`` for ST-GCN, ``'spatial'`` for ST-GCN++).
+        adaptive (str, optional): ``gcn_adaptive`` of the checkpoint's model. (default: :obj:`"importance"`)
+        num_classes (int): Number of classes of the checkpoint's head.
+        backend (str, optional): Aggregation backend of every :class:`STGCNConv`. (default: :obj:`"auto"`)
+        head_dropout (float, optional): Dropout of the :class:`GCNHead`. (default: :obj:`0.0`)
+        **backbone_kwargs: Further :class:`STGCN` arguments (``in_channels``, ``base_channels``,
+            ``num_stages``, ``gcn_*``, ``tcn_*``, ...), as in the PYSKL config.
+
+    Returns:
+        SkeletonClassifier: the loaded model, in eval mode.
+    """
+    state = load_checkpoint_state(checkpoint)
+    fc = state.get("cls_head.fc_cls.weight", state.get("cls_head.fc.weight"))
+    if fc is not None and fc.size(0) != num_classes:
+        raise ValueError(f"num_classes={num_classes} but the checkpoint's classifier has {fc.size(0)} "
+                         "classes")
+    if "gcn_adaptive" in backbone_kwargs:
+        raise ValueError("pass the adaptive mode as adaptive=..., not gcn_adaptive=...")
+    kwargs = _infer_backbone_kwargs(state, dict(backbone_kwargs))
+    graph = SkeletonGraph(layout, mode)
+    backbone = STGCN(graph, backend=backend, gcn_adaptive=adaptive, **kwargs)
+    head = GCNHead(num_classes, in_channels=backbone.out_channels, dropout=head_dropout)
+    model = SkeletonClassifier(backbone, head)
+    converted = convert_pyskl_state_dict(state, model)
+    model.load_state_dict(converted, strict=True)
+    for i, conv in enumerate(backbone.convs()):
+        outside = conv.A.detach().clone()
+        outside.flatten(1)[:, conv._flat_index] = 0
+        if bool((outside != 0).any()):
+            raise ValueError(f"backbone.gcn.{i}.gcn.A of the checkpoint has non-zero entries outside the "
+                             f"edges of the {mode!r} graph on layout {graph.layout.name!r}; check layout= "
+                             "and mode=")
+    return model.eval()

@@ -119,6 +119,7 @@ def _set(i, v):
     (lambda ln: ln[:-3], "line 1077", "not a multiple of 20"),
     (_set(41, "0.1 0.2x 0.3 1.0"), "line 42", "'0.2x'"),
     (_set(42, "0.1 0.2 0.3"), "line 43", "4 values, got 3"),
+    (lambda ln: _set(44, ln[44] + " 1.0")(_set(43, "0.1 0.2 0.3")(ln)), "line 44", "4 values, got 3"),
     (lambda ln: [], "line 1", "no frames"),
 ])
 def test_bad_input(msr, tmp_path, fn, where, msg):

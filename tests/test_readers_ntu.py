@@ -188,6 +188,7 @@ def _set(i, value):
     (lambda ln: ln[:3], "line 4", "file ends early"),
     (_set(6, "0.1 0.2 0.x3 1 1 1 1 0 0 0 0 2"), "line 7", "'0.x3'"),
     (_set(7, "0.1 0.2 0.3 1 1 1 1 0 0 0 2"), "line 8", "12 values, got 11"),
+    (lambda ln: _set(9, ln[9] + " 7")(_set(8, ln[8].rsplit(" ", 1)[0])(ln)), "line 9", "12 values, got 11"),
     (_set(3, "24"), "line 4", "joint count must be 25, got 24"),
     (_set(2, "72057594037931648 0 1 1 1 1 0 0.01"), "line 3", "10 values, got 8"),
     (_set(0, "82.5"), "line 1", "frame count"),

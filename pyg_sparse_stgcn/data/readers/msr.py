@@ -91,11 +91,11 @@ def read_msr_file_list(path: str | os.PathLike) -> list[str]:
 
 def _parse_rows(p: Path, lines: list[str], ncols: int, what: str) -> np.ndarray:
     """Parse whitespace-separated numeric rows with numpy; on failure name the offending line."""
-    try:
-        vals = np.array(" ".join(lines).split(), dtype=np.float64)
+    try:  # numpy's C text parser; it also rejects lines whose column count differs
+        vals = np.loadtxt(lines, dtype=np.float64, comments=None, ndmin=2)
     except ValueError:
         vals = None
-    if vals is None or vals.size != len(lines) * ncols:
+    if vals is None or vals.shape != (len(lines), ncols):
         for i, line in enumerate(lines):
             fields = line.split()
             if len(fields) != ncols:

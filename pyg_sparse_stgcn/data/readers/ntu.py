@@ -362,14 +362,14 @@ def read_ntu_skeleton(path: str | os.PathLike, max_bodies: int = 2,
         raise SkeletonFormatError(p, f"no frame holds a body ({T} frames); NTU lists such samples as "
                                   "'missing skeletons'", where="line 1")
 
-    joint_text = " ".join(" ".join(lines.lines[s:s + NUM_JOINTS]) for s in starts)
-    try:
-        vals = np.array(joint_text.split(), dtype=np.float64)
+    joint_lines = [ln for s in starts for ln in lines.lines[s:s + NUM_JOINTS]]
+    try:  # numpy's C text parser; it also rejects lines whose column count differs
+        vals = np.loadtxt(joint_lines, dtype=np.float64, comments=None, ndmin=2)
     except ValueError:
+        vals = None
+    if vals is None or vals.shape != (len(joint_lines), 12):
         _locate_bad_joint_line(lines, starts)
-        raise
-    if vals.size != len(starts) * NUM_JOINTS * 12:
-        _locate_bad_joint_line(lines, starts)
+        raise SkeletonFormatError(p, "joint lines are not 12 numbers each", where="joint lines")
     joints = vals.reshape(len(starts), NUM_JOINTS, 12)
 
     # group bodies into tracks by id

@@ -223,11 +223,12 @@ class IterativeMagnitudePruning:
         cfg_path = self.out_dir / "imp.json"
         if cfg_path.exists():
             old = json.loads(cfg_path.read_text())
-            if old != self.config():
+            # ``levels`` may grow between runs (extend a finished run); everything else must match.
+            if {k: v for k, v in old.items() if k != "levels"} != {k: v for k, v in self.config().items()
+                                                                     if k != "levels"}:
                 raise ValueError(f"{cfg_path} holds another configuration {old}; use a new out_dir or the "
                                  f"same settings {self.config()} to resume")
-        else:
-            _save_json(cfg_path, self.config())
+        _save_json(cfg_path, self.config())
         rewind_path = self.out_dir / "rewind.pt"
         results: list[dict[str, Any]] = []
         masks = mask_state_dict(self.model)

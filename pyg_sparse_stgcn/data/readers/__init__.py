@@ -1,6 +1,7 @@
 """Native skeleton readers: each returns a :class:`~pyg_sparse_stgcn.data.SkeletonSample` and raises
 :class:`~pyg_sparse_stgcn.data.SkeletonFormatError`
 (naming the file and line / JSON path / key) on bad input."""
+from .demo import DEMO_CLASSES, generate_demo
 from .kinetics import KineticsLabels, read_kinetics_json, read_kinetics_labels
 from .msr import (
     MSR_ACTION3D_CLASSES,
@@ -55,4 +56,5 @@ __all__ = [
     "MSR_ACTION3D_CLASSES", "MSR_ACTION_SETS", "MSR_EXCLUDED_SEQUENCES", "MSR_TO_KINECT_V1", "MSRName",
     "msr_action3d_split", "parse_msr_name", "read_msr_action3d", "read_msr_file_list",
     "UTKINECT_CLASSES", "read_utkinect", "read_utkinect_labels", "utkinect_split",
+    "DEMO_CLASSES", "generate_demo",
 ]

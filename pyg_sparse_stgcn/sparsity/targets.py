@@ -108,6 +108,8 @@ def _block_names(model: nn.Module) -> list[str]:
 
 
 def _block_of(name: str, blocks: Sequence[str], model: nn.Module) -> str:
+    if not name:
+        return name
     best = ""
     for b in blocks:
         if (name == b or name.startswith(b + ".")) and len(b) > len(best):

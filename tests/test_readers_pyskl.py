@@ -11,6 +11,7 @@ from pyg_sparse_stgcn.data import SkeletonFormatError
 from pyg_sparse_stgcn.data.io_safe import load_pickle
 from pyg_sparse_stgcn.data.readers import (
     iter_pyskl_annotations,
+    iter_pyskl_items,
     pyskl_splits,
     read_ntu_skeleton,
     read_pyskl_annotations,
@@ -175,6 +176,25 @@ def test_bad_annotation_keys(realdata, tmp_path, mutate, where, msg):
     with pytest.raises(SkeletonFormatError) as e:
         read_pyskl_annotations(p)
     assert str(p) in str(e.value) and f"({where})" in str(e.value) and msg in str(e.value)
+
+
+def test_items_isolate_bad_annotations(realdata, tmp_path):
+    ann = load_pickle(realdata / "example_UCF101_skeleton.pkl")
+    bad = dict(ann, frame_dir="bad", keypoint=ann["keypoint"][0])
+    p = _dump(tmp_path / "mixed.pkl", {"split": {"train": ["bad", ann["frame_dir"]]},
+                                       "annotations": [bad, ann, "not a dict"]})
+    items = list(iter_pyskl_items(p))
+    assert [(it.frame_dir, it.where) for it in items] == [
+        ("bad", "annotations[0]"), (ann["frame_dir"], "annotations[1]"),
+        ("<annotations[2]>", "annotations[2]")]
+    with pytest.raises(SkeletonFormatError, match=r"\(annotations\[0\]\['keypoint'\]\)"):
+        items[0].load()
+    assert items[1].load().keypoint.shape == (2, 163, 17, 2)
+    with pytest.raises(SkeletonFormatError, match=r"\(annotations\[2\]\).*must be a dict"):
+        items[2].load()
+    assert [it.frame_dir for it in iter_pyskl_items(p, split="train")] == ["bad", ann["frame_dir"]]
+    with pytest.raises(SkeletonFormatError, match="annotations"):
+        list(iter_pyskl_annotations(p))
 
 
 def test_bad_root_keys(realdata, tmp_path):

@@ -40,7 +40,14 @@ from .nwucla import (
     read_nwucla_index,
     read_nwucla_json,
 )
-from .pyskl import infer_layout, iter_pyskl_annotations, pyskl_splits, read_pyskl_annotations
+from .pyskl import (
+    PysklItem,
+    infer_layout,
+    iter_pyskl_annotations,
+    iter_pyskl_items,
+    pyskl_splits,
+    read_pyskl_annotations,
+)
 from .utkinect import UTKINECT_CLASSES, read_utkinect, read_utkinect_labels, utkinect_split
 
 __all__ = [
@@ -52,7 +59,8 @@ __all__ = [
     "read_skeleton_npy",
     "NWUCLA_ACTION_TO_LABEL", "NWUCLA_CLASSES", "NWUCLA_TRAIN_VIEWS", "NWUCLAName", "nwucla_split",
     "parse_nwucla_name", "read_nwucla_index", "read_nwucla_json",
-    "infer_layout", "iter_pyskl_annotations", "pyskl_splits", "read_pyskl_annotations",
+    "PysklItem", "infer_layout", "iter_pyskl_annotations", "iter_pyskl_items", "pyskl_splits",
+    "read_pyskl_annotations",
     "MSR_ACTION3D_CLASSES", "MSR_ACTION_SETS", "MSR_EXCLUDED_SEQUENCES", "MSR_TO_KINECT_V1", "MSRName",
     "msr_action3d_split", "parse_msr_name", "read_msr_action3d", "read_msr_file_list",
     "UTKINECT_CLASSES", "read_utkinect", "read_utkinect_labels", "utkinect_split",

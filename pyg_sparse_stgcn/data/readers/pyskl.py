@@ -18,9 +18,9 @@ float16 arrays are cast to float32. Every pickle goes through the restricted unp
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,7 +28,8 @@ from ...graph import get_layout
 from ..io_safe import load_pickle
 from ..sample import SkeletonFormatError, SkeletonSample
 
-__all__ = ["read_pyskl_annotations", "iter_pyskl_annotations", "pyskl_splits", "infer_layout"]
+__all__ = ["read_pyskl_annotations", "iter_pyskl_annotations", "iter_pyskl_items", "PysklItem",
+           "pyskl_splits", "infer_layout"]
 
 _LAYOUT_BY_JOINTS_3D = {25: "nturgb+d", 20: "nw-ucla", 17: "coco", 18: "openpose", 21: "handmp"}
 _LAYOUT_BY_JOINTS_2D = {17: "coco", 18: "openpose", 25: "openpose-body25", 21: "handmp", 20: "nw-ucla"}
@@ -164,10 +165,25 @@ def _expand_kpfile(ann: dict, kp: Any, path: Path, where: str, box_thr: float | 
     return kpt, score, T
 
 
-def iter_pyskl_annotations(path: str | os.PathLike, split: str | None = None, layout: str | None = None,
-                           kpfile_root: str | os.PathLike | None = None, box_thr: float | None = None,
-                           max_person: int | None = None) -> Iterator[SkeletonSample]:
-    """Yield the samples of a PYSKL pickle one at a time (see :func:`read_pyskl_annotations`)."""
+class PysklItem(NamedTuple):
+    """One annotation of a PYSKL pickle, not yet converted: ``load()`` returns its
+    :class:`~pyg_sparse_stgcn.data.SkeletonSample` or raises :class:`SkeletonFormatError`, so a dataset can
+    skip and list one bad annotation without losing the rest of the file."""
+
+    frame_dir: str
+    where: str
+    load: Callable[[], SkeletonSample]
+
+
+def iter_pyskl_items(path: str | os.PathLike, split: str | None = None, layout: str | None = None,
+                     kpfile_root: str | os.PathLike | None = None, box_thr: float | None = None,
+                     max_person: int | None = None) -> Iterator[PysklItem]:
+    """Yield a :class:`PysklItem` per annotation (of ``split``); arguments as in
+    :func:`read_pyskl_annotations`.
+
+    Structural errors of the file itself (globals, root keys, an unknown ``split``) raise at once; errors of
+    one annotation raise from its ``load()``.
+    """
     p = Path(path)
     splits, anns, prefix = _load_root(p)
     wanted: set[str] | None = None
@@ -182,13 +198,29 @@ def iter_pyskl_annotations(path: str | os.PathLike, split: str | None = None, la
     cache = _KpfileCache(Path(kpfile_root) if kpfile_root is not None else p.parent)
     for i, ann in enumerate(anns):
         where = "annotation" if prefix == "annotation" else f"{prefix}[{i}]"
-        if not isinstance(ann, dict):
-            raise SkeletonFormatError(p, f"annotation must be a dict, got {type(ann).__name__}", where=where)
-        fd = _get(ann, "frame_dir", p, where)
-        fd = fd.decode() if isinstance(fd, bytes) else str(fd)
+        fd = ann.get("frame_dir") if isinstance(ann, dict) else None
+        fd = fd.decode() if isinstance(fd, bytes) else (None if fd is None else str(fd))
         if wanted is not None and fd not in wanted:
             continue
-        yield _annotation_to_sample(ann, fd, p, where, layout, cache, box_thr, max_person)
+
+        def load(ann: Any = ann, where: str = where) -> SkeletonSample:
+            if not isinstance(ann, dict):
+                raise SkeletonFormatError(p, f"annotation must be a dict, got {type(ann).__name__}",
+                                          where=where)
+            name = _get(ann, "frame_dir", p, where)
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            return _annotation_to_sample(ann, name, p, where, layout, cache, box_thr, max_person)
+
+        yield PysklItem(fd if fd is not None else f"<{where}>", where, load)
+
+
+def iter_pyskl_annotations(path: str | os.PathLike, split: str | None = None, layout: str | None = None,
+                           kpfile_root: str | os.PathLike | None = None, box_thr: float | None = None,
+                           max_person: int | None = None) -> Iterator[SkeletonSample]:
+    """Yield the samples of a PYSKL pickle one at a time (see :func:`read_pyskl_annotations`); the first bad
+    annotation raises."""
+    for item in iter_pyskl_items(path, split, layout, kpfile_root, box_thr, max_person):
+        yield item.load()
 
 
 def _annotation_to_sample(ann: dict, fd: str, p: Path, where: str, layout: str | None, cache: _KpfileCache,

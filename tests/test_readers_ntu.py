@@ -159,6 +159,17 @@ def test_id_change_continues_in_same_slot(realdata, tmp_path):
     assert s.meta["dropped_body_ids"] == []
 
 
+def test_same_id_twice_in_a_frame(realdata, tmp_path):
+    fr = _frames(realdata / "S001C001P001R001A011.skeleton")
+    frames = [bodies + bodies if t < 10 else bodies for t, bodies in enumerate(fr)]
+    s = read_ntu_skeleton(_write(tmp_path / "S001C001P001R001A011.skeleton", frames))
+    ref = read_ntu_skeleton(realdata / "S001C001P001R001A011.skeleton")
+    assert s.keypoint.shape == (2,) + ref.keypoint.shape[1:]
+    np.testing.assert_array_equal(s.keypoint[0], ref.keypoint[0])
+    np.testing.assert_array_equal(s.keypoint[1, :10], ref.keypoint[0, :10])
+    assert (s.keypoint[1, 10:] == 0).all() and s.meta["body_ids"] == ref.meta["body_ids"] * 2
+
+
 def test_no_body_at_all(tmp_path):
     p = tmp_path / "S001C002P005R002A008.skeleton"
     p.write_bytes(b"3\r\n0\r\n0\r\n0\r\n")

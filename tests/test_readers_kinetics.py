@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyg_sparse_stgcn.data import SkeletonFormatError
 from pyg_sparse_stgcn.data.readers import read_kinetics_json, read_kinetics_labels
@@ -77,6 +79,30 @@ def test_num_person_in_limits_bodies(realdata):
 def _padded_reference(f):
     ref = _feeder_reference(f, 1, 1)  # one person read, two empty persons appended
     return np.concatenate([ref, np.zeros(ref.shape[:3] + (2,))], axis=3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(bodies=st.lists(st.integers(0, 7), min_size=1, max_size=12), n_in=st.integers(1, 6),
+       n_out=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
+def test_random_videos_match_feeder(tmp_path_factory, bodies, n_in, n_out, seed):
+    """Random body counts, scores with exact zeros and ties, skipped frames: reader == feeder loop."""
+    rng = np.random.default_rng(seed)
+    frames, idx = [], 0
+    for nb in bodies:
+        idx += int(rng.integers(1, 3))  # sometimes a frame index is skipped
+        sk = []
+        for _ in range(nb):
+            score = np.round(rng.choice([0.0, 0.25, 0.5, 0.75], size=18), 3)
+            pose = np.round(rng.uniform(0, 1.05, size=36), 3)
+            sk.append({"pose": pose.tolist(), "score": score.tolist()})
+        frames.append({"frame_index": idx, "skeleton": sk})
+    p = tmp_path_factory.mktemp("kin") / "v.json"
+    p.write_text(json.dumps({"data": frames, "label": "x", "label_index": 1}))
+    s = read_kinetics_json(p, num_person_in=n_in, num_person_out=n_out)
+    ours = np.concatenate([s.keypoint, s.keypoint_score[..., None]], -1).transpose(3, 1, 2, 0)
+    ref = _feeder_reference(p, n_in, min(n_out, n_in))  # stable ranking, like ours
+    ref = np.concatenate([ref, np.zeros(ref.shape[:3] + (n_out - ref.shape[3],))], axis=3)
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
 
 
 def test_label_override(realdata):

@@ -44,6 +44,15 @@ def _float_array(path: Path, values: Any, n: int, where: str) -> np.ndarray:
     return arr
 
 
+def _as_matrix(rows: list[Any], n: int) -> np.ndarray | None:
+    """The rows as one (N, n) float32 array (one numpy call), or None unless they are N lists of n numbers."""
+    try:
+        arr = np.asarray(rows, dtype=np.float32)
+    except (TypeError, ValueError):
+        return None
+    return arr if arr.shape == (len(rows), n) else None
+
+
 def read_kinetics_json(path: str | os.PathLike, num_person_in: int = 5, num_person_out: int = 2,
                        layout: str = "openpose", label: int | None = None) -> SkeletonSample:
     r"""Read one Kinetics-skeleton video JSON (ST-GCN release format).
@@ -103,10 +112,10 @@ def read_kinetics_json(path: str | os.PathLike, num_person_in: int = 5, num_pers
         raise SkeletonFormatError(p, f"label must be a string, got {type(label_name).__name__}",
                                   where="label")
 
-    slots: list[int] = []
     persons: list[list[int]] = []  # per body read: (slot, rank-in-file)
-    poses: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
+    poses: list[Any] = []
+    scores: list[Any] = []
+    wheres: list[str] = []
     seen: set[int] = set()
     max_bodies = 0
     for fi, frame in enumerate(frames):
@@ -131,28 +140,32 @@ def read_kinetics_json(path: str | os.PathLike, num_person_in: int = 5, num_pers
             for key in ("pose", "score"):
                 if key not in body:
                     raise SkeletonFormatError(p, f"missing field '{key}'", where=f"{bw}.{key}")
-            poses.append(_float_array(p, body["pose"], 2 * V, f"{bw}.pose"))
-            scores.append(_float_array(p, body["score"], V, f"{bw}.score"))
-            slots.append(idx - 1)
+            poses.append(body["pose"])
+            scores.append(body["score"])
+            wheres.append(bw)
             persons.append([idx - 1, m])
 
     T = max(seen) if seen else 0
     if T == 0:
         raise SkeletonFormatError(p, "the video has no frames ('data' is empty)", where="data")
-    full = np.zeros((num_person_in, T, V, 3), dtype=np.float32)
+    full = np.zeros((num_person_out, T, V, 3), dtype=np.float32)
     if poses:
-        pose = np.stack(poses).reshape(-1, V, 2)
-        score = np.stack(scores)
-        pm = np.asarray(persons, dtype=np.int64)
-        full[pm[:, 1], pm[:, 0], :, :2] = pose
-        full[pm[:, 1], pm[:, 0], :, 2] = score
-    full[..., :2] -= 0.5
-    full[..., :2][full[..., 2] == 0] = 0.0
-    # rank persons per frame by summed score (stable: ties keep file order)
-    order = np.argsort(-full[..., 2].sum(axis=2), axis=0, kind="stable")  # (num_person_in, T)
-    full = np.take_along_axis(full, order[:, :, None, None], axis=0)[:num_person_out]
-    if full.shape[0] < num_person_out:
-        full = np.concatenate([full, np.zeros((num_person_out - full.shape[0], T, V, 3), np.float32)], 0)
+        pose, score = _as_matrix(poses, 2 * V), _as_matrix(scores, V)
+        if pose is None or score is None:  # locate the first bad body for the message
+            for bw, po, sc in zip(wheres, poses, scores):
+                _float_array(p, po, 2 * V, f"{bw}.pose")
+                _float_array(p, sc, V, f"{bw}.score")
+            raise SkeletonFormatError(p, "pose/score lists are not plain numbers", where="data")
+        body = np.concatenate([pose.reshape(-1, V, 2), score[:, :, None]], axis=2)  # (N, V, 3)
+        body[:, :, :2] -= 0.5
+        body[:, :, :2][body[:, :, 2] == 0] = 0.0
+        pm = np.asarray(persons, dtype=np.int64)  # (N, 2): frame slot, position in the frame
+        # rank the bodies of each frame by summed score (descending; ties keep file order)
+        order = np.lexsort((pm[:, 1], -body[:, :, 2].sum(axis=1), pm[:, 0]))
+        t_sorted = pm[order, 0]
+        rank = np.arange(len(order)) - np.searchsorted(t_sorted, t_sorted, side="left")
+        keep = rank < num_person_out
+        full[rank[keep], t_sorted[keep]] = body[order[keep]]
     return SkeletonSample(
         keypoint=np.ascontiguousarray(full[..., :2]),
         keypoint_score=np.ascontiguousarray(full[..., 2]),

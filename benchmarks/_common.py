@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["machine_info", "command_line", "time_fn", "write_results", "RESULTS_DIR"]
+__all__ = ["machine_info", "command_line", "time_fn", "time_interleaved", "write_results", "RESULTS_DIR"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -105,6 +105,27 @@ def time_fn(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1,
         _sync(device)
         times.append(time.perf_counter() - start)
     return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times}
+
+
+def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1,
+                     device: torch.device | str = "cpu") -> dict[str, dict[str, Any]]:
+    """Time several functions round-robin (one run of each per round), so that a machine whose load changes
+    during the benchmark (a shared CPU) affects every candidate alike. Returns :func:`time_fn`-style dicts."""
+    device = torch.device(device)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "times_s": t}
+            for name, t in times.items()}
 
 
 def write_results(path: str | Path, payload: dict[str, Any]) -> Path:

@@ -1,7 +1,9 @@
 """Layer benchmark: ``STGCNConv`` per backend vs a PYSKL-style channels-first ``Conv2d`` + ``einsum`` unit.
 
 For every channel setting the reference module gets the same weights as our layer and the outputs are
-checked equal first (train-mode forward, ≤ 1e-4 abs after batch norm). Then each is timed:
+checked equal first (train-mode forward, ≤ 1e-4 abs after batch norm). Then each is timed, the reference and
+the backends round-robin (one run of each per round, so that a changing load on a shared machine hits all
+alike; ``scatter``, far slower, is timed separately with fewer runs):
 
 * ``fwd``: inference forward (eval mode, ``torch.no_grad``);
 * ``fwd+bwd``: training forward and backward (train mode, ``out.backward(grad)``).
@@ -28,7 +30,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS_DIR, machine_info, time_fn, write_results  # noqa: E402
+from _common import RESULTS_DIR, machine_info, time_fn, time_interleaved, write_results  # noqa: E402
 
 from pyg_sparse_stgcn.graph import SkeletonGraph  # noqa: E402
 from pyg_sparse_stgcn.nn import STGCNConv  # noqa: E402
@@ -65,6 +67,18 @@ def _fwd(module: nn.Module, x: torch.Tensor):
     def run():
         with torch.no_grad():
             module(x)
+    return run
+
+
+def _with_backend(conv: STGCNConv, backend: str, x: torch.Tensor, grad: torch.Tensor | None):
+    def run():
+        conv.backend = backend
+        if grad is None:
+            with torch.no_grad():
+                conv(x)
+        else:
+            conv.zero_grad(set_to_none=True)
+            conv(x).backward(grad)
     return run
 
 
@@ -117,43 +131,48 @@ def bench_device(device: torch.device, B: int, T: int, channels: list[int], back
             print(f"[{device}] C={C:4d} {mode:8s} {name:28s} {row['median_ms']:10.1f} ms"
                   + (f"  x{row['speedup_vs_reference']:.2f}" if ref_median is not None else ""), flush=True)
 
-        ref_t = {}
         for mode in ("fwd", "fwd+bwd"):
-            ref.train(mode == "fwd+bwd")
-            fn = _fwd(ref, x_first) if mode == "fwd" else _fwd_bwd(ref, x_first, grad_first)
-            timing = time_fn(fn, repeats=repeats, warmup=1, device=device)
-            ref_t[mode] = timing["median_s"]
-            record("pyskl_reference", mode, timing, None)
+            train = mode == "fwd+bwd"
+            ref.train(train)
+            conv.train(train)
+            fns = {"pyskl_reference": _fwd(ref, x_first) if not train else _fwd_bwd(ref, x_first, grad_first)}
+            for backend in [b for b in backends if b != "scatter"]:
+                fns[backend] = _with_backend(conv, backend, x_last, grad_last if train else None)
+            before = set(auto_choices())
+            timings = time_interleaved(fns, repeats=repeats, warmup=1, device=device)
+            picked = sorted({v for k, v in auto_choices().items() if k not in before})
+            ref_median = timings["pyskl_reference"]["median_s"]
+            for name, timing in timings.items():
+                extra = {"auto_picked": picked} if name == "auto" else None
+                record(name, mode, timing, None if name == "pyskl_reference" else ref_median, extra)
+            if "scatter" in backends:  # far slower: timed on its own, fewer runs
+                fn = _with_backend(conv, "scatter", x_last, grad_last if train else None)
+                timing = time_fn(fn, repeats=scatter_repeats, warmup=1, device=device)
+                record("scatter", mode, timing, ref_median)
 
-        for backend in backends:
-            conv.backend = backend
-            reps = scatter_repeats if backend == "scatter" else repeats
-            for mode in ("fwd", "fwd+bwd"):
-                conv.train(mode == "fwd+bwd")
-                fn = _fwd(conv, x_last) if mode == "fwd" else _fwd_bwd(conv, x_last, grad_last)
+            if edge_sparsity > 0:
+                # a fixed edge mask gating this fraction of the edges off: only the sparse operator shrinks
+                gate = conv.enable_edge_gate()
+                gen = torch.Generator().manual_seed(1)
+                with torch.no_grad():
+                    gate.copy_((torch.rand(gate.shape, generator=gen) >= edge_sparsity).float().to(device))
+                fns = {"pyskl_reference": fns["pyskl_reference"]}
+                for backend in ("dense", "sparse", "auto"):
+                    fns[backend] = _with_backend(conv, backend, x_last, grad_last if train else None)
                 before = set(auto_choices())
-                timing = time_fn(fn, repeats=reps, warmup=1, device=device)
-                extra = {}
-                if backend == "auto":
-                    extra["auto_picked"] = sorted({v for k, v in auto_choices().items() if k not in before})
-                record(backend, mode, timing, ref_t[mode], extra)
-
-        if edge_sparsity > 0:
-            # edges gated off (a fixed mask): only the sparse operator gets smaller
-            gate = conv.enable_edge_gate()
-            g = torch.Generator().manual_seed(1)
-            with torch.no_grad():
-                gate.copy_((torch.rand(gate.shape, generator=g) >= edge_sparsity).float().to(device))
-            for backend in ("dense", "sparse", "auto"):
-                conv.backend = backend
-                for mode in ("fwd", "fwd+bwd"):
-                    conv.train(mode == "fwd+bwd")
-                    fn = _fwd(conv, x_last) if mode == "fwd" else _fwd_bwd(conv, x_last, grad_last)
-                    timing = time_fn(fn, repeats=repeats, warmup=1, device=device)
-                    record(f"{backend}@edge_sparsity={edge_sparsity}", mode, timing, ref_t[mode],
-                           {"edge_sparsity": edge_sparsity})
-            del conv.edge_gate
-            conv._edge_gate_enabled = False
+                timings = time_interleaved(fns, repeats=repeats, warmup=1, device=device)
+                picked = sorted({v for k, v in auto_choices().items() if k not in before})
+                ref_median = timings["pyskl_reference"]["median_s"]
+                for name, timing in timings.items():
+                    if name == "pyskl_reference":
+                        continue
+                    extra = {"edge_sparsity": edge_sparsity,
+                             "reference_median_ms": round(ref_median * 1e3, 3)}
+                    if name == "auto":
+                        extra["auto_picked"] = picked
+                    record(f"{name}@edge_sparsity={edge_sparsity}", mode, timing, ref_median, extra)
+                del conv.edge_gate
+                conv._edge_gate_enabled = False
     return results, checks
 
 

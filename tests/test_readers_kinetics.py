@@ -121,6 +121,7 @@ def _write(tmp_path, name, text):
     (lambda d: d["data"][5].__setitem__("frame_index", "7"), "data[5].frame_index"),
     (lambda d: d["data"][5].__setitem__("frame_index", 0), "data[5].frame_index"),
     (lambda d: d["data"][6].__setitem__("frame_index", 1), "data[6].frame_index"),
+    (lambda d: d["data"][7].__setitem__("frame_index", 10**9), "data[7].frame_index"),
     (lambda d: d["data"][1].pop("skeleton"), "data[1].skeleton"),
     (lambda d: d["data"][0]["skeleton"][0].pop("score"), "data[0].skeleton[0].score"),
     (lambda d: d.__setitem__("data", {"0": 1}), "data"),

@@ -196,13 +196,14 @@ def _set(i, value):
 # line numbers (1-based) of the real file: 1 frame count, 2 body count, 3 body line, 4 joint count, 5.. joints
 @pytest.mark.parametrize("fn, where, msg", [
     (lambda ln: ln[:1000], "line 1001", "file ends early"),
-    (lambda ln: ln[:3], "line 4", "file ends early"),
+    (lambda ln: ln[:84], "line 85", "file ends early: expected the joint count"),
     (_set(6, "0.1 0.2 0.x3 1 1 1 1 0 0 0 0 2"), "line 7", "'0.x3'"),
     (_set(7, "0.1 0.2 0.3 1 1 1 1 0 0 0 2"), "line 8", "12 values, got 11"),
     (lambda ln: _set(9, ln[9] + " 7")(_set(8, ln[8].rsplit(" ", 1)[0])(ln)), "line 9", "12 values, got 11"),
     (_set(3, "24"), "line 4", "joint count must be 25, got 24"),
     (_set(2, "72057594037931648 0 1 1 1 1 0 0.01"), "line 3", "10 values, got 8"),
     (_set(0, "82.5"), "line 1", "frame count"),
+    (_set(0, "99999999"), "line 1", "exceeds the"),
     (_set(1, "-1"), "line 2", "must be >= 0"),
     (lambda ln: ln[:-1] + ["garbage", ""], f"line {82 * 28 + 2}", "after the last"),
 ])

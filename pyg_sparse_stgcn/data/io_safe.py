@@ -94,7 +94,7 @@ def loads_pickle(data: bytes, source: str = "<bytes>") -> Any:
     except SkeletonFormatError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, UnicodeDecodeError, MemoryError) as e:
+            KeyError, UnicodeDecodeError, MemoryError, RecursionError, OverflowError) as e:
         raise SkeletonFormatError(source, f"not a readable pickle ({type(e).__name__}: {e})",
                                   where="pickle stream") from None
 

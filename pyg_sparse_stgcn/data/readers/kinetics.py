@@ -79,8 +79,9 @@ def read_kinetics_json(path: str | os.PathLike, num_person_in: int = 5, num_pers
         SkeletonSample: ``keypoint`` :math:`(M, T, V, 2)` centred ``(x, y)``, ``keypoint_score``
         :math:`(M, T, V)`; the ST-GCN feeder's ``C = (x, y, score)`` tensor is their concatenation (what
         ``GenSkeFeat``/``FormatGCNInput`` build). ``T`` is the largest ``frame_index``; frames absent from the
-        file stay zero. ``frame_dir`` is the file stem; ``label`` is ``label_index`` (or ``label``);
-        ``meta`` holds ``label_name`` and ``max_bodies`` (most bodies listed in one frame).
+        file stay zero (an index above ``max(1000, 10 × listed frames)`` is rejected as garbled).
+        ``frame_dir`` is the file stem; ``label`` is ``label_index`` (or ``label``); ``meta`` holds
+        ``label_name`` and ``max_bodies`` (most bodies listed in one frame).
 
     Shapes:
         - **keypoint**: :math:`(M, T, V, 2)` float32; **keypoint_score**: :math:`(M, T, V)` float32.
@@ -148,6 +149,10 @@ def read_kinetics_json(path: str | os.PathLike, num_person_in: int = 5, num_pers
     T = max(seen) if seen else 0
     if T == 0:
         raise SkeletonFormatError(p, "the video has no frames ('data' is empty)", where="data")
+    if T > max(1000, 10 * len(frames)):  # a garbled index would otherwise allocate a huge array
+        bad = next(i for i, fr in enumerate(frames) if fr["frame_index"] == T)
+        raise SkeletonFormatError(p, f"frame_index {T} is implausible for a video listing {len(frames)} "
+                                  "frames (more than 10x, and over 1000)", where=f"data[{bad}].frame_index")
     full = np.zeros((num_person_out, T, V, 3), dtype=np.float32)
     if poses:
         pose, score = _as_matrix(poses, 2 * V), _as_matrix(scores, V)

@@ -322,6 +322,9 @@ def read_ntu_skeleton(path: str | os.PathLike, max_bodies: int = 2,
         raise SkeletonFormatError(p, "not an ASCII .skeleton text file", where=f"byte {e.start}") from None
     lines = _Lines(p, text.splitlines())
     T = lines.int(0, "the frame count")
+    if T > len(lines.lines):
+        raise SkeletonFormatError(p, f"frame count {T} exceeds the {len(lines.lines)} lines of the file",
+                                  where="line 1")
     i = 1
     starts: list[int] = []           # first joint line of each body
     body_frame: list[int] = []       # frame of each body

@@ -4,6 +4,7 @@ GPUs)."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -66,30 +67,45 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; the gradient is summed over processes too."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, group: Any) -> Tensor:
+        ctx.group = group
+        y = x.clone()
+        dist.all_reduce(y, group=group)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        g = grad.clone()
+        dist.all_reduce(g, group=ctx.group)
+        return g, None
+
+
 class DistributedBatchNorm(nn.modules.batchnorm._BatchNorm):
     r"""BatchNorm whose training-time statistics are computed over the union of the batches of all
     processes (mean and biased variance from all-reduced :math:`\sum x`, :math:`\sum x^2` and counts, with
     gradients through the all-reduce), so DDP with :math:`P` processes of batch :math:`B/P` equals one process
-    with batch :math:`B`. Any input rank :math:`\ge 2` (channels in dim 1). Evaluation and single-process
-    training behave exactly as :class:`torch.nn.BatchNorm2d`.
+    with batch :math:`B`. Works on any device and backend (``torch.nn.SyncBatchNorm`` needs GPUs and
+    channels-first input).
+
+    Used as a mixin by :func:`convert_sync_batchnorm`, which re-classes each BatchNorm module in place (e.g.
+    the library's channels-last ``BatchNormLast`` keeps its reshaping ``forward`` and reaches this one through
+    ``super()``). Evaluation and single-process training are exactly the parent BatchNorm.
     """
 
-    def _check_input_dim(self, x: Tensor) -> None:
-        if x.dim() < 2:
-            raise ValueError(f"DistributedBatchNorm expects at least 2-D input (N, C, ...), got {x.dim()}-D")
-
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input_dim(x)
         if not (self.training and is_distributed()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
+        self._check_input_dim(x)
         dims = [0] + list(range(2, x.dim()))
         n_local = x.numel() // x.size(1)
         xf = x.float()
         packed = torch.cat([xf.sum(dims), (xf * xf).sum(dims),
                             torch.full((1,), float(n_local), device=x.device)])
-        packed = all_reduce(packed)
+        packed = _AllReduceSum.apply(packed, _bn_group())
         c = x.size(1)
         n = packed[-1]
         mean = packed[:c] / n
@@ -98,8 +114,8 @@ class DistributedBatchNorm(nn.modules.batchnorm._BatchNorm):
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 mom = (1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
-                unbiased = var * n / (n - 1).clamp_min(1)
-                self.running_mean.mul_(1 - mom).add_(mom * mean.to(self.running_mean.dtype))
+                unbiased = var.detach() * n / (n - 1).clamp_min(1)
+                self.running_mean.mul_(1 - mom).add_(mom * mean.detach().to(self.running_mean.dtype))
                 self.running_var.mul_(1 - mom).add_(mom * unbiased.to(self.running_var.dtype))
         shape = [1, c] + [1] * (x.dim() - 2)
         y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
@@ -108,28 +124,30 @@ class DistributedBatchNorm(nn.modules.batchnorm._BatchNorm):
         return y.to(x.dtype)
 
 
-def convert_sync_batchnorm(module: nn.Module, device: str | torch.device) -> nn.Module:
-    """Replace every BatchNorm by a synchronised one: :class:`torch.nn.SyncBatchNorm` on CUDA,
-    :class:`DistributedBatchNorm` elsewhere. Parameter and buffer names are kept, so state dicts are
-    interchangeable with the unconverted model."""
-    if torch.device(device).type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, DistributedBatchNorm):
-        new = DistributedBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                                   module.track_running_stats)
-        if module.affine:
-            with torch.no_grad():
-                new.weight = module.weight
-                new.bias = module.bias
-        if module.track_running_stats:
-            new.running_mean = module.running_mean
-            new.running_var = module.running_var
-            new.num_batches_tracked = module.num_batches_tracked
-        new.training = module.training
-        return new
-    for name, child in module.named_children():
-        new_child = convert_sync_batchnorm(child, device)
-        if new_child is not child:
-            module.add_module(name, new_child)
-    return module
+_SYNC_CLASSES: dict[type, type] = {}
+_BN_GROUP: list[Any] = []
 
+
+def _bn_group() -> Any:
+    """A process group of its own for the BatchNorm all-reduces, so they never interleave with DDP's gradient
+    buckets on the default group (gloo needs one order of collectives per group)."""
+    if not _BN_GROUP:
+        raise RuntimeError("convert_sync_batchnorm must run on every process before training")
+    return _BN_GROUP[0]
+
+
+def convert_sync_batchnorm(module: nn.Module, device: str | torch.device | None = None) -> nn.Module:
+    """Make every BatchNorm of ``module`` synchronise its statistics across DDP processes, in place: each
+    BatchNorm's class ``C`` becomes a subclass of ``C`` and :class:`DistributedBatchNorm` (same parameters,
+    buffers and state-dict keys; ``C.forward`` still runs first). ``device`` is accepted for symmetry with
+    :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm` and not needed. Under DDP every process must call
+    it (it creates the process group of the statistics all-reduce)."""
+    if is_distributed() and not _BN_GROUP:
+        _BN_GROUP.append(dist.new_group())
+    for m in module.modules():
+        cls = type(m)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, DistributedBatchNorm):
+            if cls not in _SYNC_CLASSES:
+                _SYNC_CLASSES[cls] = type(f"Distributed{cls.__name__}", (cls, DistributedBatchNorm), {})
+            m.__class__ = _SYNC_CLASSES[cls]
+    return module

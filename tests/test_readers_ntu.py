@@ -196,7 +196,8 @@ def _set(i, value):
 # line numbers (1-based) of the real file: 1 frame count, 2 body count, 3 body line, 4 joint count, 5.. joints
 @pytest.mark.parametrize("fn, where, msg", [
     (lambda ln: ln[:1000], "line 1001", "file ends early"),
-    (lambda ln: ln[:84], "line 85", "file ends early: expected the joint count"),
+    (lambda ln: ["2"] + ln[1:31], "line 32", "file ends early: expected the joint count"),
+    (lambda ln: ln[:84], "line 85", "file ends early: expected 25 joint lines"),
     (_set(6, "0.1 0.2 0.x3 1 1 1 1 0 0 0 0 2"), "line 7", "'0.x3'"),
     (_set(7, "0.1 0.2 0.3 1 1 1 1 0 0 0 2"), "line 8", "12 values, got 11"),
     (lambda ln: _set(9, ln[9] + " 7")(_set(8, ln[8].rsplit(" ", 1)[0])(ln)), "line 9", "12 values, got 11"),

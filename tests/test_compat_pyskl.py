@@ -277,3 +277,54 @@ def test_bad_arguments():
         load_checkpoint_state("/nonexistent/ckpt.pth")
     with pytest.raises(ValueError, match="not a tensor"):
         load_checkpoint_state({"state_dict": {"a": torch.zeros(1), "b": "x"}})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Optional real peer: mmaction2 1.x (same design as PYSKL). Not a dependency: skipped when not importable.
+# ----------------------------------------------------------------------------------------------------------
+MM_CASES = {
+    "stgcn": (dict(layout="coco", mode="stgcn_spatial"), dict(), "importance"),
+    "stgcnpp": (dict(layout="nturgb+d", mode="spatial"),
+                dict(gcn_adaptive="init", gcn_with_res=True, tcn_type="mstcn"), "init"),
+}
+
+
+@pytest.mark.parametrize("backend", ["dense", "sparse", "scatter"])
+@pytest.mark.parametrize("kind", list(MM_CASES))
+def test_matches_mmaction2_stgcn(kind, backend):
+    pytest.importorskip("mmaction", reason="mmaction2 (optional test peer) is not installed")
+    from mmaction.models.backbones.stgcn import STGCN as MMSTGCN
+    from mmaction.models.heads import GCNHead as MMGCNHead
+
+    graph_cfg, kwargs, adaptive = MM_CASES[kind]
+    torch.manual_seed(11)
+    backbone = MMSTGCN(graph_cfg=graph_cfg, base_channels=8, num_stages=4, inflate_stages=[3],
+                       down_stages=[3], **kwargs)
+    head = MMGCNHead(num_classes=5, in_channels=16)
+    gen = torch.Generator().manual_seed(12)
+    with torch.no_grad():  # move every parameter and BN statistic off its initial value
+        for module in (backbone, head):
+            for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+                if name.endswith("num_batches_tracked"):
+                    continue
+                if name.endswith("running_var") or (name.endswith(".weight") and t.dim() == 1):
+                    t.copy_(0.5 + torch.rand(t.shape, generator=gen))
+                elif name.endswith(".A") or name == "A" or name.endswith("PA"):
+                    t.mul_(1.0 + 0.2 * torch.randn(t.shape, generator=gen))
+                else:
+                    t.copy_(0.5 * torch.randn(t.shape, generator=gen) / np.sqrt(max(1, t[0].numel())))
+    backbone.eval()
+    head.eval()
+    state = {"backbone." + k: v for k, v in backbone.state_dict().items()}
+    state.update({"cls_head." + k: v for k, v in head.state_dict().items()})
+    V = 17 if graph_cfg["layout"] == "coco" else 25
+    x = torch.randn(2, 2, 12, V, 3, generator=gen)
+    with torch.no_grad():
+        ref_feat = backbone(x)
+        ref_logits = head(ref_feat)
+    ours = load_pyskl_stgcn({"state_dict": state}, num_classes=5, adaptive=adaptive, backend=backend,
+                            **graph_cfg, **SMALL)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.backbone(x), ref_feat, atol=1e-5, rtol=0)
+        torch.testing.assert_close(ours(x), ref_logits, atol=1e-5, rtol=0)
+    assert ref_logits.abs().max() > 0.05

@@ -11,7 +11,9 @@ alike; ``scatter``, far slower, is timed separately with fewer runs):
 Our layer runs on channels-last ``(B, T, V, C)`` input, the reference on PYSKL's channels-first
 ``(B, C, T, V)`` — each in the layout its network keeps between layers. The reference is PYSKL's code path
 (``Conv2d(C, K C, 1)`` → ``view`` → ``einsum('nkctv,kvw->nctw')`` → ``contiguous`` → BN → ReLU) and is never
-modified to be slower. ``speedup`` = reference median / backend median (> 1 means ours is faster).
+modified to be slower. ``speedup`` = reference median / backend median (> 1 means ours is faster). When
+mmaction2 is importable (not a dependency), its real ``unit_gcn`` with the same weights is checked and timed
+too, as ``mmaction2_unit_gcn``.
 
 Usage (from the repository root)::
 
@@ -63,6 +65,20 @@ class PYSKLReferenceGCN(nn.Module):
         return self.act(self.bn(x))
 
 
+def mmaction2_unit_gcn(conv: STGCNConv) -> nn.Module | None:
+    """mmaction2 1.x's ``unit_gcn`` with our layer's weights (optional real peer; None if not installed)."""
+    try:
+        from mmaction.models.utils.gcn_utils import unit_gcn
+    except ImportError:
+        return None
+    peer = unit_gcn(conv.in_channels, conv.out_channels, conv.A.detach().cpu().clone(),
+                    adaptive=conv.adaptive, conv_pos=conv.conv_pos)
+    state = {k: v.detach().cpu() for k, v in conv.state_dict().items()}
+    state["conv.weight"] = state["conv.weight"][:, :, None, None]
+    peer.load_state_dict(state)
+    return peer
+
+
 def _fwd(module: nn.Module, x: torch.Tensor):
     def run():
         with torch.no_grad():
@@ -91,7 +107,7 @@ def _fwd_bwd(module: nn.Module, x: torch.Tensor, grad: torch.Tensor):
 
 
 def bench_device(device: torch.device, B: int, T: int, channels: list[int], backends: list[str], repeats: int,
-                 scatter_repeats: int, edge_sparsity: float) -> tuple[list[dict], list[dict]]:
+                 scatter_repeats: int, edge_sparsity: float, use_peer: bool) -> tuple[list[dict], list[dict]]:
     graph = SkeletonGraph("nturgb+d", "stgcn_spatial")
     V = graph.num_nodes
     results, checks = [], []
@@ -113,10 +129,19 @@ def bench_device(device: torch.device, B: int, T: int, channels: list[int], back
             ours = conv(x_last)
             theirs = ref(x_first).permute(0, 2, 3, 1)
         diff = float((ours - theirs).abs().max())
-        checks.append({"device": str(device), "channels": C, "max_abs_diff_vs_reference": diff})
+        check = {"device": str(device), "channels": C, "max_abs_diff_vs_reference": diff}
         if diff > 1e-4:
             raise SystemExit(f"outputs differ from the PYSKL-style reference by {diff:.3g} (C={C}); "
                              "not timing")
+        peer = mmaction2_unit_gcn(conv) if use_peer else None
+        if peer is not None:
+            peer = peer.to(device).train()
+            with torch.no_grad():
+                check["max_abs_diff_vs_mmaction2_unit_gcn"] = float((peer(x_first).permute(0, 2, 3, 1) - ours)
+                                                                    .abs().max())
+            if check["max_abs_diff_vs_mmaction2_unit_gcn"] > 1e-4:
+                raise SystemExit("outputs differ from mmaction2's unit_gcn; not timing")
+        checks.append(check)
 
         def record(name: str, mode: str, timing: dict, ref_median: float | None, extra: dict | None = None,
                    C: int = C):
@@ -136,6 +161,10 @@ def bench_device(device: torch.device, B: int, T: int, channels: list[int], back
             ref.train(train)
             conv.train(train)
             fns = {"pyskl_reference": _fwd(ref, x_first) if not train else _fwd_bwd(ref, x_first, grad_first)}
+            if peer is not None:
+                peer.train(train)
+                fns["mmaction2_unit_gcn"] = _fwd(peer, x_first) if not train else _fwd_bwd(peer, x_first,
+                                                                                          grad_first)
             for backend in [b for b in backends if b != "scatter"]:
                 fns[backend] = _with_backend(conv, backend, x_last, grad_last if train else None)
             before = set(auto_choices())
@@ -144,6 +173,8 @@ def bench_device(device: torch.device, B: int, T: int, channels: list[int], back
             ref_median = timings["pyskl_reference"]["median_s"]
             for name, timing in timings.items():
                 extra = {"auto_picked": picked} if name == "auto" else None
+                if name == "mmaction2_unit_gcn":
+                    extra = {"note": "real peer: mmaction2 1.1.0 unit_gcn, same weights"}
                 record(name, mode, timing, None if name == "pyskl_reference" else ref_median, extra)
             if "scatter" in backends:  # far slower: timed on its own, fewer runs
                 fn = _with_backend(conv, "scatter", x_last, grad_last if train else None)
@@ -189,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time dense/sparse/auto with this fraction of edges gated off (0 = skip)")
     parser.add_argument("--out", type=Path, default=None, help="output JSON (default: results/layers.json, "
                         "results/layers_small.json with --small)")
+    parser.add_argument("--no-peer", action="store_true",
+                        help="do not time mmaction2's unit_gcn even when mmaction2 is importable")
     parser.add_argument("--note", default="", help="free-text note stored in the JSON (e.g. machine load)")
     args = parser.parse_args(argv)
 
@@ -210,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             print("CUDA requested but not available; skipped", file=sys.stderr)
             continue
         res, chk = bench_device(device, B, T, args.channels, args.backends, repeats, max(1, min(2, repeats)),
-                                args.edge_sparsity)
+                                args.edge_sparsity, not args.no_peer)
         payload["results"] += res
         payload["checks"] += chk
     payload["auto_choices"] = [{"key": [str(k) for k in key], "backend": v}

@@ -115,8 +115,8 @@ def bench_export(small: bool, repeats: int) -> tuple[list[dict], dict]:
             t = interleaved({"dense": lambda: dense(x), "masked": lambda m=masked: m(x),
                              "exported": lambda m=exported: m(x)}, repeats, torch.device("cpu"))
         rep = report(masked)
-        csr_nnz = sum(m.weight_csr.values().numel() for m in exported.modules()
-                      if isinstance(m, (CSRLinear, CSRTemporalConv)))
+        csr_nnz = sum(m.weight_csr.values().numel() if isinstance(m, CSRLinear) else m.nnz
+                      for m in exported.modules() if isinstance(m, (CSRLinear, CSRTemporalConv)))
         replaced = [c["name"] for c in exported.sparse_kernel_choices if c["sparse"]]
         d, e = t["dense"], t["exported"]
         rows.append({

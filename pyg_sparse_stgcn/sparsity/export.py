@@ -129,8 +129,10 @@ class CSRLinear(nn.Module):
 class CSRTemporalConv(nn.Module):
     r"""Inference replacement of a temporal :class:`~torch.nn.Conv2d` with kernel :math:`(k, 1)` (groups 1).
 
-    The :math:`k` taps are gathered into a :math:`(k C_{in}, B T' V)` matrix (im2col over time) and multiplied
-    by the CSR weight :math:`(C_{out}, k C_{in})`. Same input/output convention as ``Conv2d``.
+    The input is laid out time-major, :math:`(C_{in}, T + 2p, B, V)`, so that tap :math:`j` is a 2-D view
+    :math:`(C_{in}, T' B V)` of it (a copy only when the stride exceeds 1), and the output accumulates
+    :math:`\mathbf{Y} \mathrel{+}= \mathbf{W}_j^	ext{CSR} \mathbf{X}_j` over the :math:`k` taps, each tap's
+    weight :math:`(C_{out}, C_{in})` stored in CSR. Same input/output convention as ``Conv2d``.
 
     Args:
         conv (torch.nn.Conv2d): The dense convolution.
@@ -148,27 +150,34 @@ class CSRTemporalConv(nn.Module):
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.k, self.stride, self.dilation, self.pad = (conv.kernel_size[0], conv.stride[0], conv.dilation[0],
                                                         conv.padding[0])
-        w = conv.weight.detach()[..., 0].permute(0, 2, 1)
-        w = w.reshape(self.out_channels, self.k * self.in_channels)
-        self.register_buffer("weight_csr", _to_csr(w))
+        w = conv.weight.detach()[..., 0]  # (C_out, C_in, k)
+        for j in range(self.k):
+            self.register_buffer(f"weight_csr_{j}", _to_csr(w[:, :, j].contiguous()))
         self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
+
+    @property
+    def nnz(self) -> int:
+        """Stored non-zeros over all taps."""
+        return sum(int(getattr(self, f"weight_csr_{j}").values().numel()) for j in range(self.k))
 
     def forward(self, x: Tensor) -> Tensor:
         B, C, T, V = x.shape
-        xp = F.pad(x.permute(1, 0, 2, 3), (0, 0, self.pad, self.pad))  # (C, B, T + 2p, V)
+        xt = F.pad(x.permute(1, 2, 0, 3), (0, 0, 0, 0, self.pad, self.pad))  # (C, T + 2p, B, V)
         t_out = (T + 2 * self.pad - self.dilation * (self.k - 1) - 1) // self.stride + 1
         span = self.stride * (t_out - 1) + 1
-        cols = torch.stack([xp[:, :, j * self.dilation: j * self.dilation + span: self.stride]
-                            for j in range(self.k)])  # (k, C, B, T', V)
-        y = self.weight_csr @ cols.reshape(self.k * C, B * t_out * V)
-        y = y.view(self.out_channels, B, t_out, V).permute(1, 0, 2, 3)
+        y = x.new_zeros(self.out_channels, t_out * B * V)
+        for j in range(self.k):
+            start = j * self.dilation
+            xj = xt[:, start: start + span: self.stride].reshape(C, t_out * B * V)
+            y.addmm_(getattr(self, f"weight_csr_{j}"), xj)
+        y = y.view(self.out_channels, t_out, B, V).permute(2, 0, 1, 3)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return y
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, k={self.k}, stride={self.stride}, "
-                f"dilation={self.dilation}, nnz={self.weight_csr.values().numel()}")
+                f"dilation={self.dilation}, nnz={self.nnz}")
 
 
 def _is_temporal_conv(m: nn.Module) -> bool:

@@ -408,3 +408,17 @@ def test_bad_input():
         conv(x, torch.tensor([[0, 1], [1, 2]]), torch.ones(2, 2))
     with pytest.raises(ValueError, match="without edge_index"):
         conv(x, None, torch.ones(3))
+
+
+def test_autocast_bfloat16_all_backends():
+    graph, conv = _make("nturgb+d", "importance", "pre", seed=12)
+    x = torch.randn(2, 3, 25, 4)
+    ref = conv(x).detach()
+    for backend in BACKENDS:
+        conv.backend = backend
+        conv.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = conv(x)
+        out.float().sum().backward()
+        assert conv.PA.grad is not None and conv.PA.grad.dtype == torch.float32
+        torch.testing.assert_close(out.float(), ref, atol=0.1, rtol=0.05)

@@ -113,11 +113,13 @@ class _SparseAggregate(torch.autograd.Function):
     def forward(ctx, values: Tensor, h: Tensor, rows: Tensor, cols: Tensor, n_rows: int, n_cols: int,
                 conv: STGCNConv) -> Tensor:
         keep = values != 0
-        r, c, v = rows[keep], cols[keep], values[keep]
+        # under autocast the activations may be half precision while the edge weights stay float32
+        r, c, v = rows[keep], cols[keep], values[keep].to(h.dtype)
         adj = _build_sparse(r, c, v, n_rows, n_cols)
         out = conv.propagate(adj, x=h, edge_weight=None)
         ctx.save_for_backward(h, rows, cols, r, c, v)
         ctx.sizes = (n_rows, n_cols)
+        ctx.values_dtype = values.dtype
         ctx.conv = conv
         return out
 
@@ -133,7 +135,7 @@ class _SparseAggregate(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             # the dense gradient of the operator, sum_l g_l h_l^T (batched GEMM, no copies), read at every
             # candidate entry
-            grad_values = torch.bmm(grad_out, h.transpose(1, 2)).sum(0)[rows, cols]
+            grad_values = torch.bmm(grad_out, h.transpose(1, 2)).sum(0)[rows, cols].to(ctx.values_dtype)
         return grad_values, grad_h, None, None, None, None, None
 
 
@@ -464,7 +466,7 @@ class STGCNConv(MessagePassing):
     # --- MessagePassing interface ---
     def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:
         # x_j: (*, E, F); edge_weight: (K, E)
-        w = edge_weight.t().unsqueeze(-1)  # (E, K, 1)
+        w = edge_weight.t().unsqueeze(-1).to(x_j.dtype)  # (E, K, 1)
         if self.conv_pos == "pre":
             return (x_j.unflatten(-1, (self.num_subsets, -1)) * w).sum(-2)
         return (x_j.unsqueeze(-2) * w).flatten(-2)

@@ -246,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
                                 args.edge_sparsity, not args.no_peer)
         payload["results"] += res
         payload["checks"] += chk
+    try:
+        import mmaction
+
+        payload["meta"]["mmaction2"] = mmaction.__version__
+    except ImportError:
+        payload["meta"]["mmaction2"] = None
     payload["auto_choices"] = [{"key": [str(k) for k in key], "backend": v}
                                for key, v in auto_choices().items()]
     payload["meta"]["load_average_at_end"] = machine_info()["load_average_1_5_15"]

@@ -263,3 +263,14 @@ def test_models_state_dict_names_mirror_pyskl():
     ]:
         assert key in keys, key
     assert isinstance(model.backbone.gcn[0].gcn, STGCNConv)
+
+
+def test_full_model_compiles_without_graph_breaks():
+    import torch._dynamo
+
+    backbone = STGCNPlusPlus({"layout": "coco"}, backend="dense", **SMALL)
+    model = SkeletonClassifier(backbone, GCNHead(4, in_channels=16)).eval()
+    x = torch.randn(2, 2, 8, 17, 3)
+    torch._dynamo.reset()
+    explanation = torch._dynamo.explain(model)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons

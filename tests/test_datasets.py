@@ -155,6 +155,37 @@ def test_kinetics_json_layout_with_bad_entries(realdata, tmp_path):
     assert isinstance(out, SkeletonData) and out.x.shape == (2, 50, 18, 3)
 
 
+def test_kinetics_pyskl_k400_form_with_kpfile(realdata, tmp_path):
+    """The real K400 index (sample.pkl) with a kpfile of generated keypoints, one per person box."""
+    doc = load_pickle(realdata / "sample.pkl")
+    anns = doc["annotations"][:4]
+    rng = np.random.default_rng(0)
+    kpfile = {}
+    for a in anns:
+        a["raw_file"] = "kp.pkl"
+        kpfile[a["frame_dir"]] = {"keypoint": rng.uniform(0, 300, size=(len(a["frame_inds"]), 17, 3))
+                                  .astype(np.float16)}
+    kpfile.pop(anns[3]["frame_dir"])  # one annotation whose kpfile entry is missing
+    root = tmp_path / "k400"
+    root.mkdir()
+    (root / "kp.pkl").write_bytes(pickle.dumps(kpfile, protocol=4))
+    ids = [a["frame_dir"] for a in anns]
+    (root / "k400_hrnet.pkl").write_bytes(pickle.dumps({"split": {"train": ids, "val": []},
+                                                         "annotations": anns}, protocol=4))
+    ds = build_dataset("kinetics", root, "train", processed_dir=tmp_path / "p", log=False)
+    assert len(ds) == 3 and ds.layout == "coco" and ds.pipeline_kind == "2d" and ds.num_classes == 400
+    assert ds.skipped[0]["id"] == ids[3] and "no entry" in ds.skipped[0]["reason"]
+    for i in range(3):
+        got = ds.sample(i)
+        a = anns[i]
+        assert got.label == a["label"] and got.total_frames == a["total_frames"]
+        # the best num_person_out=2 boxes of every frame are placed
+        per_frame = np.bincount(a["frame_inds"].astype(np.int64))
+        assert int((got.keypoint_score.sum(-1) > 0).sum()) == int(np.minimum(per_frame, 2).sum())
+    out = build_pipeline(ds.pipeline_kind, "j", 48, layout=ds.layout)(ds[0])
+    assert out.x.shape == (2, 48, 17, 3)
+
+
 def test_pyskl_pickle_wrapped_real_annotation(realdata, tmp_path):
     ann = load_pickle(realdata / "example_UCF101_skeleton.pkl")
     bad = {"frame_dir": "broken", "label": 1, "total_frames": 3, "keypoint": "not an array"}

@@ -416,6 +416,8 @@ class STGCNConv(MessagePassing):
         if backend == "dense":
             flat = (rows * n_cols + cols).reshape(-1)
             M = weight.new_zeros(n_rows * n_cols).index_add(0, flat, weight.reshape(-1)).view(n_rows, n_cols)
+            if M.dtype != h3.dtype and not torch.is_autocast_enabled(h3.device.type):
+                M = M.to(h3.dtype)
             # One (n_rows x n_cols) matrix broadcast over every frame and sample: a batched GEMM on the
             # channels-last activations, no copies (torch.matmul would transpose both operands).
             return torch.bmm(M.expand(h3.size(0), n_rows, n_cols), h3)

@@ -206,6 +206,7 @@ def test_logits_and_features_match_pyskl_reference(kind, backend):
     cfg, sd, x = _case(kind)
     model = load_pyskl_stgcn(sd, num_classes=5, backend=backend, **cfg, **SMALL)
     assert not model.training
+    assert all(conv.backend == backend for conv in model.backbone.convs())
     ref_feat, ref_logits = pyskl_reference(sd, x, kind)
     with torch.no_grad():
         feat = model.backbone(x)

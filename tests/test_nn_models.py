@@ -274,3 +274,19 @@ def test_full_model_compiles_without_graph_breaks():
     torch._dynamo.reset()
     explanation = torch._dynamo.explain(model)(x)
     assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_model_reset_parameters():
+    model = STGCNPlusPlus({"layout": "coco"}, **SMALL)
+    x = torch.randn(1, 2, 8, 17, 3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.7)
+    model.reset_parameters()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(bool((m.weight == 1).all()) and bool((m.bias == 0).all()) for m in norms)
+    graph_A = torch.as_tensor(model.graph.A)
+    assert all(torch.equal(conv.A.detach(), graph_A) for conv in model.convs())  # 'init': A back to the graph
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(not bool((m.weight == 0.7).any()) for m in linears)
+    assert torch.isfinite(model(x)).all()

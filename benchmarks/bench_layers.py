@@ -94,6 +94,7 @@ def _with_backend(conv: STGCNConv, backend: str, x: torch.Tensor, grad: torch.Te
                 conv(x)
         else:
             conv.zero_grad(set_to_none=True)
+            x.grad = None
             conv(x).backward(grad)
     return run
 
@@ -101,6 +102,7 @@ def _with_backend(conv: STGCNConv, backend: str, x: torch.Tensor, grad: torch.Te
 def _fwd_bwd(module: nn.Module, x: torch.Tensor, grad: torch.Tensor):
     def run():
         module.zero_grad(set_to_none=True)
+        x.grad = None
         out = module(x)
         out.backward(grad)
     return run
@@ -117,8 +119,9 @@ def bench_device(device: torch.device, B: int, T: int, channels: list[int], back
         with torch.no_grad():
             conv.PA.uniform_(0.5, 1.5)  # a trained-looking importance, identical in both modules
         ref = PYSKLReferenceGCN(conv).to(device)
-        x_last = torch.randn(B, T, V, C, device=device)
-        x_first = x_last.permute(0, 3, 1, 2).contiguous()
+        # inputs require grad, as for every layer but the first in a network
+        x_last = torch.randn(B, T, V, C, device=device).requires_grad_()
+        x_first = x_last.detach().permute(0, 3, 1, 2).contiguous().requires_grad_()
         grad_last = torch.randn(B, T, V, C, device=device)
         grad_first = grad_last.permute(0, 3, 1, 2).contiguous()
 
@@ -234,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                "config": {"B": B, "T": T, "V": 25, "layout": "nturgb+d", "graph_mode": "stgcn_spatial",
                           "adaptive": "importance", "conv_pos": "pre", "channels": args.channels,
                           "repeats": repeats, "statistic": "median",
-                          "fwd": "eval mode, torch.no_grad", "fwd+bwd": "train mode, forward + backward",
+                          "fwd": "eval mode, torch.no_grad",
+                          "fwd+bwd": "train mode, forward + backward (input, weight and edge gradients)",
                           "edge_sparsity_extra": args.edge_sparsity},
                "note": args.note, "results": [], "checks": []}
     for dev in devices:

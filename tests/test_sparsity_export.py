@@ -141,3 +141,18 @@ def test_to_sparse_kernels_measured_and_thresholded():
     none = to_sparse_kernels(model, x, min_sparsity=0.99)
     assert not any(c["sparse"] or c["dense_ms"] is not None for c in none.sparse_kernel_choices)
     assert sk.edges_removed == 0
+
+
+@pytest.mark.parametrize("backend", ["sparse", "scatter", "auto"])
+def test_export_with_other_aggregation_backends(backend):
+    torch.manual_seed(0)
+    bb = STGCN({"layout": "coco", "mode": "spatial"}, base_channels=8, num_stages=3, backend=backend)
+    model = SkeletonClassifier(bb, GCNHead(5, bb.out_channels))
+    prune(model, 0.9, scope="layer", edge_sparsity=0.8)
+    model.eval()
+    x = x_in()
+    y = model(x)
+    sk = to_sparse_kernels(model, x, force=True)
+    assert sk.edges_removed > 0
+    assert (sk(x) - y).abs().max() < 1e-5
+    assert torch.allclose(fold(model)(x), y, atol=1e-6)

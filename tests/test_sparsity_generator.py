@@ -277,3 +277,32 @@ def test_bad_arguments():
         SparseGenerator(tiny(3), 1.2)
     with pytest.raises(ValueError, match="no maskable targets"):
         SparseGenerator(nn.Sequential(nn.ReLU()), 0.5)
+
+
+def test_generator_under_ddp_matches_plain():
+    import copy
+    import os
+    import socket
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gen = SparseGenerator(tiny(3), 0.8, kinds=("weight", "edge"), scope="block").train()
+    ref = copy.deepcopy(gen)
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        ddp = DDP(gen)
+        x = x_in()
+        ddp(x).square().sum().backward()
+        ref(x).square().sum().backward()
+        for (n, p), (_, q) in zip(gen.named_parameters(), ref.named_parameters()):
+            if p.grad is not None:
+                assert torch.allclose(p.grad, q.grad, atol=1e-5), n
+        assert report(gen).to_dict() == report(ref).to_dict()
+    finally:
+        dist.destroy_process_group()

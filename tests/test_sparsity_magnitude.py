@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier
@@ -147,3 +149,29 @@ def test_report_counts_json_and_table():
     attach_masks(model, "weight", scores=True)
     p2 = report(model).parameters
     assert p2["scores"] == p["maskable"] and p2["stored"] == all_params + p["maskable"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.floats(0.0, 0.99), st.floats(0.0, 0.99),
+       st.sampled_from(["global", "layer"]))
+def test_property_exact_counts_and_composition(seed, s1, s2, scope):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Conv2d(7, 3, (3, 1)))
+    prune(model, s1, scope=scope)
+    kept1 = [r["kept"] for r in report(model).targets]
+    masks1 = mask_state_dict(model)
+    prune(model, s2, scope=scope)
+    rep = report(model)
+    masks2 = mask_state_dict(model)
+    for k in masks1:
+        assert not (masks2[k] & ~masks1[k]).any()  # pruning only removes
+    if scope == "layer":
+        for k1, r in zip(kept1, rep.targets):
+            assert r["kept"] == k1 - num_to_remove(s2, k1)
+    else:
+        n = sum(kept1)
+        assert rep.overall["kept"] == n - num_to_remove(s2, n)
+    # idempotent at zero
+    prune(model, 0.0, scope=scope)
+    assert mask_state_dict(model).keys() == masks2.keys()
+    assert all(torch.equal(mask_state_dict(model)[k], masks2[k]) for k in masks2)

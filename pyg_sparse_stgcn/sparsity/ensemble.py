@@ -22,26 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..nn import GCNHead
 from .generator import SparseGenerator
 from .magnitude import check_sparsity
 from .report import SparsityReport, report
 from .targets import targets
 
 __all__ = ["MultiSparsityEnsemble"]
-
-
-class _PoolHead(nn.Module):
-    """GAP over (T, V), mean over persons, dropout, linear (``GCNHead`` semantics)."""
-
-    def __init__(self, in_channels: int, num_classes: int, dropout: float, init_std: float) -> None:
-        super().__init__()
-        self.dropout = nn.Dropout(float(dropout))
-        self.fc_cls = nn.Linear(in_channels, num_classes)
-        nn.init.normal_(self.fc_cls.weight, 0.0, init_std)
-        nn.init.zeros_(self.fc_cls.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc_cls(self.dropout(x.mean(dim=(3, 4)).mean(dim=1)))
 
 
 class MultiSparsityEnsemble(nn.Module):
@@ -60,7 +47,9 @@ class MultiSparsityEnsemble(nn.Module):
         fusion (str, optional): ``'mean'`` or ``'alpha'`` (learned per-expert scalars, then the mean).
             (default: :obj:`'mean'`)
         dropout (float, optional): Dropout before each linear head. (default: :obj:`0.0`)
-        init_std (float, optional): Std of the heads' normal init. (default: :obj:`0.01`)
+        init_std (float, optional): Std of the heads' normal init (the heads are
+            :class:`~pyg_sparse_stgcn.nn.GCNHead`: pool over :math:`(T, V)` and persons, dropout, linear).
+            (default: :obj:`0.01`)
         **generator_kwargs: Passed to every :class:`~.generator.SparseGenerator` (e.g. ``warm_up=80``,
             ``scope='block'``, ``kinds``, ``penalty='GSGL'``).
 
@@ -99,7 +88,7 @@ class MultiSparsityEnsemble(nn.Module):
                                  "pass feat_channels")
         self.feat_channels = feat_channels
         self.alpha = nn.Parameter(torch.ones(len(sparsities))) if fusion == "alpha" else None
-        self.heads = nn.ModuleList(_PoolHead(feat_channels, num_classes, dropout, init_std)
+        self.heads = nn.ModuleList(GCNHead(num_classes, feat_channels, dropout=dropout, init_std=init_std)
                                    for _ in range(len(sparsities) + 1))
 
     def set_epoch(self, epoch: int, total_epochs: int | None = None) -> None:

@@ -285,7 +285,9 @@ def load_masked_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], s
 
     Reads the parametrization keys (``<module>.parametrizations.<attr>.original`` / ``.0.mask`` /
     ``.0.score``), attaches a :class:`Mask` (with a score where the state dict has one) to each such target,
-    then calls :meth:`~torch.nn.Module.load_state_dict`.
+    then calls :meth:`~torch.nn.Module.load_state_dict`. The score rule (``abs_scores``, ``inclusive``) is
+    configuration, not state: to continue training a generator, build a
+    :class:`~.generator.SparseGenerator` with the same settings and load the state dict into it.
 
     Args:
         model (torch.nn.Module): A model of the same architecture, changed in place.

@@ -20,7 +20,12 @@ IMP drives any training routine with this signature::
 ``on_step(step)`` must be called after every optimiser step with the number of steps done so far (1, 2, …);
 IMP snapshots the rewind state when ``step == rewind_step`` during level 0. ``start_step`` is 0 at level 0
 and ``rewind_step`` at later levels (for schedules that continue from the rewind point). The engine's
-``Trainer`` plugs in through a small adapter that forwards its step callback.
+``Trainer`` takes both directly::
+
+    def train_fn(model, *, level, out_dir, start_step, on_step):
+        result = Trainer(model, train_data, epochs=E, batch_size=B, start_step=start_step,
+                         on_step=on_step, run_dir=RunDir(out_dir)).fit()
+        return {"loss": result["history"][-1]["loss"]}
 
 Output layout (every file written atomically; a finished level is skipped on resume)::
 

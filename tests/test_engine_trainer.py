@@ -100,10 +100,9 @@ def test_learns_separable_problem(tmp_path):
     run = RunDir(tmp_path)
     recs = run.read_metrics()
     assert [r["epoch"] for r in recs] == [1, 2, 3, 4] and all("val_top1" in r for r in recs)
-    ck = torch.load(run.checkpoints / "train-last.pt", weights_only=True)
-    assert ck["format"] == CHECKPOINT_FORMAT and ck["epoch"] == 4
-    assert set(ck) >= {"model", "optimizer", "scheduler", "scaler", "rng", "epoch"}
+    assert not (run.checkpoints / "train-last.pt").exists()  # superseded by the final checkpoint
     fin = torch.load(run.checkpoints / "train-final.pt", weights_only=True)
+    assert fin["format"] == CHECKPOINT_FORMAT and fin["epoch"] == 4
     assert fin["test"]["top1"] == res["test"]["top1"]
 
 
@@ -120,6 +119,9 @@ def test_resume_gives_identical_weights(tmp_path, stop_after):
     first = make(tmp_path / "cut", epochs=3, budget=EpochBudget(stop_after))
     with pytest.raises(TrainingInterrupted):
         first.fit()
+    ck = torch.load(tmp_path / "cut" / "checkpoints" / "train-last.pt", weights_only=True)
+    assert ck["format"] == CHECKPOINT_FORMAT and ck["epoch"] == stop_after
+    assert set(ck) >= {"model", "optimizer", "scheduler", "scaler", "rng", "epoch"}
     # RNG consumed between the interruption and the resume must not matter
     torch.rand(100), np.random.rand(10), random.random()
     second = make(tmp_path / "cut", epochs=3)

@@ -43,12 +43,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "out": "runs",              # parent of the run directories
         "device": "auto",           # auto | cpu | cuda | cuda:N
         "deterministic": False,     # torch.use_deterministic_algorithms
+        "threads": 0,               # torch.set_num_threads; 0 = PyTorch's default
     },
     "data": {
         "name": "demo",
         "root": "",                 # "" = the dataset's default root (data/<name>)
         "feats": "j",               # j | b | jm | bm
-        "clip_len": 100,
+        "clip_len": 0,              # frames per clip; 0 = the dataset's recommendation
+        "num_person": 0,            # persons M per sample; 0 = the dataset's recommendation
+        "augment": False,           # random rotation/scaling in training (build_pipeline(augment=True))
         "batch_size": 16,           # global batch (split across DDP processes)
         "test_batch_size": 0,       # 0 = batch_size
         "num_workers": 0,
@@ -94,6 +97,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "scope": "global",          # global | layer | block
     },
     "generator": {                  # the paper's sparse generator (method.md §3), epochs scaled by fractions
+        "epochs": 0,                # 0 = train.epochs
         "warm_up": 0.6,             # dense warm-up, fraction of the epochs (paper: 60 of 100)
         "ramp": False,              # linear sparsity ramp (paper's sparse_decay)
         "use_abs": False,           # threshold |S| instead of signed scores
@@ -106,6 +110,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "gcn_adaptive": "init",
     },
     "ensemble": {
+        "epochs": 0,                # 0 = train.epochs
         "sparsities": [0.6, 0.8, 0.95, 0.99],
         "warm_up": 0.8,             # paper: 80 of 100 epochs
         "grad_clip": 45.0,
@@ -330,10 +335,12 @@ def validate_config(cfg: dict, options: Mapping[str, str] | None = None) -> dict
     lam = cfg["generator"]["penalty_lambda"]
     if not (lam == "gradual" or (isinstance(lam, (int, float)) and not isinstance(lam, bool) and lam >= 0)):
         raise ConfigError(f"generator.penalty_lambda: expected 'gradual' or a number >= 0, got {lam!r}")
-    positive = {"train.epochs": 1, "data.batch_size": 1, "data.clip_len": 1, "eval.num_clips": 1,
+    positive = {"train.epochs": 1, "data.batch_size": 1, "data.clip_len": 0, "data.num_person": 0,
+                "eval.num_clips": 1,
                 "model.base_channels": 1, "model.num_stages": 1, "train.eval_every": 0, "data.num_workers": 0,
                 "data.test_batch_size": 0, "train.max_epochs_this_run": 0, "lottery.levels": 0,
-                "lottery.rewind_step": 0, "prune.finetune_epochs": 0, "dense.epochs": 0}
+                "lottery.rewind_step": 0, "prune.finetune_epochs": 0, "dense.epochs": 0,
+                "generator.epochs": 0, "ensemble.epochs": 0, "run.threads": 0}
     for key, lo in positive.items():
         v = get_key(cfg, key)
         if v < lo:

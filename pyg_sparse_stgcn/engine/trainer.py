@@ -448,6 +448,8 @@ class Trainer:
             self._save(self.final_path, {"format": CHECKPOINT_FORMAT, "stage": self.stage,
                                          "epoch": self.epochs, "model": self.model.state_dict(),
                                          "rng": get_rng_state(), "history": self.history, "test": test})
+            if self.rank == 0 and self.last_path.exists():
+                self.last_path.unlink()  # the final checkpoint supersedes it
         return result
 
     def load_final(self) -> dict[str, Any] | None:

@@ -41,6 +41,26 @@ __all__ = [
 ]
 
 
+class _MaskSTE(torch.autograd.Function):
+    r"""``x * m`` with the identity straight-through estimator for the score: the mask :math:`m` is a
+    step function of :math:`s` whose gradient is taken as 1, so :math:`\partial L/\partial s =
+    \partial L/\partial \tilde x \odot x` and :math:`\partial L/\partial x = \partial L/\partial \tilde x
+    \odot m`."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, s: Tensor, m: Tensor) -> Tensor:
+        ctx.save_for_backward(x, m)
+        ctx.s_dtype = s.dtype
+        return x * m
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, m = ctx.saved_tensors
+        grad_x = grad * m if ctx.needs_input_grad[0] else None
+        grad_s = (grad * x).to(ctx.s_dtype) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_s, None
+
+
 class Mask(nn.Module):
     r"""Parametrization multiplying a tensor by a boolean mask, optionally learned through scores.
 
@@ -101,9 +121,7 @@ class Mask(nn.Module):
             return x * self.mask.to(x.dtype)
         s = self._ranked()
         keep = s.detach() >= self.threshold if self.inclusive else s.detach() > self.threshold
-        m = (keep & self.mask).to(x.dtype)
-        # Identity straight-through estimator: value m, gradient 1 with respect to s.
-        return x * (m + (s - s.detach()).to(x.dtype))
+        return _MaskSTE.apply(x, s, (keep & self.mask).to(x.dtype))
 
     def extra_repr(self) -> str:
         return f"shape={tuple(self.mask.shape)}, scores={self.has_score}"

@@ -306,3 +306,21 @@ def test_generator_under_ddp_matches_plain():
         assert report(gen).to_dict() == report(ref).to_dict()
     finally:
         dist.destroy_process_group()
+
+
+def test_score_init_paper_reinit_and_from_paper_code():
+    torch.manual_seed(0)
+    gen = SparseGenerator.from_paper_code(tiny(3), 0.6)
+    assert gen.threshold_rule == "paper" and gen.residual_zero_threshold and not gen.penalty_has_grad
+    assert gen.paper_ramp
+    for t, m in zip(gen._targets, gen._masks):
+        fan_in = t.numel // t.shape[0]
+        bound = math.sqrt(6.0 / fan_in)
+        w = t.original().detach()
+        assert w.abs().max() <= bound and w.abs().max() > 0.5 * bound, t.name  # kaiming-uniform, ReLU gain
+        assert m.score.abs().max() <= bound and m.score.std() > 0.3 * bound / math.sqrt(3)
+        assert (t.module.bias == 0).all()
+        assert m.inclusive
+    mag = SparseGenerator(tiny(3), 0.5, score_init="magnitude")
+    for t, m in zip(mag._targets, mag._masks):
+        assert torch.equal(m.score.detach(), t.magnitude().detach().abs())

@@ -241,20 +241,22 @@ def test_edge_scores_mask_edges_with_own_sparsity():
     assert torch.equal(conv.edge_weight_effective() != 0, m & (conv.edge_weight_base() != 0))
 
 
-def test_compile_training_step_matches_eager():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
-    a = SparseGenerator(model, 0.6).train()
+def test_compile_fullgraph_training_step_matches_eager():
     import copy
+
+    torch.manual_seed(0)
+    a = SparseGenerator(tiny(3), 0.8, kinds=("weight", "edge"), scope="block").train()
     b = copy.deepcopy(a)
-    cb = torch.compile(b, backend="aot_eager")
-    x = torch.randn(5, 6)
+    cb = torch.compile(b, backend="aot_eager", fullgraph=True)  # no graph break anywhere in the step
+    x = x_in()
     ya, yb = a(x), cb(x)
-    assert torch.allclose(ya, yb, atol=1e-6)
-    ya.sum().backward()
-    yb.sum().backward()
-    for p, q in zip(a.parameters(), b.parameters()):
-        assert torch.allclose(p.grad, q.grad, atol=1e-6)
+    assert torch.allclose(ya, yb, atol=1e-5)
+    ya.square().sum().backward()
+    yb.square().sum().backward()
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        assert (p.grad is None) == (q.grad is None), n
+        if p.grad is not None:
+            assert torch.allclose(p.grad, q.grad, atol=1e-5), n
 
 
 def test_trainer_contract_set_epoch_is_found():

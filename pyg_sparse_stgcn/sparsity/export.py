@@ -13,7 +13,6 @@ r"""Export masked models: fold the masks into plain tensors, or switch to sparse
 from __future__ import annotations
 
 import copy
-import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -185,19 +184,25 @@ def _is_temporal_conv(m: nn.Module) -> bool:
             and m.stride[1] == 1 and m.padding[1] == 0 and not isinstance(m.padding, str))
 
 
-def _time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
+def _time_pair(a: Callable[[], Any], b: Callable[[], Any], device: torch.device,
+               repeats: int) -> tuple[float, float]:
+    """Best-of-``repeats`` seconds of ``a`` and ``b``, alternating between them every round so that a changing
+    machine load affects both alike (one warm-up call each)."""
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-    fn()
-    sync()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+
+    best = [float("inf"), float("inf")]
+    for fn in (a, b):
         fn()
-        sync()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    for _ in range(repeats):
+        for i, fn in enumerate((a, b)):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best[0], best[1]
 
 
 @torch.no_grad()
@@ -211,7 +216,8 @@ def to_sparse_kernels(model: nn.Module, example_input: Tensor, min_sparsity: flo
             candidate layer is timed on the input it receives from this batch.
         min_sparsity (float, optional): Layers whose weight has fewer zeros than this fraction stay dense
             without timing. (default: :obj:`0.5`)
-        repeats (int, optional): Timed repetitions per layer and kernel (median). (default: :obj:`5`)
+        repeats (int, optional): Timed rounds per layer, alternating dense and CSR; the best time of each
+            decides. (default: :obj:`5`)
         force (bool, optional): :obj:`True` replaces every candidate above ``min_sparsity``, :obj:`False`
             none, :obj:`None` decides by measurement. (default: :obj:`None`)
 
@@ -248,8 +254,8 @@ def to_sparse_kernels(model: nn.Module, example_input: Tensor, min_sparsity: flo
             if force:
                 rec["sparse"] = True
             else:
-                rec["dense_ms"] = 1e3 * _time(lambda m=m, x=x: m(x), device, repeats)
-                rec["sparse_ms"] = 1e3 * _time(lambda r=repl, x=x: r(x), device, repeats)
+                td, ts = _time_pair(lambda m=m, x=x: m(x), lambda r=repl, x=x: r(x), device, repeats)
+                rec["dense_ms"], rec["sparse_ms"] = 1e3 * td, 1e3 * ts
                 rec["sparse"] = rec["sparse_ms"] < rec["dense_ms"]
             if rec["sparse"]:
                 parent_name, _, child = name.rpartition(".")

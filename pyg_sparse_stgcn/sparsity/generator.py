@@ -24,6 +24,9 @@ Differences from the released code, each restorable by a flag (see ``docs/sparsi
   code calls them without a threshold) while their scores still count in the pool.
 * ``penalty_has_grad=False``: the GL/GSGL penalty is computed from detached tensors (a constant).
 * ``paper_ramp=True``: the linear ramp :math:`p = s \cdot e / (E/2)` measured from epoch 0.
+* ``reinit_weights=True``: masked weights re-initialised kaiming-uniform (ReLU gain), their biases zero.
+
+:meth:`SparseGenerator.from_paper_code` sets all of them.
 """
 from __future__ import annotations
 

@@ -229,3 +229,25 @@ def test_missing_dataset_lists_expected_files(tmp_path):
 def test_resume_rejects_changed_settings(env, train_run):
     res = CliRunner().invoke(main, ["--resume", str(train_run), "--lr", "0.3"])
     assert res.exit_code != 0 and "--lr 0.3 conflicts with --resume" in res.output
+
+
+def test_pyskl_checkpoint_evaluates_through_checkpoint(env, train_run, tmp_path):
+    """Write our trained model in PYSKL's format (``backbone.*`` with (out, in, 1, 1) conv weights,
+    ``cls_head.fc_cls.*``, mmcv's ``state_dict``/``meta`` wrapper) and evaluate it via --checkpoint."""
+    ours = torch.load(train_run / "checkpoints" / "model.pt", weights_only=True)["model"]
+    pyskl = {}
+    for k, v in ours.items():
+        if k.startswith("head.fc_cls."):
+            pyskl["cls_head.fc_cls." + k[len("head.fc_cls."):]] = v
+        elif k.startswith("backbone.") and k.endswith(".weight") and v.dim() == 2:
+            pyskl[k] = v[:, :, None, None]  # PYSKL's 1x1 Conv2d
+        else:
+            pyskl[k] = v
+    path = tmp_path / "stgcn_pyskl.pth"
+    torch.save({"meta": {"epoch": 2}, "state_dict": pyskl}, path)
+    d = run_dir(run(env, "--data", "demo", "--mode", "evaluate", "--checkpoint", str(path)))
+    s = check_run(d, "evaluate")
+    assert s["source"] == "pyskl"
+    a = torch.load(train_run / "scores" / "test.pt", weights_only=True)
+    b = torch.load(d / "scores" / "test.pt", weights_only=True)
+    torch.testing.assert_close(b["scores"], a["scores"], atol=1e-5, rtol=1e-4)

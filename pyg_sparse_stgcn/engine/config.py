@@ -99,7 +99,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "generator": {                  # the paper's sparse generator (method.md §3), epochs scaled by fractions
         "epochs": 0,                # 0 = train.epochs
         "warm_up": 0.6,             # dense warm-up, fraction of the epochs (paper: 60 of 100)
-        "ramp": False,              # linear sparsity ramp (paper's sparse_decay)
+        "ramp": 0.0,                # linear sparsity ramp after the warm-up, fraction of epochs; 0 = jump
         "use_abs": False,           # threshold |S| instead of signed scores
         "penalty": "",              # "" | gl | gsgl: warm-up penalty (with gradients)
         "penalty_lambda": "gradual",  # "gradual" or a number
@@ -324,6 +324,7 @@ def validate_config(cfg: dict, options: Mapping[str, str] | None = None) -> dict
     _fraction(cfg, "sparsity.edge_sparsity", name("sparsity.edge_sparsity"))
     _fraction(cfg, "generator.warm_up", name("generator.warm_up"))
     _fraction(cfg, "generator.two_phase", name("generator.two_phase"))
+    _fraction(cfg, "generator.ramp", name("generator.ramp"))
     _fraction(cfg, "ensemble.warm_up", name("ensemble.warm_up"))
     _fraction(cfg, "lottery.fraction", name("lottery.fraction"))
     _fraction(cfg, "lottery.edge_fraction", name("lottery.edge_fraction"))

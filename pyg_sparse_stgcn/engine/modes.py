@@ -482,10 +482,17 @@ def load_model(checkpoint: str | Path, cfg: Mapping[str, Any], data: DataBundle,
 
     m = cfg["model"]
     kwargs = dict(m["backbone"])
-    model = load_pyskl_stgcn(str(p), layout=data.layout, mode=_graph_mode(cfg, None),
-                             adaptive=kwargs.pop("gcn_adaptive", "init" if m["name"] == "stgcn++" else
-                                                 "importance"),
-                             num_classes=data.num_classes, backend=m["backend"], **kwargs)
+    adaptive = kwargs.pop("gcn_adaptive", "init" if m["name"] == "stgcn++" else "importance")
+    if m["name"] == "stgcn++":
+        kwargs.setdefault("gcn_with_res", True)
+        kwargs.setdefault("tcn_type", "mstcn")
+    for k in ("inflate_stages", "down_stages"):
+        if k in kwargs:
+            kwargs[k] = tuple(kwargs[k])
+    model = load_pyskl_stgcn(str(p), layout=data.layout, mode=_graph_mode(cfg, None), adaptive=adaptive,
+                             num_classes=data.num_classes, backend=m["backend"], head_dropout=m["dropout"],
+                             in_channels=data.in_channels, base_channels=m["base_channels"],
+                             num_stages=m["num_stages"], num_person=data.num_person, **kwargs)
     return model.to(device), {"source": "pyskl", "kind": "classifier"}
 
 

@@ -98,6 +98,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "generator": {                  # the paper's sparse generator (method.md §3), epochs scaled by fractions
         "epochs": 0,                # 0 = train.epochs
+        "clip_len": 0,              # frames per clip in this mode; 0 = data.clip_len (paper: 60)
         "warm_up": 0.6,             # dense warm-up, fraction of the epochs (paper: 60 of 100)
         "ramp": 0.0,                # linear sparsity ramp after the warm-up, fraction of epochs; 0 = jump
         "use_abs": False,           # threshold |S| instead of signed scores
@@ -111,8 +112,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "ensemble": {
         "epochs": 0,                # 0 = train.epochs
+        "clip_len": 0,              # frames per clip in this mode; 0 = data.clip_len (paper: 100)
         "sparsities": [0.6, 0.8, 0.95, 0.99],
         "warm_up": 0.8,             # paper: 80 of 100 epochs
+        "penalty": "gsgl",          # paper: GSGL, lambda gradual (generator.penalty_lambda)
         "grad_clip": 45.0,
         "lr_schedule": "cosine_epoch",
         "graph_mode": "random",
@@ -132,7 +135,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "dense": {
         "baseline": True,           # run a dense baseline for generate/ensemble/lottery/prune
-        "epochs": 0,                # 0 = train.epochs
+        "epochs": 0,                # 0 = the epochs of the mode's sparse stage
     },
 }
 
@@ -320,6 +323,7 @@ def validate_config(cfg: dict, options: Mapping[str, str] | None = None) -> dict
     _choice(cfg, "eval.average_clips", AVERAGE_CLIPS, name("eval.average_clips"))
     _choice(cfg, "sparsity.scope", SCOPES, name("sparsity.scope"))
     _choice(cfg, "generator.penalty", ("", "gl", "gsgl"), name("generator.penalty"))
+    _choice(cfg, "ensemble.penalty", ("", "gl", "gsgl"), name("ensemble.penalty"))
     _fraction(cfg, "sparsity.sparsity", name("sparsity.sparsity"))
     _fraction(cfg, "sparsity.edge_sparsity", name("sparsity.edge_sparsity"))
     _fraction(cfg, "generator.warm_up", name("generator.warm_up"))
@@ -341,7 +345,8 @@ def validate_config(cfg: dict, options: Mapping[str, str] | None = None) -> dict
                 "model.base_channels": 1, "model.num_stages": 1, "train.eval_every": 0, "data.num_workers": 0,
                 "data.test_batch_size": 0, "train.max_epochs_this_run": 0, "lottery.levels": 0,
                 "lottery.rewind_step": 0, "prune.finetune_epochs": 0, "dense.epochs": 0,
-                "generator.epochs": 0, "ensemble.epochs": 0, "run.threads": 0}
+                "generator.epochs": 0, "ensemble.epochs": 0, "run.threads": 0,
+                "generator.clip_len": 0, "ensemble.clip_len": 0}
     for key, lo in positive.items():
         v = get_key(cfg, key)
         if v < lo:

@@ -73,7 +73,8 @@ def build_data(cfg: Mapping[str, Any], train: bool = True, log: bool = True) -> 
     info = dataset_info(d["name"])
     root = d["root"] or None
     opts = dict(d["kwargs"])
-    clip_len = d["clip_len"] or info.clip_len
+    mode_sec = {"generate": "generator", "ensemble": "ensemble"}.get(cfg["run"]["mode"])
+    clip_len = (mode_sec and cfg[mode_sec]["clip_len"]) or d["clip_len"] or info.clip_len
     num_person = d["num_person"] or info.num_person
     train_split, test_split = d["train_split"] or "train", d["test_split"] or "val"
     val = build_dataset(d["name"], root, test_split, log=log, **opts)  # raises DatasetNotFoundError first
@@ -145,12 +146,16 @@ def _epochs(cfg: Mapping[str, Any], section: str) -> int:
     return int(e or cfg["train"]["epochs"])
 
 
-def _generator_kwargs(cfg: Mapping[str, Any], epochs: int, warm_up: float) -> dict[str, Any]:
-    g = cfg["generator"]
+def _generator_kwargs(cfg: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """:class:`~pyg_sparse_stgcn.sparsity.generator.SparseGenerator` arguments: ``warm_up`` and ``penalty``
+    from ``[generator]`` or ``[ensemble]``, the rest from ``[generator]``; fractions become epochs."""
+    g, sec = cfg["generator"], cfg[section]
+    epochs = _epochs(cfg, section)
     two = g["two_phase"]
-    return dict(kinds=_kinds(cfg), scope=cfg["sparsity"]["scope"], warm_up=int(round(warm_up * epochs)),
-                ramp_epochs=int(round(g["ramp"] * epochs)), abs_scores=g["use_abs"],
-                penalty={"": None, "gl": "GL", "gsgl": "GSGL"}[g["penalty"]],
+    return dict(kinds=_kinds(cfg), scope=cfg["sparsity"]["scope"],
+                warm_up=int(round(sec["warm_up"] * epochs)), ramp_epochs=int(round(g["ramp"] * epochs)),
+                abs_scores=g["use_abs"],
+                penalty={"": None, "gl": "GL", "gsgl": "GSGL"}[sec["penalty"]],
                 penalty_lambda=g["penalty_lambda"], residual_zero_threshold=g["residual_tau_zero"],
                 scores_only_after=int(round(two * epochs)) if two > 0 else None)
 
@@ -165,7 +170,7 @@ def build_generator(cfg: Mapping[str, Any], data: DataBundle) -> nn.Module:
     s = cfg["sparsity"]
     edge = s["edge_sparsity"] if s["edge_sparsity"] > 0 else None
     return SparseGenerator(model, s["sparsity"], edge_sparsity=edge,
-                           **_generator_kwargs(cfg, _epochs(cfg, "generator"), g["warm_up"]))
+                           **_generator_kwargs(cfg, "generator"))
 
 
 def build_ensemble(cfg: Mapping[str, Any], data: DataBundle) -> nn.Module:
@@ -174,7 +179,7 @@ def build_ensemble(cfg: Mapping[str, Any], data: DataBundle) -> nn.Module:
     from ..sparsity.ensemble import MultiSparsityEnsemble
 
     e = cfg["ensemble"]
-    kw = _generator_kwargs(cfg, _epochs(cfg, "ensemble"), e["warm_up"])
+    kw = _generator_kwargs(cfg, "ensemble")
     if cfg["sparsity"]["edge_sparsity"] > 0:
         kw["edge_sparsity"] = cfg["sparsity"]["edge_sparsity"]
 
@@ -300,12 +305,14 @@ class Session:
 # --------------------------------------------------------------------------------------------------------
 # modes
 # --------------------------------------------------------------------------------------------------------
-def _dense_baseline(s: Session, graph_mode: str | None = None, adaptive: str | None = None,
+def _dense_baseline(s: Session, section: str, graph_mode: str | None = None, adaptive: str | None = None,
                     ) -> dict[str, Any] | None:
+    """Train the dense baseline (same architecture and, unless ``dense.epochs`` is set, the same epochs as
+    the sparse stage of ``section``)."""
     if not s.cfg["dense"]["baseline"]:
         return None
     model = build_classifier(s.cfg, s.data, graph_mode, adaptive)
-    return s.fit("dense", model, epochs=s.cfg["dense"]["epochs"] or s.cfg["train"]["epochs"])
+    return s.fit("dense", model, epochs=s.cfg["dense"]["epochs"] or _epochs(s.cfg, section))
 
 
 def mode_train(s: Session) -> dict[str, Any]:
@@ -317,7 +324,7 @@ def mode_train(s: Session) -> dict[str, Any]:
 
 def mode_generate(s: Session) -> dict[str, Any]:
     g = s.cfg["generator"]
-    dense = _dense_baseline(s, g["graph_mode"] or None, g["gcn_adaptive"] or None)
+    dense = _dense_baseline(s, "generator", g["graph_mode"] or None, g["gcn_adaptive"] or None)
     gen = build_generator(s.cfg, s.data)
     out = s.fit("generate", gen, epochs=_epochs(s.cfg, "generator"), lr_schedule=g["lr_schedule"])
     s.export(gen, "generator", "generate", out)
@@ -326,7 +333,7 @@ def mode_generate(s: Session) -> dict[str, Any]:
 
 def mode_ensemble(s: Session) -> dict[str, Any]:
     e = s.cfg["ensemble"]
-    dense = _dense_baseline(s, e["graph_mode"] or None, e["gcn_adaptive"] or None)
+    dense = _dense_baseline(s, "ensemble", e["graph_mode"] or None, e["gcn_adaptive"] or None)
     ens = build_ensemble(s.cfg, s.data)
     out = s.fit("ensemble", ens, epochs=_epochs(s.cfg, "ensemble"), lr_schedule=e["lr_schedule"],
                 grad_clip=e["grad_clip"])

@@ -98,3 +98,25 @@ def test_rundir_layout_and_atomic_writes(tmp_path):
     assert not [f for f in os.listdir(run.path) if f.endswith(".tmp")]
     with pytest.raises(ValueError, match="not a run directory"):
         RunDir.open(tmp_path)
+
+
+def test_every_shipped_config_validates():
+    import glob
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    files = sorted(glob.glob(str(repo / "configs" / "*.toml")))
+    names = {Path(f).stem for f in files}
+    assert {"demo", "ntu60-xsub", "ntu60-xview", "ntu120-xsub", "ntu120-xset", "kinetics", "finegym",
+            "nw-ucla", "msr-action3d", "utkinect"} <= names
+    from pyg_sparse_stgcn.data import available_datasets
+
+    for f in files:
+        cfg = validate_config(merge(DEFAULTS, tomllib.loads(Path(f).read_text()), f))
+        assert cfg["data"]["name"] == Path(f).stem and cfg["data"]["name"] in available_datasets()
+    ntu = validate_config(merge(DEFAULTS, tomllib.loads((repo / "configs" / "ntu60-xsub.toml").read_text())))
+    # PYSKL recipe and the paper's sparse settings (reference/method.md §6)
+    t, d = ntu["train"], ntu["data"]
+    assert (t["lr"], t["epochs"], d["batch_size"], ntu["eval"]["num_clips"]) == (0.1, 80, 128, 10)
+    assert (ntu["generator"]["warm_up"], ntu["generator"]["clip_len"], ntu["ensemble"]["warm_up"],
+            ntu["ensemble"]["grad_clip"]) == (0.6, 60, 0.8, 45.0)

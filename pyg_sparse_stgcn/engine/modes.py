@@ -78,15 +78,16 @@ def build_data(cfg: Mapping[str, Any], train: bool = True, log: bool = True) -> 
     num_person = d["num_person"] or info.num_person
     train_split, test_split = d["train_split"] or "train", d["test_split"] or "val"
     val = build_dataset(d["name"], root, test_split, log=log, **opts)  # raises DatasetNotFoundError first
-    layout = cfg["model"]["layout"] or info.layout or val.layout
+    layout = cfg["model"]["layout"] or val.layout  # e.g. kinetics: openpose (JSON) or coco (PYSKL pickle)
+    kind = val.pipeline_kind
     common = dict(feats=d["feats"], clip_len=clip_len, num_person=num_person, layout=layout)
-    val.transform = build_pipeline(info.pipeline_kind, train=False, num_clips=1, **common)
+    val.transform = build_pipeline(kind, train=False, num_clips=1, **common)
     nc = cfg["eval"]["num_clips"]
     test = val if nc == 1 else build_dataset(
-        d["name"], root, test_split, transform=build_pipeline(info.pipeline_kind, train=False, num_clips=nc,
-                                                              **common), log=False, **opts)
+        d["name"], root, test_split, transform=build_pipeline(kind, train=False, num_clips=nc, **common),
+        log=False, **opts)
     train_set = build_dataset(d["name"], root, train_split, log=log, transform=build_pipeline(
-        info.pipeline_kind, train=True, augment=d["augment"], **common), **opts) if train else None
+        kind, train=True, augment=d["augment"], **common), **opts) if train else None
     ref = train_set if train_set is not None else val
     if len(ref) == 0 or len(val) == 0:
         raise ValueError(f"--data {d['name']}: split {train_split if len(ref) == 0 else test_split!r} is "

@@ -14,10 +14,11 @@ decimals, so the ``demo`` dataset is read back through the real Kinetics reader
 (:func:`~pyg_sparse_stgcn.data.readers.read_kinetics_json`).
 
 The :data:`DEMO_CLASSES` (8 actions, every label name starts with ``"synthetic"``) come in pairs whose
-time-averaged poses are equal (arms raised together vs alternately, clapping vs sweeping both hands sideways,
-squatting vs marching in place, swaying vs twisting the trunk: the same joints through the same positions,
-in phase or in anti-phase): a linear classifier on the time-averaged pose stays far
-below 80 %, while the per-frame joint relations and their dynamics — what an ST-GCN sees — separate them.
+time-averaged poses are equal (arms raised together vs alternately; waving the right hand vs shaking the
+right fist up and down; squatting vs marching in place; swaying vs twisting the trunk: the same joints
+through the same mean positions, in phase or in anti-phase, about another joint or another axis): a
+linear classifier on the time-averaged pose stays far below 80 %, while the per-frame joint relations and
+their dynamics — what an ST-GCN sees — separate them.
 Per video the generator varies body proportions and size, speed (a period of 12–24 frames) and phase,
 camera placement (position, yaw, roll, a slow pan), Gaussian jitter, dropped joints (score 0, coordinates 0)
 and occlusions, distractor persons (0–2, lower confidences), and empty frames (leading, trailing and
@@ -46,8 +47,8 @@ __all__ = ["generate_demo", "demo_is_complete", "DEMO_CLASSES", "DEMO_FRAME_SIZE
 DEMO_CLASSES: tuple[str, ...] = (
     "synthetic: raise both arms together",
     "synthetic: raise arms alternately",
-    "synthetic: clap in front",
-    "synthetic: sweep both hands sideways",
+    "synthetic: wave right hand",
+    "synthetic: shake right fist up and down",
     "synthetic: squat",
     "synthetic: march in place",
     "synthetic: sway side to side",
@@ -56,7 +57,7 @@ DEMO_CLASSES: tuple[str, ...] = (
 #: ``(width, height)`` of the virtual frames, as in the Kinetics-skeleton release.
 DEMO_FRAME_SIZE: tuple[int, int] = (340, 256)
 #: Bumped whenever the generator's output changes (a cache of another version is regenerated).
-DEMO_VERSION = 1
+DEMO_VERSION = 7
 
 _META = "demo_meta.json"
 
@@ -88,8 +89,9 @@ def _motion(action: int, phase: np.ndarray, rng: np.random.Generator) -> dict[st
     """Joint angles per frame for one action (radians; ``dy`` and ``dx`` in body heights).
 
     Actions come in pairs that move the same joints through the same positions, in phase or in anti-phase,
-    so the pair has one time-averaged pose: ``0/1`` arms up-down, ``2/3`` hands sweeping horizontally,
-    ``4/5`` legs bending, ``6/7`` trunk swinging (roll vs twist).
+    so the pair has one time-averaged pose: ``0/1`` arms up-down in phase or in anti-phase, ``2/3`` the
+    right forearm swinging about the elbow or the whole right arm moving about the shoulder, ``4/5`` legs
+    bending in phase or in anti-phase, ``6/7`` trunk swinging (roll vs twist).
     """
     T = phase.shape[0]
     z = np.zeros(T)
@@ -102,19 +104,19 @@ def _motion(action: int, phase: np.ndarray, rng: np.random.Generator) -> dict[st
         "twist": z.copy(), "dy": z.copy(), "dx": z.copy(),
     }
     s = np.sin(phase)
-    sign = 1.0 if action % 2 == 0 else -1.0  # in phase (even) or anti-phase (odd)
-    if action in (0, 1):  # arms up and down in the frontal plane
+    if action in (0, 1):  # both arms up and down in the frontal plane, in phase or in anti-phase
         c, a = 1.2, 0.85 * amp
-        m["arm_abd_l"], m["arm_abd_r"] = c + a * s, c + sign * a * s
+        m["arm_abd_l"], m["arm_abd_r"] = c + a * s, (c + a * s if action == 0 else c - a * s)
         m["fore_abd_l"], m["fore_abd_r"] = m["arm_abd_l"] + 0.15, m["arm_abd_r"] + 0.15
         m["fore_flex_l"] = m["fore_flex_r"] = z + 0.1
-    elif action in (2, 3):  # arms held forward, hands sweep horizontally: towards each other or in parallel
-        c, a = 0.8, 0.75 * amp
-        h_l, h_r = c + a * s, c + sign * a * s  # horizontal angle away from straight ahead
-        m["arm_abd_l"] = m["arm_abd_r"] = z + np.pi / 2 - 0.35
-        m["fore_abd_l"] = m["fore_abd_r"] = z + np.pi / 2 - 0.2
-        m["arm_flex_l"], m["arm_flex_r"] = np.pi / 2 - h_l, np.pi / 2 - h_r
-        m["fore_flex_l"], m["fore_flex_r"] = np.pi / 2 - h_l + 0.35, np.pi / 2 - h_r + 0.35
+    elif action in (2, 3):  # right arm out, forearm up: the forearm swings sideways about the elbow (wave)
+        # or the whole arm moves up and down about the shoulder with the forearm kept upright (shake the
+        # fist); the left arm hangs
+        a = 0.45 * amp
+        m["arm_abd_r"] = 1.45 + (0.0 if action == 2 else a * s)
+        m["fore_abd_r"] = np.pi - 0.15 + (a * s if action == 2 else 0.0)
+        m["arm_flex_r"] = z + 0.2
+        m["fore_flex_r"] = z + 0.1
     elif action in (4, 5):  # legs bend: both together (squat) or alternately (march in place)
         b = (1 - np.cos(phase)) / 2 * amp
         left, right = b, (b if action == 4 else amp - b)
@@ -215,12 +217,12 @@ def _person(action: int, T: int, rng: np.random.Generator, distractor: bool) -> 
     else:
         m = _motion(action, phase, rng)
     J = _pose3d(m, prop)
-    height = rng.uniform(0.45, 0.85) * H * (rng.uniform(0.5, 0.8) if distractor else 1.0)
-    cam = {"yaw": rng.uniform(-0.6, 0.6), "roll": rng.uniform(-0.1, 0.1), "height_px": height,
-           "cx": rng.uniform(0.25, 0.75) * W if not distractor else rng.choice([0.12, 0.88]) * W,
-           "cy": H / 2 + rng.uniform(-0.1, 0.1) * H, "pan": rng.uniform(-0.05, 0.05) * W}
+    height = rng.uniform(0.55, 0.85) * H * (rng.uniform(0.5, 0.8) if distractor else 1.0)
+    cam = {"yaw": rng.uniform(-0.4, 0.4), "roll": rng.uniform(-0.06, 0.06), "height_px": height,
+           "cx": rng.uniform(0.35, 0.65) * W if not distractor else rng.choice([0.12, 0.88]) * W,
+           "cy": H / 2 + rng.uniform(-0.06, 0.06) * H, "pan": rng.uniform(-0.03, 0.03) * W}
     px = _project(J, cam, T)
-    px += rng.normal(0.0, rng.uniform(0.002, 0.008) * height, size=px.shape)  # detector jitter
+    px += rng.normal(0.0, rng.uniform(0.002, 0.006) * height, size=px.shape)  # detector jitter
     base = rng.uniform(0.45, 0.75) if distractor else rng.uniform(0.6, 0.9)
     score = base + rng.normal(0.0, 0.06, size=(T, 18)) - np.r_[np.zeros(14), np.full(4, 0.15)]
     score = np.clip(score, 0.05, 0.99)

@@ -263,7 +263,7 @@ def main(positional: tuple[str, ...], config_file: str | None, sets: tuple[str, 
     device = D.init_distributed(device)
     cfg["run"]["device"] = device
     try:
-        data = None if fuse else build_data(cfg, train=mode not in ("evaluate",))
+        data = None if fuse else build_data(cfg, train=mode != "evaluate", log=cfg["train"]["progress"])
     except (ValueError, FileNotFoundError) as e:  # DatasetNotFoundError lists the expected files
         D.cleanup_distributed()
         _fail(str(e))

@@ -80,9 +80,9 @@ class SkeletonData(Data):
     """A :class:`torch_geometric.data.Data` holding one sample after the transforms.
 
     ``x`` is float32 ``(M, T, V, C)`` (or ``(num_clips, M, T, V, C)`` for multi-clip test pipelines) and ``y``
-    a long ``(1,)`` label; ``frame_dir`` is kept as a string attribute; ``num_nodes`` is set to V. ``x`` concatenates along a new batch
-    dimension (see :meth:`__cat_dim__`), so a :class:`~torch_geometric.loader.DataLoader` of these gives
-    ``x`` of shape ``(N, M, T, V, C)``.
+    a long ``(1,)`` label; ``frame_dir`` is kept as a string attribute; ``num_nodes`` is set to V.
+    ``x`` concatenates along a new batch dimension (see :meth:`__cat_dim__`), so a
+    :class:`~torch_geometric.loader.DataLoader` of these gives ``x`` of shape ``(N, M, T, V, C)``.
     """
 
     def __cat_dim__(self, key: str, value: Any, *args, **kwargs) -> Any:

@@ -267,7 +267,9 @@ _HAND_NAMES = ["wrist"] + [f"{f}_{p}" for f, parts in zip(_FINGERS, [["cmc", "mc
 _HAND_XY = [(0.0, 0.0)]
 for _f, _x in enumerate([-0.5, -0.2, 0.0, 0.2, 0.4]):
     for _k in range(4):
-        _HAND_XY.append((_x * (1 + 0.15 * _k) - (0.25 * _k if _f == 0 else 0), 0.35 + 0.22 * _k - (0.2 if _f == 0 else 0)))
+        _thumb = _f == 0
+        _HAND_XY.append((_x * (1 + 0.15 * _k) - (0.25 * _k if _thumb else 0),
+                         0.35 + 0.22 * _k - (0.2 if _thumb else 0)))
 _make(
     "handmp",
     [(1, 0), (2, 1), (3, 2), (4, 3), (5, 0), (6, 5), (7, 6), (8, 7), (9, 0), (10, 9), (11, 10), (12, 11),

@@ -112,6 +112,10 @@ def test_generate_reports_dense_and_95_percent_sparse(env):
     assert s["params_kept"] < s["dense"]["params_kept"]
     assert "dense baseline" in res.output and "sparse (generator)" in res.output
     assert (d / "masks" / "generate.pt").is_file()
+    # a stage checkpoint (the dense baseline, random learnable graph) evaluates to its recorded accuracy
+    ev = json.loads((run_dir(run(env, "--data", "demo", "--mode", "evaluate", "--checkpoint",
+                                 str(d / "checkpoints" / "dense-final.pt"))) / "summary.json").read_text())
+    assert ev["top1"] == pytest.approx(s["dense"]["top1"]) and ev["kind"] == "classifier"
 
 
 def test_generate_with_edge_sparsity(env):
@@ -135,6 +139,12 @@ def test_lottery(env):
     assert s["weight_sparsity"] == pytest.approx(0.2, abs=1e-3)
     assert (d / "lottery" / "level_1" / "mask.pt").is_file() and len(s["levels"]) == 2
     assert s["dense"]["weight_sparsity"] == 0.0
+    before = torch.load(d / "checkpoints" / "model.pt", weights_only=True)["model"]
+    res = CliRunner().invoke(main, ["--resume", str(d)], catch_exceptions=False)  # every level done: no work
+    assert res.exit_code == 0, res.output
+    after = torch.load(d / "checkpoints" / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((d / "summary.json").read_text())["top1"] == s["top1"]
 
 
 def test_prune_a_checkpoint_then_evaluate_it(env, train_run):

@@ -352,7 +352,7 @@ def mode_prune(s: Session, checkpoint: str | None = None) -> dict[str, Any]:
         if callable(getattr(model, "score_parameters", None)) or hasattr(model, "experts"):
             raise ValueError("--checkpoint: prune needs a dense (or fixed-mask) classifier checkpoint, not a "
                              "generator or ensemble")
-        dense = Session.finish(s, "dense", model, _evaluate_on(s, model))
+        dense = s.finish("dense", model, _evaluate_on(s, model))
     else:
         model = build_classifier(s.cfg, s.data)
         dense = s.fit("dense", model, epochs=s.cfg["dense"]["epochs"] or s.cfg["train"]["epochs"])
@@ -402,6 +402,13 @@ def mode_lottery(s: Session) -> dict[str, Any]:
                                     seed=s.cfg["run"]["seed"])
     levels = imp.run()
     last = f"level_{len(levels) - 1}"
+    # the model ends as the last level trained it (also when every level was already done on resume)
+    from ..sparsity.masks import load_mask_state_dict
+
+    final_dir = imp.level_dir(len(levels) - 1)
+    model.load_state_dict(torch.load(final_dir / "trained.pt", map_location=s.device, weights_only=True),
+                          strict=False)
+    load_mask_state_dict(model, torch.load(final_dir / "mask.pt", map_location="cpu", weights_only=True))
     final = results.get(last) or _summary_from_level(levels[-1])
     s.export(model, "classifier", last, final)
     dense = results.get("level_0") or _summary_from_level(levels[0])
@@ -477,10 +484,12 @@ def load_model(checkpoint: str | Path, cfg: Mapping[str, Any], data: DataBundle,
                              f"{data.num_classes}")
         builder = {"classifier": build_classifier, "generator": build_generator, "ensemble": build_ensemble}
         if kind == "classifier":
-            stage = str(state.get("stage"))
-            gm = saved_cfg["generator"]["graph_mode"] if stage == "dense" and saved_cfg["run"]["mode"] == \
-                "generate" else None
-            model = build_classifier(saved_cfg, data, gm or None)
+            # the dense baseline of generate/ensemble has that mode's graph
+            sec = {"generate": "generator", "ensemble": "ensemble"}.get(saved_cfg["run"]["mode"])
+            gm = ad = None
+            if str(state.get("stage")) == "dense" and sec is not None:
+                gm, ad = saved_cfg[sec]["graph_mode"] or None, saved_cfg[sec]["gcn_adaptive"] or None
+            model = build_classifier(saved_cfg, data, gm, ad)
             load_masked_state_dict(model, state["model"])
         else:
             model = builder[kind](saved_cfg, data)

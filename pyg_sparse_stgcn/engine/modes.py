@@ -537,12 +537,11 @@ def mode_analyze(s: Session, target: str) -> dict[str, Any]:
     """Hand over to the analysis package's report when it exists; otherwise report the sparsity of the run's
     final model."""
     run = RunDir.open(target)
-    try:
-        from ..analysis import report as analysis_report  # type: ignore[attr-defined]
-    except ImportError:
-        analysis_report = None
-    if analysis_report is not None and callable(getattr(analysis_report, "analyze_run", None)):
-        return dict(analysis_report.analyze_run(run.path))
+    from .. import analysis
+
+    analyze_run = getattr(analysis, "analyze_run", None)  # the analysis package's entry point, once it exists
+    if callable(analyze_run):
+        return dict(analyze_run(run.path))
     import json
 
     summ = run.path / "summary.json"

@@ -196,3 +196,14 @@ def test_bad_graph_arguments():
         SkeletonGraph("coco", "spatial", max_hop=0)
     with pytest.raises(ValueError, match="layout must be"):
         SkeletonGraph(3, "spatial")
+
+
+def test_custom_layout_center_and_max_hop_types_are_checked():
+    import pytest
+
+    from pyg_sparse_stgcn.graph import Layout, SkeletonGraph
+
+    with pytest.raises(ValueError, match="'center' must be an int"):
+        Layout.from_dict({"num_node": 3, "inward": [(1, 0), (2, 1)], "center": "a"})
+    with pytest.raises(ValueError, match="max_hop"):
+        SkeletonGraph("coco", "spatial", max_hop=True)

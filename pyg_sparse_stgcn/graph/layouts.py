@@ -93,6 +93,8 @@ class Layout:
         center = spec.get("center")
         if center is None:
             raise ValueError("Layout.from_dict: field 'center' (index of the centre joint) is required")
+        if isinstance(center, bool) or not isinstance(center, (int, np.integer)):
+            raise ValueError(f"Layout.from_dict: 'center' must be an int joint index, got {center!r}")
         name = str(spec.get("name", "custom"))
         names = tuple(spec.get("joint_names") or (f"joint_{i}" for i in range(num)))
         xy = spec.get("template_xy")

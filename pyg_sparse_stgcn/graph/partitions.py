@@ -81,7 +81,7 @@ class SkeletonGraph:
         self.layout = get_layout(layout)
         if mode not in GRAPH_MODES:
             raise ValueError(f"unknown graph mode {mode!r}; valid modes: {', '.join(GRAPH_MODES)}")
-        if not isinstance(max_hop, int) or max_hop < 1:
+        if isinstance(max_hop, bool) or not isinstance(max_hop, int) or max_hop < 1:
             raise ValueError(f"max_hop must be an int >= 1, got {max_hop!r}")
         if mode == "random" and (not isinstance(num_filter, int) or num_filter < 1):
             raise ValueError(f"num_filter must be an int >= 1, got {num_filter!r}")

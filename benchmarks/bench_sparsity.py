@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS_DIR, machine_info, time_fn, write_results  # noqa: E402
+from _common import RESULTS_DIR, machine_info, write_results  # noqa: E402
 
 from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier  # noqa: E402
 from pyg_sparse_stgcn.sparsity import SparseGenerator, prune, report, to_sparse_kernels  # noqa: E402
@@ -47,16 +49,26 @@ def build(small: bool, num_classes: int = 60) -> SkeletonClassifier:
     return SkeletonClassifier(bb, GCNHead(num_classes, bb.out_channels))
 
 
-def interleaved(fns: dict, rounds: int, device: torch.device, warmup: int = 1) -> dict[str, dict]:
+def interleaved(fns: dict, rounds: int, device: torch.device, warmup: int = 1,
+                clock: str = "wall") -> dict[str, dict]:
     """Time every function once per round, in turn, so that load from other processes hits all of them;
-    report min and median seconds per function."""
+    report min and median seconds per function. ``clock='thread'`` measures the calling thread's CPU time
+    (``time.thread_time``; with ``torch.set_num_threads(1)`` all compute runs on it), which other processes
+    on a shared machine cannot inflate by preempting us."""
+    tick = time.thread_time if clock == "thread" else time.perf_counter
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():
-            times[k].append(time_fn(fn, repeats=1, warmup=0, device=device)["times_s"][0])
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = tick()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[k].append(tick() - t0)
     return {k: {"min_s": min(v), "median_s": statistics.median(v), "times_s": v} for k, v in times.items()}
 
 
@@ -74,7 +86,7 @@ def train_step_fn(model, x, y):
     return step
 
 
-def bench_generator(small: bool, device: torch.device, repeats: int) -> list[dict]:
+def bench_generator(small: bool, device: torch.device, repeats: int, clock: str = "wall") -> list[dict]:
     N, T = (4, 16) if small else (8, 50)
     x = torch.randn(N, 2, T, 25, 3, device=device)
     y = torch.randint(0, 60, (N,), device=device)
@@ -85,20 +97,22 @@ def bench_generator(small: bool, device: torch.device, repeats: int) -> list[dic
         gen = SparseGenerator(copy.deepcopy(dense), 0.95, kinds=kinds, scope=scope).to(device).train()
         gen.set_epoch(1, 2)  # past the (zero) warm-up: thresholds at the target every step
         t = interleaved({"dense": train_step_fn(dense, x, y), "generator": train_step_fn(gen, x, y)},
-                        repeats, device, warmup=2)
+                        repeats, device, warmup=2, clock=clock)
         ratio_min = t["generator"]["min_s"] / t["dense"]["min_s"]
         ratio_med = t["generator"]["median_s"] / t["dense"]["median_s"]
-        out.append({"kinds": list(kinds), "scope": scope, "sparsity": 0.95, "input": [N, 2, T, 25, 3],
+        out.append({"clock": clock, "torch_threads": torch.get_num_threads(), "kinds": list(kinds),
+                    "scope": scope, "sparsity": 0.95, "input": [N, 2, T, 25, 3],
                     "dense_step": t["dense"], "generator_step": t["generator"],
                     "ratio_min": ratio_min, "ratio_median": ratio_med, "target_ratio": 1.15,
                     "meets_target_min": ratio_min <= 1.15, "meets_target_median": ratio_med <= 1.15})
-        print(f"[{device}] generator step {kinds} {scope}: dense {1e3 * t['dense']['min_s']:.1f} ms, "
+        tag = f"[{device}, {clock} clock, {torch.get_num_threads()} threads]"
+        print(f"{tag} generator step {kinds} {scope}: dense {1e3 * t['dense']['min_s']:.1f} ms, "
               f"generator {1e3 * t['generator']['min_s']:.1f} ms (min), ratio min {ratio_min:.3f}, "
               f"median {ratio_med:.3f}", flush=True)
     return out
 
 
-def bench_export(small: bool, repeats: int) -> tuple[list[dict], dict]:
+def bench_export(small: bool, repeats: int, clock: str = "wall") -> tuple[list[dict], dict]:
     N, T = (4, 32) if small else (8, 100)
     x = torch.randn(N, 2, T, 25, 3)
     torch.manual_seed(0)
@@ -113,14 +127,16 @@ def bench_export(small: bool, repeats: int) -> tuple[list[dict], dict]:
         with torch.no_grad():
             err = float((exported(x) - masked(x)).abs().max())
             t = interleaved({"dense": lambda: dense(x), "masked": lambda m=masked: m(x),
-                             "exported": lambda m=exported: m(x)}, repeats, torch.device("cpu"))
+                             "exported": lambda m=exported: m(x)}, repeats, torch.device("cpu"),
+                            clock=clock)
         rep = report(masked)
         csr_nnz = sum(m.weight_csr.values().numel() if isinstance(m, CSRLinear) else m.nnz
                       for m in exported.modules() if isinstance(m, (CSRLinear, CSRTemporalConv)))
         replaced = [c["name"] for c in exported.sparse_kernel_choices if c["sparse"]]
         d, e = t["dense"], t["exported"]
         rows.append({
-            "sparsity": s, "input": [N, 2, T, 25, 3], "dense": d, "masked": t["masked"], "exported": e,
+            "clock": clock, "torch_threads": torch.get_num_threads(), "sparsity": s,
+            "input": [N, 2, T, 25, 3], "dense": d, "masked": t["masked"], "exported": e,
             "speedup_min": d["min_s"] / e["min_s"], "speedup_median": d["median_s"] / e["median_s"],
             "masked_vs_dense_median": t["masked"]["median_s"] / d["median_s"],
             "max_abs_err_vs_masked": err,
@@ -131,7 +147,8 @@ def bench_export(small: bool, repeats: int) -> tuple[list[dict], dict]:
             "layers_replaced": len(replaced), "layers_considered": len(exported.sparse_kernel_choices),
             "layer_choices": exported.sparse_kernel_choices,
         })
-        print(f"[cpu] export s={s}: dense {1e3 * d['min_s']:.1f} ms, "
+        tag = f"[cpu, {clock} clock, {torch.get_num_threads()} threads]"
+        print(f"{tag} export s={s}: dense {1e3 * d['min_s']:.1f} ms, "
               f"masked {1e3 * t['masked']['min_s']:.1f} ms, exported {1e3 * e['min_s']:.1f} ms (min); "
               f"speedup min {rows[-1]['speedup_min']:.2f}x, "
               f"median {rows[-1]['speedup_median']:.2f}x; replaced {len(replaced)}/"
@@ -154,6 +171,17 @@ def main() -> None:
     rows, dense_params = bench_export(args.small, args.repeats)
     payload["export_inference_cpu"] = rows
     payload["dense_parameters"] = dense_params
+    # The same on one thread, timed by the thread's CPU time: robust to other processes on a shared machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        payload["generator_step"]["cpu_1thread_cputime"] = bench_generator(
+            args.small, torch.device("cpu"), args.repeats, clock="thread")
+        payload["export_inference_cpu_1thread_cputime"] = bench_export(args.small, args.repeats,
+                                                                       clock="thread")[0]
+    finally:
+        torch.set_num_threads(threads)
+    payload["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     name = "sparsity_small.json" if args.small else "sparsity.json"
     out = Path(args.out) if args.out else RESULTS_DIR / name
     write_results(out, payload)

@@ -261,3 +261,51 @@ def test_pyskl_checkpoint_evaluates_through_checkpoint(env, train_run, tmp_path)
     a = torch.load(train_run / "scores" / "test.pt", weights_only=True)
     b = torch.load(d / "scores" / "test.pt", weights_only=True)
     torch.testing.assert_close(b["scores"], a["scores"], atol=1e-5, rtol=1e-4)
+
+
+def _kinetics_json_root(root: Path) -> None:
+    """A tiny ST-GCN Kinetics-skeleton release (random OpenPose-18 poses, 3 classes)."""
+    g = torch.Generator().manual_seed(0)
+    for split, n in (("train", 12), ("val", 6)):
+        (root / f"kinetics_{split}").mkdir(parents=True)
+        labels = {}
+        for i in range(n):
+            vid, k = f"{split}{i:03d}", i % 3
+            frames = [{"frame_index": t + 1, "skeleton": [{
+                "pose": [round(v, 3) for v in torch.rand(36, generator=g).tolist()],
+                "score": [round(v, 3) for v in (0.5 + 0.5 * torch.rand(18, generator=g)).tolist()]}]}
+                for t in range(20)]
+            (root / f"kinetics_{split}" / f"{vid}.json").write_text(json.dumps(
+                {"data": frames, "label": f"class{k}", "label_index": k}))
+            labels[vid] = {"has_skeleton": True, "label": f"class{k}", "label_index": k}
+        (root / f"kinetics_{split}_label.json").write_text(json.dumps(labels))
+
+
+def _kinetics_pyskl_root(root: Path) -> None:
+    """A tiny PYSKL ``k400_hrnet.pkl`` (random COCO-17 poses in pixels with scores, 3 classes)."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    anns = [{"frame_dir": f"v{i:03d}", "label": i % 3, "total_frames": 20, "img_shape": (480, 640),
+             "keypoint": (rng.random((1, 20, 17, 2)) * [640, 480]).astype(np.float32),
+             "keypoint_score": rng.random((1, 20, 17)).astype(np.float32)} for i in range(18)]
+    root.mkdir(parents=True)
+    with open(root / "k400_hrnet.pkl", "wb") as f:
+        pickle.dump({"split": {"train": [f"v{i:03d}" for i in range(12)],
+                             "val": [f"v{i:03d}" for i in range(12, 18)]}, "annotations": anns}, f)
+
+
+@pytest.mark.parametrize("form,layout,joints", [("json", "openpose", 18), ("pyskl", "coco", 17)])
+def test_kinetics_reads_whichever_form_is_under_root(env, tmp_path, form, layout, joints):
+    root = tmp_path / form
+    (_kinetics_json_root if form == "json" else _kinetics_pyskl_root)(root)
+    res = CliRunner().invoke(main, ["--config", str(env / "tiny.toml"), "--data", "kinetics", "--root", str(root),
+                                    "--out", str(tmp_path / "runs"), "--set", "data.kwargs={}",
+                                    "--set", "train.epochs=1"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    d = run_dir(res)
+    ck = torch.load(d / "checkpoints" / "model.pt", weights_only=True)
+    assert ck["layout"] == layout and ck["num_classes"] == 400
+    assert ck["model"]["backbone.data_bn.weight"].numel() == joints * ck["in_channels"]

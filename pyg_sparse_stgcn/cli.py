@@ -262,11 +262,15 @@ def main(positional: tuple[str, ...], config_file: str | None, sets: tuple[str, 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = D.init_distributed(device)
     cfg["run"]["device"] = device
+    if D.is_distributed() and not D.is_main():
+        D.barrier()  # rank 0 generates / processes the dataset cache first
     try:
         data = None if fuse else build_data(cfg, train=mode != "evaluate", log=cfg["train"]["progress"])
     except (ValueError, FileNotFoundError) as e:  # DatasetNotFoundError lists the expected files
         D.cleanup_distributed()
         _fail(str(e))
+    if D.is_distributed() and D.is_main():
+        D.barrier()
     if resume:
         run = RunDir.open(resume)
     else:

@@ -5,6 +5,7 @@ The worker half of this file runs under ``python -m torch.distributed.run`` (``_
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -58,6 +59,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group; on a timeout kill the whole group (torchrun's workers too)."""
+    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        pytest.fail(f"timed out after {timeout} s: {' '.join(cmd)}\n{err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
+
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
@@ -69,12 +83,10 @@ def _env() -> dict[str, str]:
 @pytest.mark.slow
 def test_two_cpu_processes_match_one_process(tmp_path):
     single, ddp = tmp_path / "single.pt", tmp_path / "ddp.pt"
-    r = subprocess.run([sys.executable, __file__, "--worker", str(single)], env=_env(), capture_output=True,
-                       text=True, timeout=300)
+    r = _run([sys.executable, __file__, "--worker", str(single)])
     assert r.returncode == 0, r.stderr[-3000:]
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), __file__,
-                        "--worker", str(ddp)], env=_env(), capture_output=True, text=True, timeout=300)
+    r = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+              "127.0.0.1", "--master_port", str(_free_port()), __file__, "--worker", str(ddp)])
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     a = torch.load(single, weights_only=True)
     b = torch.load(ddp, weights_only=True)
@@ -118,3 +130,40 @@ def test_distributed_batchnorm_single_process_is_plain_batchnorm():
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         train_once(sys.argv[2])
+
+
+TINY = """
+[data]
+name = "demo"
+clip_len = 16
+batch_size = 8
+kwargs = {num_train = 32, num_val = 16, num_empty = 1, min_frames = 16, max_frames = 20}
+[model]
+base_channels = 8
+num_stages = 3
+backend = "dense"
+backbone = {inflate_stages = [3], down_stages = [3]}
+[train]
+epochs = 1
+sync_bn = true
+progress = false
+[run]
+threads = 1
+"""
+
+
+@pytest.mark.slow
+def test_cli_under_torchrun_writes_one_run_directory(tmp_path):
+    """2 gloo processes through scripts/run.py: rank 0 generates the data first, one run directory."""
+    import json
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    r = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+              "127.0.0.1", "--master_port", str(_free_port()), str(REPO / "scripts" / "run.py"), "--config",
+              str(tmp_path / "tiny.toml"), "--data", "demo", "--root", str(tmp_path / "demo"), "--out",
+              str(tmp_path / "runs"), "--mode", "generate", "--device", "cpu"])
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and r.stdout.count("run directory:") == 1
+    s = json.loads((runs[0] / "summary.json").read_text())
+    assert s["weight_sparsity"] == pytest.approx(0.95, abs=1e-3) and "dense" in s

@@ -120,7 +120,8 @@ def test_generate_reports_dense_and_95_percent_sparse(env):
 
 def test_generate_with_edge_sparsity(env):
     s = check_run(run_dir(run(env, "--data", "demo", "--mode", "generate", "--sparsity", "0.8",
-                              "--edge-sparsity", "0.5", "--set", "dense.baseline=false")), "generate")
+                              "--edge-sparsity", "0.5", "--set", "dense.baseline=false",
+                              "--set", "generator.two_phase=0.5")), "generate")
     assert s["weight_sparsity"] == pytest.approx(0.8, abs=1e-3)
     assert s["edge_sparsity"] == pytest.approx(0.5, abs=1e-2)
     assert "dense" not in s

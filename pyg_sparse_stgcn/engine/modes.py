@@ -327,7 +327,8 @@ def mode_generate(s: Session) -> dict[str, Any]:
     g = s.cfg["generator"]
     dense = _dense_baseline(s, "generator", g["graph_mode"] or None, g["gcn_adaptive"] or None)
     gen = build_generator(s.cfg, s.data)
-    out = s.fit("generate", gen, epochs=_epochs(s.cfg, "generator"), lr_schedule=g["lr_schedule"])
+    out = s.fit("generate", gen, epochs=_epochs(s.cfg, "generator"), lr_schedule=g["lr_schedule"],
+                find_unused_parameters=g["two_phase"] > 0)
     s.export(gen, "generator", "generate", out)
     return {**out, **({"dense": dense} if dense else {})}
 

@@ -211,6 +211,8 @@ class Trainer:
             iterations are skipped; lottery rewinding). (default: :obj:`0`)
         on_step (callable, optional): ``on_step(step)`` after every optimiser step with the number of steps
             done so far (1, 2, ...; counted from the start of the schedule). (default: :obj:`None`)
+        find_unused_parameters (bool, optional): Passed to DDP; needed when parameters stop receiving
+            gradients during training (the generator's scores-only phase). (default: :obj:`False`)
     """
 
     def __init__(self, model: nn.Module, train_data: Dataset, *, epochs: int, batch_size: int,
@@ -223,7 +225,7 @@ class Trainer:
                  eval_every: int = 1, average_clips: str = "prob", parameters: Iterable[Tensor] | None = None,
                  callbacks: Sequence[Any] = (), run_dir: RunDir | None = None, stage: str = "train",
                  budget: EpochBudget | None = None, progress: bool = True, start_step: int = 0,
-                 on_step: Callable[[int], None] | None = None) -> None:
+                 on_step: Callable[[int], None] | None = None, find_unused_parameters: bool = False) -> None:
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         if lr_schedule not in ("cosine", "cosine_epoch", "constant"):
@@ -272,7 +274,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DDP(self.model, device_ids=ids, find_unused_parameters=False)
+            self.net = DDP(self.model, device_ids=ids, find_unused_parameters=find_unused_parameters)
         if compile:
             self.net = torch.compile(self.net)
         self.start_epoch = self.start_step // self.iters_per_epoch

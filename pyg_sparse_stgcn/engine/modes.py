@@ -317,6 +317,7 @@ def _dense_baseline(s: Session, section: str, graph_mode: str | None = None, ada
 
 
 def mode_train(s: Session) -> dict[str, Any]:
+    """Train a dense classifier (stage ``train``)."""
     model = build_classifier(s.cfg, s.data)
     out = s.fit("train", model)
     s.export(model, "classifier", "train", out)
@@ -324,6 +325,7 @@ def mode_train(s: Session) -> dict[str, Any]:
 
 
 def mode_generate(s: Session) -> dict[str, Any]:
+    """Dense baseline (stage ``dense``), then the paper's sparse generator (stage ``generate``)."""
     g = s.cfg["generator"]
     dense = _dense_baseline(s, "generator", g["graph_mode"] or None, g["gcn_adaptive"] or None)
     gen = build_generator(s.cfg, s.data)
@@ -334,6 +336,7 @@ def mode_generate(s: Session) -> dict[str, Any]:
 
 
 def mode_ensemble(s: Session) -> dict[str, Any]:
+    """Dense baseline (stage ``dense``), then the multi-level sparsity ensemble (stage ``ensemble``)."""
     e = s.cfg["ensemble"]
     dense = _dense_baseline(s, "ensemble", e["graph_mode"] or None, e["gcn_adaptive"] or None)
     ens = build_ensemble(s.cfg, s.data)
@@ -344,6 +347,8 @@ def mode_ensemble(s: Session) -> dict[str, Any]:
 
 
 def mode_prune(s: Session, checkpoint: str | None = None) -> dict[str, Any]:
+    """One-shot magnitude pruning of ``checkpoint`` (or of a dense model trained first, stage ``dense``), then
+    fine-tuning (stage ``finetune``)."""
     from ..sparsity.magnitude import prune
 
     p, sp = s.cfg["prune"], s.cfg["sparsity"]
@@ -380,6 +385,8 @@ def _lottery_levels(cfg: Mapping[str, Any]) -> int:
 
 
 def mode_lottery(s: Session) -> dict[str, Any]:
+    """Iterative magnitude pruning with rewinding; one trainer stage ``level_<L>`` (and per control) per
+    level, IMP's files under ``lottery/``."""
     from ..sparsity.lottery import IterativeMagnitudePruning
 
     lt = s.cfg["lottery"]
@@ -515,6 +522,8 @@ def load_model(checkpoint: str | Path, cfg: Mapping[str, Any], data: DataBundle,
 
 
 def mode_evaluate(s: Session, checkpoint: str | None = None, fuse: Sequence[str] = ()) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on the test split (see :func:`load_model`), or fuse the saved scores of the
+    runs in ``fuse``."""
     if fuse:
         coeff = s.cfg["eval"]["fusion_coefficients"]
         res = fuse_score_files(list(fuse), coeff if len(coeff) == len(fuse) else None)
@@ -534,7 +543,7 @@ def mode_evaluate(s: Session, checkpoint: str | None = None, fuse: Sequence[str]
     return {**out, "checkpoint": str(checkpoint), "source": info["source"], "kind": info["kind"]}
 
 
-def mode_analyze(s: Session, target: str) -> dict[str, Any]:
+def mode_analyze(s: Session | None, target: str) -> dict[str, Any]:
     """Hand over to the analysis package's report when it exists; otherwise report the sparsity of the run's
     final model."""
     run = RunDir.open(target)

@@ -169,6 +169,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
                    f"{_fmt(r.get('params_kept'), False):>12}")
     if "before_finetune" in summary:
         click.echo(f"(after pruning, before fine-tuning: top-1 {_fmt(summary['before_finetune']['top1'])})")
+    for lv in summary.get("levels", []):
+        sp = lv.get("sparsity", {})
+        click.echo(f"  level {lv.get('level')}: weights {_fmt(sp.get('weight'))} sparse, edges "
+                   f"{_fmt(sp.get('edge'))} sparse, top-1 {_fmt(lv.get('top1'))}")
     if "streams" in summary:
         for st in summary["streams"]:
             click.echo(f"  stream {st['path']} x{st['coefficient']:g}: top-1 {_fmt(st['top1'])}")

@@ -98,8 +98,8 @@ def resolve_config(opts: dict[str, Any], sets: tuple[str, ...], config_file: str
         apply_sets(cfg, list(sets))
         return validate_config(cfg, names), names
     cfg = copy.deepcopy(DEFAULTS)
-    data = given.get("data")
-    if config_file is None and data is not None and (CONFIG_DIR / f"{data}.toml").is_file():
+    data = given.get("data", DEFAULTS["data"]["name"])
+    if config_file is None and (CONFIG_DIR / f"{data}.toml").is_file():
         config_file = str(CONFIG_DIR / f"{data}.toml")
     if config_file is not None:
         cfg = merge(cfg, load_toml(config_file), f"--config {config_file}")

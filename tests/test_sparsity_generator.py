@@ -281,9 +281,8 @@ def test_bad_arguments():
         SparseGenerator(nn.Sequential(nn.ReLU()), 0.5)
 
 
-def test_generator_under_ddp_matches_plain():
+def test_generator_under_ddp_matches_plain(monkeypatch):
     import copy
-    import os
     import socket
 
     import torch.distributed as dist
@@ -294,8 +293,8 @@ def test_generator_under_ddp_matches_plain():
         port = s.getsockname()[1]
     gen = SparseGenerator(tiny(3), 0.8, kinds=("weight", "edge"), scope="block").train()
     ref = copy.deepcopy(gen)
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ["MASTER_PORT"] = str(port)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
     dist.init_process_group("gloo", rank=0, world_size=1)
     try:
         ddp = DDP(gen)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import io
-import os
 import socket
 
 import pytest
@@ -228,15 +227,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_one_process_gloo_matches_plain_model():
+def test_ddp_one_process_gloo_matches_plain_model(monkeypatch):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     model = tiny(3).train()
     attach_masks(model, scores=True)
     ref = copy.deepcopy(model)
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ["MASTER_PORT"] = str(_free_port())
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
     dist.init_process_group("gloo", rank=0, world_size=1)
     try:
         ddp = DDP(model)

@@ -30,7 +30,10 @@ def datasets_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_threads():
+    """Seed every test and undo a thread-count change (the CLI applies ``run.threads`` in-process)."""
+    threads = torch.get_num_threads()
     torch.manual_seed(0)
     np.random.seed(0)
     yield
+    torch.set_num_threads(threads)

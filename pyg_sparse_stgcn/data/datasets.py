@@ -35,7 +35,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ import torch
 from torch_geometric.data import Dataset
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_write_bytes, atomic_write_json
 from .sample import SkeletonData, SkeletonFormatError, SkeletonSample
 
 __all__ = ["SkeletonDataset", "DatasetInfo", "DATASETS", "DatasetNotFoundError", "build_dataset",
@@ -563,23 +563,6 @@ class _NpyStream:
         self.f.close()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    _atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
-
-
 # ---------------------------------------------------------------------------------------------------------
 # the dataset
 # ---------------------------------------------------------------------------------------------------------
@@ -759,8 +742,8 @@ class SkeletonDataset(Dataset):
                  img_shape=np.asarray(index["img_shape"], np.int64).reshape(-1, 2),
                  has_score=np.asarray(index["has_score"], bool),
                  frame_dir=np.asarray(index["frame_dir"], dtype=str))
-        _atomic_write_bytes(out / "index.npz", buf.getvalue())
-        _atomic_write_json(out / "skipped.json", skipped)
+        atomic_write_bytes(out / "index.npz", buf.getvalue())
+        atomic_write_json(out / "skipped.json", skipped, indent=1)
         labels = np.asarray(index["label"])
         if num_classes is None:
             num_classes = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
@@ -768,7 +751,7 @@ class SkeletonDataset(Dataset):
                 "num_classes": num_classes, "num_samples": len(index["offset"]), "num_skipped": len(skipped),
                 "num_rows": rows, "shape_vc": list(shape_vc), "has_score": has_any_score,
                 "synthetic": self.name == "demo"}
-        _atomic_write_json(out / "meta.json", meta)
+        atomic_write_json(out / "meta.json", meta, indent=1)
 
     def _check(self, sample: SkeletonSample, num_classes: int | None, layout: str | None,
                shape_vc: tuple[int, int] | None) -> str | None:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..atomic import atomic_torch_save, atomic_write_json
 from .magnitude import _prune_group, check_scope, check_sparsity, shuffle_masks
 from .masks import _register, _unregister, attach_masks, load_mask_state_dict, mask_state_dict, masked_targets
 from .report import report
@@ -65,25 +65,12 @@ def expected_sparsity(fraction: float, level: int) -> float:
     return 1.0 - (1.0 - fraction) ** level
 
 
-def _atomic_write_bytes(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _save_json(path: Path, obj: Any) -> None:
-    _atomic_write_bytes(path, lambda f: f.write(json.dumps(obj, indent=2)), mode="w")
+    atomic_write_json(path, obj)
 
 
 def _save_pt(path: Path, obj: Any) -> None:
-    _atomic_write_bytes(path, lambda f: torch.save(obj, f))
+    atomic_torch_save(obj, path)
 
 
 def _load_pt(path: Path) -> Any:

@@ -6,14 +6,12 @@ any number quoted in the README or docs.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -21,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from pyg_sparse_stgcn.atomic import atomic_write_json
 
 __all__ = ["machine_info", "command_line", "time_fn", "time_interleaved", "write_results", "RESULTS_DIR"]
 
@@ -129,17 +129,5 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 5, warmup
 
 
 def write_results(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as indented JSON atomically (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write ``payload`` as indented JSON atomically (temporary file, fsync, rename)."""
+    return atomic_write_json(path, payload, indent=2)

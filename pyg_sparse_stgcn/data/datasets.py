@@ -35,6 +35,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -213,45 +214,27 @@ def _find_pickle(info: DatasetInfo, root: Path, names: Iterable[str], ann_file: 
 
 def _pyskl_items(path: Path, split: str, layout: str | None, kpfile_root: Any = None,
                  box_thr: float | None = None, max_person: int | None = None) -> Iterator[_Item]:
-    """One item per annotation of ``split``, each converted separately so that one bad annotation is skipped
+    """One item per annotation of ``split``, each converted lazily so that one bad annotation is skipped
     without losing the rest of the file."""
-    from .readers import pyskl as _pk
+    from .readers.pyskl import iter_pyskl_items
 
-    splits, anns, prefix = _pk._load_root(path)
-    if splits is None:
-        raise SkeletonFormatError(path, f"split {split!r} requested but the file has no 'split' dict",
-                                  where="key 'split'")
-    if split not in splits:
-        raise ValueError(f"{path}: unknown split {split!r}; valid: {', '.join(sorted(splits))}")
-    wanted = set(splits[split])
-    cache = _pk._KpfileCache(Path(kpfile_root) if kpfile_root is not None else path.parent)
-    for i, ann in enumerate(anns):
-        where = "annotation" if prefix == "annotation" else f"{prefix}[{i}]"
-        fd = ann.get("frame_dir") if isinstance(ann, dict) else None
-        fd = fd.decode() if isinstance(fd, bytes) else (str(fd) if fd is not None else f"<{where}>")
-        if fd not in wanted:
-            continue
-
-        def load(ann: Any = ann, fd: str = fd, where: str = where) -> SkeletonSample:
-            if not isinstance(ann, dict):
-                raise SkeletonFormatError(path, f"annotation must be a dict, got {type(ann).__name__}",
-                                          where=where)
-            return _pk._annotation_to_sample(ann, fd, path, where, layout, cache, box_thr, max_person)
-
-        yield _Item(fd, f"{path}:{where}", load)
+    for item in iter_pyskl_items(path, split, layout, kpfile_root, box_thr, max_person):
+        yield _Item(item.frame_dir, f"{path}:{item.where}", item.load)
 
 
-class _Source:
+class _Source(ABC):
     """Locates a dataset under ``root`` and lists the items of a split."""
 
     def __init__(self, info: DatasetInfo, root: Path, options: dict[str, Any]) -> None:
         self.info, self.root, self.options = info, root, dict(options)
 
-    def locate(self) -> None:  # raises DatasetNotFoundError
-        raise NotImplementedError
+    @abstractmethod
+    def locate(self) -> None:
+        """Find the dataset's files under ``root``; raise :class:`DatasetNotFoundError` when they are missing."""
 
+    @abstractmethod
     def items(self, split: str) -> Iterator[_Item]:
-        raise NotImplementedError
+        """The entries of ``split``, one per sample file or annotation."""
 
     def layout(self) -> str | None:
         return self.info.layout

@@ -23,6 +23,7 @@ which case ``x`` gets a leading ``num_clips`` dimension.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -93,12 +94,13 @@ def results_to_data(results: Mapping[str, Any]) -> SkeletonData:
     return SkeletonData(**kwargs)
 
 
-class BaseTransform:
+class BaseTransform(ABC):
     """Base class: subclasses implement :meth:`apply` on a results dict; ``__call__`` also takes
     :class:`SkeletonData`."""
 
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Transform a PYSKL-style results dict (in place or not) and return it."""
 
     def __call__(self, results: dict[str, Any] | SkeletonData) -> dict[str, Any] | SkeletonData:
         if isinstance(results, SkeletonData):

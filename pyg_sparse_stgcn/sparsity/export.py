@@ -130,7 +130,7 @@ class CSRTemporalConv(nn.Module):
 
     The input is laid out time-major, :math:`(C_{in}, T + 2p, B, V)`, so that tap :math:`j` is a 2-D view
     :math:`(C_{in}, T' B V)` of it (a copy only when the stride exceeds 1), and the output accumulates
-    :math:`\mathbf{Y} \mathrel{+}= \mathbf{W}_j^	ext{CSR} \mathbf{X}_j` over the :math:`k` taps, each tap's
+    :math:`\mathbf{Y} \mathrel{+}= \mathbf{W}_j^\text{CSR} \mathbf{X}_j` over the :math:`k` taps, each tap's
     weight :math:`(C_{out}, C_{in})` stored in CSR. Same input/output convention as ``Conv2d``.
 
     Args:

@@ -91,6 +91,24 @@ def remove_pruned_edges(model: nn.Module) -> int:
     return removed
 
 
+#: Columns per block of the sparse products: one block of every tap's input and of the output stays in the
+#: CPU's L2 cache while all non-zeros are applied to it (measured on the 2-core AVX-512 development CPU:
+#: a 95 %-sparse 256-channel temporal conv takes 12.8 ms blocked by 1024 vs 22 ms unblocked vs 31.6 ms dense).
+CSR_COLUMN_BLOCK = 1024
+
+
+def _csr_addmm_blocked(y: Tensor, weights: list[Tensor], inputs: list[Tensor],
+                       block: int = CSR_COLUMN_BLOCK) -> None:
+    r"""``y += Σ_j weights[j] @ inputs[j]`` with CSR ``weights`` (``(C_out, C_in)``) and dense ``inputs``
+    (``(C_in, N)``), computed over column blocks of ``N`` (on CUDA in one product per weight)."""
+    n = y.size(1)
+    step = n if y.is_cuda else block
+    for s0 in range(0, n, step):
+        ys = y[:, s0: s0 + step]
+        for w, x in zip(weights, inputs):
+            ys.addmm_(w, x[:, s0: s0 + step])
+
+
 class CSRLinear(nn.Module):
     r"""Inference :class:`~torch.nn.Linear` (optionally strided over frames) with a CSR weight.
 
@@ -115,7 +133,10 @@ class CSRLinear(nn.Module):
         if self.stride > 1:
             x = x[:, :: self.stride]
         lead = x.shape[:-1]
-        y = (self.weight_csr @ x.reshape(-1, self.in_features).t()).t()
+        xt = x.reshape(-1, self.in_features).t().contiguous()  # (C_in, N)
+        y = xt.new_zeros(self.out_features, xt.size(1))
+        _csr_addmm_blocked(y, [self.weight_csr], [xt])
+        y = y.t()
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*lead, self.out_features)
@@ -130,7 +151,8 @@ class CSRTemporalConv(nn.Module):
 
     The input is laid out time-major, :math:`(C_{in}, T + 2p, B, V)`, so that tap :math:`j` is a 2-D view
     :math:`(C_{in}, T' B V)` of it (a copy only when the stride exceeds 1), and the output accumulates
-    :math:`\mathbf{Y} \mathrel{+}= \mathbf{W}_j^\text{CSR} \mathbf{X}_j` over the :math:`k` taps, each tap's
+    :math:`\mathbf{Y} \mathrel{+}= \mathbf{W}_j^\text{CSR} \mathbf{X}_j` over the :math:`k` taps (column block by
+    column block, :data:`CSR_COLUMN_BLOCK`, so the working set stays in cache), each tap's
     weight :math:`(C_{out}, C_{in})` stored in CSR. Same input/output convention as ``Conv2d``.
 
     Args:
@@ -165,10 +187,9 @@ class CSRTemporalConv(nn.Module):
         t_out = (T + 2 * self.pad - self.dilation * (self.k - 1) - 1) // self.stride + 1
         span = self.stride * (t_out - 1) + 1
         y = x.new_zeros(self.out_channels, t_out * B * V)
-        for j in range(self.k):
-            start = j * self.dilation
-            xj = xt[:, start: start + span: self.stride].reshape(C, t_out * B * V)
-            y.addmm_(getattr(self, f"weight_csr_{j}"), xj)
+        taps = [xt[:, j * self.dilation: j * self.dilation + span: self.stride].reshape(C, t_out * B * V)
+                for j in range(self.k)]
+        _csr_addmm_blocked(y, [getattr(self, f"weight_csr_{j}") for j in range(self.k)], taps)
         y = y.view(self.out_channels, t_out, B, V).permute(2, 0, 1, 3)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sample import SkeletonFormatError, SkeletonSample
+from ._names import parse_sample_name
 
 __all__ = ["read_msr_action3d", "read_msr_file_list", "parse_msr_name", "msr_action3d_split", "MSRName",
            "MSR_TO_KINECT_V1", "MSR_ACTION3D_CLASSES", "MSR_ACTION_SETS", "MSR_EXCLUDED_SEQUENCES"]
@@ -57,12 +58,8 @@ def parse_msr_name(name: str | os.PathLike) -> MSRName:
     Raises:
         ValueError: If the name does not follow the pattern.
     """
-    stem = Path(name).name
-    m = _NAME_RE.match(stem)
-    if m is None:
-        raise ValueError(f"{name!r} is not an MSR Action3D name; expected aAA_sSS_eEE[_skeleton3D.txt], "
-                         "e.g. a01_s01_e01")
-    return MSRName(*(int(g) for g in m.groups()))
+    return parse_sample_name(name, _NAME_RE, MSRName, "MSR Action3D", "aAA_sSS_eEE[_skeleton3D.txt]",
+                             "a01_s01_e01", whole_stem=False)
 
 
 def msr_action3d_split(name: str | os.PathLike) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sample import SkeletonFormatError, SkeletonSample
+from ._names import parse_sample_name
 
 __all__ = [
     "read_ntu_skeleton", "parse_ntu_name", "NTUName", "ntu_split", "ntu_split_names", "is_missing_skeleton",
@@ -181,12 +182,7 @@ def parse_ntu_name(name: str | os.PathLike) -> NTUName:
     Raises:
         ValueError: If the name does not follow the pattern.
     """
-    stem = Path(name).name.split(".")[0]
-    m = _NAME_RE.fullmatch(stem)
-    if m is None:
-        raise ValueError(f"{name!r} is not an NTU sample name; expected SsssCcccPpppRrrrAaaa, "
-                         "e.g. S001C002P003R001A010")
-    return NTUName(*(int(g) for g in m.groups()))
+    return parse_sample_name(name, _NAME_RE, NTUName, "NTU", "SsssCcccPpppRrrrAaaa", "S001C002P003R001A010")
 
 
 def is_missing_skeleton(name: str | os.PathLike, dataset: str = "ntu120") -> bool:

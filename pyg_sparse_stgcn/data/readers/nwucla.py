@@ -15,6 +15,7 @@ import numpy as np
 
 from ..io_safe import load_json, load_pickle
 from ..sample import SkeletonFormatError, SkeletonSample
+from ._names import parse_sample_name
 
 __all__ = ["read_nwucla_json", "read_nwucla_index", "parse_nwucla_name", "nwucla_split", "NWUCLAName",
            "NWUCLA_CLASSES", "NWUCLA_ACTION_TO_LABEL", "NWUCLA_TRAIN_VIEWS"]
@@ -46,12 +47,7 @@ def parse_nwucla_name(name: str | os.PathLike) -> NWUCLAName:
     Raises:
         ValueError: If the name does not follow the pattern.
     """
-    stem = Path(name).name.split(".")[0]
-    m = _NAME_RE.fullmatch(stem)
-    if m is None:
-        raise ValueError(f"{name!r} is not an NW-UCLA sample name; expected aAA_sSS_eEE_vVV, "
-                         "e.g. a01_s01_e00_v01")
-    return NWUCLAName(*(int(g) for g in m.groups()))
+    return parse_sample_name(name, _NAME_RE, NWUCLAName, "NW-UCLA", "aAA_sSS_eEE_vVV", "a01_s01_e00_v01")
 
 
 def nwucla_split(name: str | os.PathLike) -> str:

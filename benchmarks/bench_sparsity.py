@@ -5,7 +5,9 @@
    (target <= 1.15 on CPU). The generator is past its warm-up, so every step recomputes the exact-sparsity
    thresholds (``kthvalue`` over the scores) and applies the masks with the straight-through estimator.
 2. ``export_inference``: eval-mode inference (``torch.no_grad``) of the dense model vs the masked model vs
-   :func:`to_sparse_kernels` of the model pruned by magnitude (``scope='layer'``, weights and edges) at
+   :func:`to_sparse_kernels` (default ``layout='auto'``: the channel-major whole-backbone path when it is
+   measured faster than the dense model, else per-layer swaps) of the model pruned by magnitude
+   (``scope='layer'``, weights and edges) at
    80 / 95 / 99 % sparsity; ``speedup`` = dense median / exported median (target >= 2x at 95 %).
 3. Parameter counts: stored, non-zero, CSR non-zeros and replaced layers per sparsity.
 
@@ -37,7 +39,7 @@ from _common import RESULTS_DIR, machine_info, write_results  # noqa: E402
 
 from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier  # noqa: E402
 from pyg_sparse_stgcn.sparsity import SparseGenerator, prune, report, to_sparse_kernels  # noqa: E402
-from pyg_sparse_stgcn.sparsity.export import CSRLinear, CSRTemporalConv  # noqa: E402
+from pyg_sparse_stgcn.sparsity.export import ChannelMajorSTGCN, CSRLinear, CSRTemporalConv  # noqa: E402
 
 
 def build(small: bool, num_classes: int = 60) -> SkeletonClassifier:
@@ -130,8 +132,11 @@ def bench_export(small: bool, repeats: int, clock: str = "wall") -> tuple[list[d
                              "exported": lambda m=exported: m(x)}, repeats, torch.device("cpu"),
                             clock=clock)
         rep = report(masked)
-        csr_nnz = sum(m.weight_csr.values().numel() if isinstance(m, CSRLinear) else m.nnz
-                      for m in exported.modules() if isinstance(m, (CSRLinear, CSRTemporalConv)))
+        if isinstance(exported, ChannelMajorSTGCN):
+            csr_nnz = sum(p.nnz for p in exported.products() if p.use_csr)
+        else:
+            csr_nnz = sum(m.weight_csr.values().numel() if isinstance(m, CSRLinear) else m.nnz
+                          for m in exported.modules() if isinstance(m, (CSRLinear, CSRTemporalConv)))
         replaced = [c["name"] for c in exported.sparse_kernel_choices if c["sparse"]]
         d, e = t["dense"], t["exported"]
         rows.append({
@@ -146,13 +151,14 @@ def bench_export(small: bool, repeats: int, clock: str = "wall") -> tuple[list[d
             "csr_nonzeros": csr_nnz, "edges_removed": exported.edges_removed,
             "layers_replaced": len(replaced), "layers_considered": len(exported.sparse_kernel_choices),
             "layer_choices": exported.sparse_kernel_choices,
+            "layout": exported.layout, "layout_choice": exported.layout_choice,
         })
         tag = f"[cpu, {clock} clock, {torch.get_num_threads()} threads]"
         print(f"{tag} export s={s}: dense {1e3 * d['min_s']:.1f} ms, "
               f"masked {1e3 * t['masked']['min_s']:.1f} ms, exported {1e3 * e['min_s']:.1f} ms (min); "
               f"speedup min {rows[-1]['speedup_min']:.2f}x, "
               f"median {rows[-1]['speedup_median']:.2f}x; replaced {len(replaced)}/"
-              f"{len(exported.sparse_kernel_choices)}, err {err:.1e}", flush=True)
+              f"{len(exported.sparse_kernel_choices)} ({exported.layout}), err {err:.1e}", flush=True)
     return rows, rep0.parameters
 
 

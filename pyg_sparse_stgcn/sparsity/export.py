@@ -421,7 +421,9 @@ class _CMProduct(nn.Module):
     def nnz(self) -> int:
         return sum(int(w.values().numel()) for w in self.weights_csr)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
+        """``x`` :math:`(C_{in}, T, B, V)`; ``residual`` (output-shaped) is added and ReLU applied block by
+        block while the output block is in cache."""
         C, T, B, V = x.shape
         bv = B * V
         t_out = (T + 2 * self.pad - self.dilation * (self.k - 1) - 1) // self.stride + 1
@@ -450,6 +452,7 @@ class _CMProduct(nn.Module):
             if hi > lo:
                 taps.append((weights[j], phases[q], lo * bv, hi * bv, off * bv))
         bias = self.bias.view(-1, 1)
+        res2 = None if residual is None else residual.reshape(self.out_channels, n)
         # block by block, so that the output block (bias, then every tap added) stays in cache
         for s0 in range(0, n, step):
             s1 = min(n, s0 + step)
@@ -459,6 +462,10 @@ class _CMProduct(nn.Module):
                 a, b = max(s0, lo), min(s1, hi)
                 if b > a:
                     y[:, a:b].addmm_(w, src[:, a + off: b + off])
+            if res2 is not None:
+                ys.add_(res2[:, s0:s1])
+            if relu:
+                ys.relu_()
         return y.view(self.out_channels, t_out, B, V)
 
     def extra_repr(self) -> str:
@@ -571,12 +578,8 @@ class _CMBlock(nn.Module):
             g = g.add_(self.gcn_down(x).view(C_out, T * B, V))
         if self.gcn_act:
             g = g.relu_()
-        y = self.tcn(g.view(C_out, T, B, V))
-        if self.res_mode == "identity":
-            y = y.add_(x)
-        elif self.res_mode == "conv":
-            y = y.add_(self.residual(x))
-        return y.relu_()
+        res = x if self.res_mode == "identity" else self.residual(x) if self.res_mode == "conv" else None
+        return self.tcn(g.view(C_out, T, B, V), res, relu=True)
 
 
 class ChannelMajorSTGCN(nn.Module):

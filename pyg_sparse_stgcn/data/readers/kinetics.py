@@ -26,6 +26,15 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _require_fields(path: Path, obj: Any, keys: Iterable[str], what: str, where: str) -> None:
+    """``obj`` must be a JSON object holding ``keys``; otherwise :class:`SkeletonFormatError` names the field."""
+    if not isinstance(obj, dict):
+        raise SkeletonFormatError(path, f"{what} must be an object, got {type(obj).__name__}", where=where)
+    for key in keys:
+        if key not in obj:
+            raise SkeletonFormatError(path, f"missing field '{key}'", where=f"{where}.{key}")
+
+
 def _float_array(path: Path, values: Any, n: int, where: str) -> np.ndarray:
     if not isinstance(values, list):
         raise SkeletonFormatError(path, f"expected a list of {n} numbers, got {type(values).__name__}",
@@ -136,11 +145,7 @@ def read_kinetics_json(path: str | os.PathLike, num_person_in: int = 5, num_pers
         max_bodies = max(max_bodies, len(bodies))
         for m, body in enumerate(bodies[:num_person_in]):
             bw = f"{where}.skeleton[{m}]"
-            if not isinstance(body, dict):
-                raise SkeletonFormatError(p, f"body must be an object, got {type(body).__name__}", where=bw)
-            for key in ("pose", "score"):
-                if key not in body:
-                    raise SkeletonFormatError(p, f"missing field '{key}'", where=f"{bw}.{key}")
+            _require_fields(p, body, ("pose", "score"), "body", bw)
             poses.append(body["pose"])
             scores.append(body["score"])
             wheres.append(bw)
@@ -235,11 +240,7 @@ def read_kinetics_labels(path: str | os.PathLike) -> KineticsLabels:
     out = KineticsLabels()
     for vid, entry in doc.items():
         where = f"[{vid!r}]"
-        if not isinstance(entry, dict):
-            raise SkeletonFormatError(p, f"entry must be an object, got {type(entry).__name__}", where=where)
-        for key in ("has_skeleton", "label_index"):
-            if key not in entry:
-                raise SkeletonFormatError(p, f"missing field '{key}'", where=f"{where}.{key}")
+        _require_fields(p, entry, ("has_skeleton", "label_index"), "entry", where)
         has, idx, name = entry["has_skeleton"], entry["label_index"], entry.get("label")
         if not isinstance(has, bool):
             raise SkeletonFormatError(p, f"has_skeleton must be true or false, got {has!r}",

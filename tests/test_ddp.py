@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_config import TINY_DEMO
 from torch.utils.data import Dataset, default_collate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,24 +133,8 @@ if __name__ == "__main__":
         train_once(sys.argv[2])
 
 
-TINY = """
-[data]
-name = "demo"
-clip_len = 16
-batch_size = 8
-kwargs = {num_train = 32, num_val = 16, num_empty = 1, min_frames = 16, max_frames = 20}
-[model]
-base_channels = 8
-num_stages = 3
-backend = "dense"
-backbone = {inflate_stages = [3], down_stages = [3]}
-[train]
-epochs = 1
-sync_bn = true
-progress = false
-[run]
-threads = 1
-"""
+# the CLI tests' tiny recipe, one epoch, with BatchNorm synchronised across the processes
+TINY = TINY_DEMO.replace("epochs = 2\n", "epochs = 1\nsync_bn = true\n")
 
 
 @pytest.mark.slow

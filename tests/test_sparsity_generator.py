@@ -23,12 +23,21 @@ def x_in(n: int = 2) -> torch.Tensor:
     return torch.randn(n, 1, 16, 17, 3)
 
 
+def real_of(t) -> torch.Tensor:
+    """Real entries from the graph's own A (edges); every entry of a weight."""
+    if t.kind == "weight":
+        return torch.ones(t.shape, dtype=torch.bool)
+    conv = t.module
+    return conv._A_init.flatten(1)[:, conv.edge_index[0] * conv.num_nodes + conv.edge_index[1]] != 0
+
+
 def kept_by_group(gen: SparseGenerator, key) -> dict:
     out: dict = {}
     for t, m in zip(gen._targets, gen._masks):
         k = key(t)
         tot, kept = out.get(k, (0, 0))
-        out[k] = (tot + t.numel, kept + int(m.current().sum()))
+        real = real_of(t)
+        out[k] = (tot + int(real.sum()), kept + int((m.current() & real).sum()))
     return out
 
 
@@ -235,7 +244,9 @@ def test_edge_scores_mask_edges_with_own_sparsity():
     gen = SparseGenerator(tiny(3), 0.5, edge_sparsity=0.9, kinds=("weight", "edge")).eval()
     gen(x_in())
     rep = report(gen)
-    assert abs(rep.kinds["edge"]["sparsity"] - 0.9) < 2e-3
+    n_e = sum(int(real_of(t).sum()) for t in gen._targets if t.kind == "edge")
+    assert rep.kinds["edge"]["total"] == n_e
+    assert rep.kinds["edge"]["kept"] == n_e - num_to_remove(0.9, n_e)
     conv = gen.model.backbone.gcn[0].gcn
     m = get_mask(conv, "edge_gate").current()
     assert torch.equal(conv.edge_weight_effective() != 0, m & (conv.edge_weight_base() != 0))
@@ -313,7 +324,7 @@ def test_score_init_paper_reinit_and_from_paper_code():
     torch.manual_seed(0)
     gen = SparseGenerator.from_paper_code(tiny(3), 0.6)
     assert gen.threshold_rule == "paper" and gen.residual_zero_threshold and not gen.penalty_has_grad
-    assert gen.paper_ramp
+    assert not gen.paper_ramp  # every shipped config has sparse_decay=False (method.md §3.4)
     for t, m in zip(gen._targets, gen._masks):
         fan_in = t.numel // t.shape[0]
         bound = math.sqrt(6.0 / fan_in)
@@ -324,4 +335,5 @@ def test_score_init_paper_reinit_and_from_paper_code():
         assert m.inclusive
     mag = SparseGenerator(tiny(3), 0.5, score_init="magnitude")
     for t, m in zip(mag._targets, mag._masks):
-        assert torch.equal(m.score.detach(), t.magnitude().detach().abs())
+        v = t.magnitude().detach().abs()  # |value| plus a tie-breaking jitter below 1e-3 of the mean |value|
+        assert bool(((m.score.detach() - v) >= 0).all()) and bool(((m.score.detach() - v) < 1e-3 * v.mean()).all())

@@ -29,19 +29,29 @@ def tiny() -> SkeletonClassifier:
     return SkeletonClassifier(bb, GCNHead(5, bb.out_channels))
 
 
+def real_of(t) -> torch.Tensor:
+    """Real entries, from the graph's own A for edges (a zero of A can never carry a weight)."""
+    if t.kind == "weight":
+        return torch.ones(t.shape, dtype=torch.bool)
+    conv = t.module
+    return conv._A_init.flatten(1)[:, conv.edge_index[0] * conv.num_nodes + conv.edge_index[1]] != 0
+
+
 def reference_global_masks(model, kind: str, rate: float) -> dict[str, torch.Tensor]:
-    """Independent reference: sort all kept |values| of a kind with Python's stable sort."""
+    """Independent reference: Python's sort of the kept real |values| of a kind; ties by the relative position
+    of the entry within its target, then target order."""
     ts = [t for t in targets(model, kind)]
     entries = []
     for ti, t in enumerate(ts):
         vals = t.magnitude().detach().abs().flatten().tolist()
-        alive = effective_mask(t).flatten().tolist()
-        entries += [(v, ti, j) for j, (v, a) in enumerate(zip(vals, alive)) if a]
+        alive = (effective_mask(t) & real_of(t)).flatten().tolist()
+        idx = [j for j, a in enumerate(alive) if a]
+        entries += [(vals[j], (r + 0.5) / len(idx), ti, j) for r, j in enumerate(idx)]
     k = math.floor(rate * len(entries) + 0.5)
-    drop = sorted(range(len(entries)), key=lambda i: entries[i][0])[:k]  # stable: ties by position
-    out = {t.name: effective_mask(t).flatten().clone() for t in ts}
+    drop = sorted(range(len(entries)), key=lambda i: entries[i][:3])[:k]
+    out = {t.name: (effective_mask(t) & real_of(t)).flatten().clone() for t in ts}
     for i in drop:
-        _, ti, j = entries[i]
+        _, _, ti, j = entries[i]
         out[ts[ti].name][j] = False
     return {t.name: out[t.name].view(t.shape) for t in ts}
 
@@ -54,7 +64,7 @@ def test_global_prune_matches_reference_and_exact_counts(kinds):
     for kind in kinds:
         refs.update(reference_global_masks(model, kind, 0.7))
     rep = prune(model, 0.7, kinds=kinds)
-    got = mask_state_dict(model)
+    got = {t.name: effective_mask(t) & real_of(t) for t in targets(model, kinds)}
     assert got.keys() == refs.keys()
     for name in refs:
         assert torch.equal(got[name], refs[name]), name
@@ -72,30 +82,36 @@ def test_layer_scope_exact_per_target_and_composition():
         n = row["total"]
         k1 = n - num_to_remove(0.5, n)
         assert row["kept"] == k1 - num_to_remove(0.5, k1), row["name"]
-    # pruned entries are the smallest kept magnitudes of each layer
+    # pruned entries are the smallest kept magnitudes of each layer (among its real entries)
     for t in targets(model):
-        m = effective_mask(t)
+        real = real_of(t)
+        kept, gone = effective_mask(t) & real, ~effective_mask(t) & real
         mag = t.magnitude().detach().abs()
-        if m.any() and (~m).any():
-            assert mag[~m].max() <= mag[m].min() + 1e-12
+        if kept.any() and gone.any():
+            assert mag[gone].max() <= mag[kept].min() + 1e-12
 
 
-def test_ties_broken_deterministically_by_position():
+def test_ties_broken_deterministically_by_relative_position():
     model = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Linear(4, 2, bias=False))
     with torch.no_grad():
         model[0].weight.fill_(1.0)
         model[1].weight.fill_(1.0)
-    prune(model, 0.25, kinds="weight")  # 24 entries, 6 removed: the first 6 positions in target order
-    m0 = effective_mask(targets(model)[0]).flatten()
-    assert m0[:6].sum() == 0 and m0[6:].all()
-    assert effective_mask(targets(model)[1]).all()
+    # 24 tied entries, 6 removed. Relative positions (j + 1/2)/n: first layer 1/32, 3/32, 5/32, 7/32, …;
+    # second layer 1/16, 3/16, …  The six smallest: 1/32, 2/32, 3/32, 5/32, 6/32, 7/32 -> four + two.
+    prune(model, 0.25, kinds="weight", include_head=True)
+    m0 = effective_mask(targets(model, include_head=True)[0]).flatten()
+    m1 = effective_mask(targets(model, include_head=True)[1]).flatten()
+    assert m0[:4].sum() == 0 and m0[4:].all()
+    assert m1[:2].sum() == 0 and m1[2:].all()
 
 
 def test_edges_pruned_by_base_weight_and_separate_rate():
     model = tiny()
     rep = prune(model, 0.3, edge_sparsity=0.8)
-    assert abs(rep.kinds["weight"]["sparsity"] - 0.3) < 1e-3
-    assert abs(rep.kinds["edge"]["sparsity"] - 0.8) < 1e-3
+    n_w = sum(t.numel for t in targets(model, "weight"))
+    n_e = sum(int(real_of(t).sum()) for t in targets(model, "edge"))
+    assert rep.kinds["weight"]["kept"] == n_w - num_to_remove(0.3, n_w)
+    assert rep.kinds["edge"]["total"] == n_e and rep.kinds["edge"]["kept"] == n_e - num_to_remove(0.8, n_e)
     conv = model.backbone.gcn[0].gcn
     m = effective_mask(targets(model, "edge")[0])
     base = conv.edge_weight_base().detach().abs()
@@ -120,7 +136,7 @@ def test_bad_sparsity(bad):
 
 def test_bad_scope_kinds_and_empty_model():
     with pytest.raises(ValueError, match="scope"):
-        prune(tiny(), 0.5, scope="block")
+        prune(tiny(), 0.5, scope="blocks")
     with pytest.raises(ValueError, match="kinds"):
         prune(tiny(), 0.5, kinds=("edges",))
     with pytest.raises(ValueError, match="no maskable targets"):

@@ -27,10 +27,10 @@ from .masks import (
     set_mask,
 )
 from .report import SparsityReport, report
-from .targets import KINDS, Target, targets
+from .targets import KINDS, Target, left_out, targets
 
 __all__ = [
-    "KINDS", "Target", "targets", "Mask", "attach_masks", "get_mask", "masked_targets", "effective_mask",
+    "KINDS", "Target", "targets", "left_out", "Mask", "attach_masks", "get_mask", "masked_targets", "effective_mask",
     "set_mask", "mask_state_dict", "load_mask_state_dict", "load_masked_state_dict", "remove_masks",
     "SparsityReport", "report", "prune", "random_prune", "IterativeMagnitudePruning", "SparseGenerator",
     "MultiSparsityEnsemble", "fold", "to_sparse_kernels", "magnitude", "lottery", "generator", "ensemble",

@@ -137,9 +137,13 @@ class MultiSparsityEnsemble(nn.Module):
 
         ``extra`` holds the paper's figure ``paper_kept_fraction`` :math:`= \sum_k (1 - s_k)` times the
         maskable weights of one dense backbone (``paper_params``), the kept maskable weights actually in the
-        experts, every stored parameter (scores and the :math:`K + 1` heads included) and what inference needs
-        after folding (kept maskable weights, every unmasked backbone parameter of every expert, the fused
-        head).
+        experts, and two parameter counts that must not be confused:
+
+        * ``training_parameters`` — every parameter trained: all experts' weights (masked ones included),
+          their scores, the :math:`K + 1` heads and :math:`\alpha`;
+        * ``inference_parameters`` — what the folded ensemble runs at test: the kept maskable weights, every
+          unmasked backbone parameter of every expert, the **fused head only** and :math:`\alpha`
+          (``inference_vs_one_dense`` divides it by one dense backbone with one head).
         """
         rep = report(self)
         one = sum(t.numel for t in targets(self.experts[0].model, "weight"))
@@ -157,6 +161,7 @@ class MultiSparsityEnsemble(nn.Module):
             "paper_params": kept_frac * one,
             "kept_maskable": sum(p["maskable_kept"] for p in per_expert),
             "stored_parameters": sum(p.numel() for p in self.parameters()),
+            "training_parameters": sum(p.numel() for p in self.parameters()),
             "stored_scores": sum(p["scores"] for p in per_expert),
             "heads_parameters": all_heads,
             "inference_parameters": inference,

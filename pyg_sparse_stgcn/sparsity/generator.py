@@ -23,10 +23,15 @@ Differences from the released code, each restorable by a flag (see ``docs/sparsi
 * ``residual_zero_threshold=True``: block residual convs use :math:`\tau = 0` at every step (the paper
   code calls them without a threshold) while their scores still count in the pool.
 * ``penalty_has_grad=False``: the GL/GSGL penalty is computed from detached tensors (a constant).
-* ``paper_ramp=True``: the linear ramp :math:`p = s \cdot e / (E/2)` measured from epoch 0.
+* ``paper_ramp=True``: the linear ramp :math:`p = s \cdot e / (E/2)` measured from epoch 0 (the code's
+  ``sparse_decay=True``; every shipped config has ``sparse_decay=False``, so the preset leaves it off).
 * ``reinit_weights=True``: masked weights re-initialised kaiming-uniform (ReLU gain), their biases zero.
 
-:meth:`SparseGenerator.from_paper_code` sets all of them.
+:data:`PAPER_CODE` holds the flags of the paper's *shipped* configs and
+:meth:`SparseGenerator.from_paper_code` applies them.
+
+Edge scores rank, threshold and count only the layer's *real* entries (:meth:`~.targets.Target.real`);
+the threshold of an edge group is the percentile over those entries alone.
 """
 from __future__ import annotations
 
@@ -40,9 +45,17 @@ from .magnitude import check_sparsity, num_to_remove
 from .masks import Mask, attach_masks, get_mask
 from .targets import Target, normalize_kinds
 
-__all__ = ["SparseGenerator", "SCOPES", "percentile_threshold"]
+__all__ = ["SparseGenerator", "SCOPES", "PAPER_CODE", "percentile_threshold"]
 
+#: Threshold scopes: one threshold per kind for the whole model, per ST block, or per target.
 SCOPES = ("global", "block", "layer")
+
+#: The released code's behaviour as its shipped configs run it (``reference/method.md`` §3.3-3.8):
+#: percentile rule with ``S >= tau``, residual convs at ``tau = 0``, a constant (gradient-free) penalty,
+#: no ramp (``sparse_decay=False`` everywhere), masked weights re-initialised kaiming-uniform with zero biases.
+PAPER_CODE: dict[str, object] = {"threshold_rule": "paper", "residual_zero_threshold": True,
+                                 "penalty_has_grad": False, "paper_ramp": False, "reinit_weights": True,
+                                 "abs_scores": False, "score_init": "kaiming_uniform", "eval_sparsity": "target"}
 
 
 def percentile_threshold(scores: Tensor, sparsity: float, rule: str = "exact") -> Tensor:
@@ -171,14 +184,20 @@ class SparseGenerator(nn.Module):
         self._group_kind = [k for (k, _), _ in sorted(keys.items(), key=lambda kv: kv[1])]
         self._group_members = [[i for i, g in enumerate(self._group_of) if g == gi]
                                for gi in range(len(self._group_kind))]
-        self._group_numel = [sum(found[i].numel for i in mem) for mem in self._group_members]
+        self._group_numel = [sum(found[i].num_real for i in mem) for mem in self._group_members]
+        # flat indices of the real entries of each edge target (a buffer: moves with .to(), no sync per step)
+        for i, t in enumerate(found):
+            real = t.real()
+            if real is not None:
+                self.register_buffer(f"_real_{i}", torch.nonzero(real.flatten()).flatten(), persistent=False)
+        self._threshold_key: tuple | None = None
 
     @classmethod
     def from_paper_code(cls, model: nn.Module, sparsity: float, **overrides) -> SparseGenerator:
-        """A generator with every compatibility flag of the released code set (weights re-initialised,
-        paper percentile, τ = 0 residuals, constant GSGL penalty, paper ramp); ``overrides`` win."""
-        kw = dict(threshold_rule="paper", residual_zero_threshold=True, penalty_has_grad=False,
-                  paper_ramp=True, reinit_weights=True)
+        """A generator that runs like the paper's shipped configs (:data:`PAPER_CODE`: paper percentile,
+        ``S >= tau``, τ = 0 residuals, constant penalty, no ramp, weights re-initialised); ``overrides`` win
+        (e.g. ``scope='block'`` for AAGCN/CTR-GCN/DG-STGCN, ``warm_up=60``, ``penalty='GSGL'``)."""
+        kw = dict(PAPER_CODE)
         kw.update(overrides)
         return cls(model, sparsity, **kw)
 
@@ -214,12 +233,26 @@ class SparseGenerator(nn.Module):
         return s
 
     # ------------------------------------------------------------------ thresholds
+    def _real_scores(self, i: int) -> Tensor:
+        s = self._masks[i]._ranked().detach().flatten()
+        real = getattr(self, f"_real_{i}", None)
+        return s if real is None else s.index_select(0, real)
+
     def _group_scores(self, gi: int) -> Tensor:
-        return torch.cat([self._masks[i]._ranked().detach().flatten() for i in self._group_members[gi]])
+        return torch.cat([self._real_scores(i) for i in self._group_members[gi]])
 
     @torch.no_grad()
     def update_thresholds(self) -> None:
-        """Recompute every group's threshold for the current sparsity, on the device (no host sync)."""
+        """Recompute every group's threshold for the current sparsity, on the device (no host sync).
+
+        Skipped when nothing it depends on changed since the last call (mode, scheduled sparsities and the
+        scores' version counters), so evaluation does not rewrite thresholds, and masks (and the edge
+        operators cached from them) stay valid.
+        """
+        key = (self.training, tuple(self.current_sparsity(k) for k in self._group_kind),
+               tuple((m.score.data_ptr(), m.score._version, m.threshold.data_ptr()) for m in self._masks))
+        if key == self._threshold_key:
+            return
         for gi, members in enumerate(self._group_members):
             p = self.current_sparsity(self._group_kind[gi])
             if p == 0.0 and self.threshold_rule == "exact":
@@ -234,6 +267,8 @@ class SparseGenerator(nn.Module):
                     m.threshold.fill_(-math.inf)
                 else:
                     m.threshold.copy_(tau)
+        # the writes above bumped the thresholds' versions, not the scores': the key stays valid
+        self._threshold_key = key
 
     def thresholds(self) -> dict[str, Tensor]:
         """The threshold in effect per target name (0-dim tensors)."""
@@ -270,7 +305,7 @@ class SparseGenerator(nn.Module):
             s = m._ranked().detach()
             tau = taus[self._group_of[i]]
             keep = s >= tau if m.inclusive else s > tau
-            value = t.magnitude()
+            value = t.magnitude()  # zero at the non-real edge entries, so they add nothing
             if not self.penalty_has_grad:
                 value = value.detach()
             key = t.block if self.penalty == "GSGL" else ""

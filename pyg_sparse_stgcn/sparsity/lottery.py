@@ -40,6 +40,7 @@ Output layout (every file written atomically; a finished level is skipped on res
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -49,12 +50,12 @@ import torch
 from torch import Tensor, nn
 
 from ..atomic import atomic_torch_save, atomic_write_json
-from .magnitude import _prune_group, check_scope, check_sparsity, shuffle_masks
+from .magnitude import check_scope, check_sparsity, prune_groups, shuffle_masks
 from .masks import _register, _unregister, attach_masks, load_mask_state_dict, mask_state_dict, masked_targets
 from .report import report
 from .targets import KINDS, normalize_kinds
 
-__all__ = ["IterativeMagnitudePruning", "BRANCHES", "expected_sparsity"]
+__all__ = ["IterativeMagnitudePruning", "BRANCHES", "expected_sparsity", "levels_for", "level_fractions"]
 
 BRANCHES = ("random_reinit", "random_prune")
 TrainFn = Callable[..., dict]
@@ -65,12 +66,49 @@ def expected_sparsity(fraction: float, level: int) -> float:
     return 1.0 - (1.0 - fraction) ** level
 
 
+def levels_for(target: float, fraction: float) -> int:
+    r"""Fewest levels whose nominal sparsity :math:`1 - (1 - f)^L` reaches ``target``."""
+    target, fraction = check_sparsity(target, "target_sparsity"), check_sparsity(fraction, "fraction")
+    if target == 0.0:
+        return 0
+    if fraction == 0.0:
+        raise ValueError(f"fraction=0 never reaches target_sparsity={target}")
+    levels = max(1, math.ceil(math.log1p(-target) / math.log1p(-fraction) - 1e-9))
+    return levels
+
+
+def level_fractions(fraction: float, levels: int, target: float | None = None) -> list[float]:
+    r"""Per-level pruning fractions (of the *remaining* entries) for levels :math:`1..L`.
+
+    Without ``target`` every level removes ``fraction``. With ``target`` the last level is trimmed so the
+    nominal sparsity after it is exactly ``target``: :math:`f_L = 1 - (1 - s) / (1 - f)^{L-1}`.
+    """
+    out = [fraction] * levels
+    if target is not None and levels > 0:
+        before = 1.0 - (1.0 - fraction) ** (levels - 1)
+        out[-1] = 1.0 - (1.0 - target) / (1.0 - before)
+    return out
+
+
+def _rank() -> int:
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _barrier() -> None:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def _save_json(path: Path, obj: Any) -> None:
-    atomic_write_json(path, obj)
+    if _rank() == 0:
+        atomic_write_json(path, obj)
 
 
 def _save_pt(path: Path, obj: Any) -> None:
-    atomic_torch_save(obj, path)
+    if _rank() == 0:
+        atomic_torch_save(obj, path)
 
 
 def _load_pt(path: Path) -> Any:
@@ -89,33 +127,56 @@ class IterativeMagnitudePruning:
         model (torch.nn.Module): The model at initialisation; masks (no scores) are attached in place.
         train_fn (callable): The training routine (signature in the module docstring).
         out_dir (str or pathlib.Path): Run directory.
-        levels (int): Pruning levels after the dense level 0 (levels ``0..levels`` are trained).
+        levels (int, optional): Pruning levels after the dense level 0 (levels ``0..levels`` are trained);
+            :obj:`None` derives them from ``target_sparsity`` (:func:`levels_for`). (default: :obj:`None`)
         fraction (float, optional): Fraction of the remaining weight entries removed per level.
             (default: :obj:`0.2`)
-        edge_fraction (float, optional): Fraction of the remaining edges removed per level; defaults to
-            ``fraction`` (UGS uses 0.05). (default: :obj:`None`)
+        edge_fraction (float, optional): Fraction of the remaining real edge entries removed per level;
+            defaults to ``fraction`` (UGS uses 0.05). (default: :obj:`None`)
+        target_sparsity (float, optional): Weight sparsity the last level reaches exactly: its fraction is
+            trimmed (:func:`level_fractions`). Conflicts with a ``levels`` that cannot reach it or
+            overshoots it by a whole level. (default: :obj:`None`)
+        edge_target_sparsity (float, optional): The same for edges (over the same levels).
+            (default: :obj:`None`)
         kinds (str or tuple, optional): ``'weight'``, ``'edge'`` or both. (default: :obj:`('weight', 'edge')`)
-        scope (str, optional): ``'global'`` (OpenLTH ``sparse_global``) or ``'layer'``.
-            (default: :obj:`'global'`)
+        scope (str, optional): ``'global'`` (OpenLTH ``sparse_global``), ``'block'`` (per ST block) or
+            ``'layer'``. (default: :obj:`'global'`)
         rewind_step (int, optional): Optimiser step whose state later levels restart from; 0 = the
             initialisation. (default: :obj:`0`)
         branches (sequence of str, optional): Controls trained at every level :math:`\ge 1` on the same
-            masks: ``'random_reinit'`` (same mask, fresh initialisation) and ``'random_prune'`` (each target's
-            mask shuffled, same per-layer counts, rewound weights). (default: :obj:`()`)
+            masks: ``'random_reinit'`` (same mask, fresh initialisation, trained from ``rewind_step`` like
+            OpenLTH's branch) and ``'random_prune'`` (each target's mask shuffled over its real entries, same
+            per-layer counts, rewound weights). (default: :obj:`()`)
+
+    Under :mod:`torch.distributed` every rank trains, and rank 0 alone writes the files (the training
+    function should return metrics already reduced over the ranks, as the engine's evaluation does).
         seed (int, optional): Seed of the controls' randomness. (default: :obj:`0`)
         reinit_fn (callable, optional): ``reinit_fn(model, generator)`` re-initialises the parameters for
             ``random_reinit``; default: ``reset_parameters()`` of every submodule that has one (under a
             seeded RNG). (default: :obj:`None`)
     """
 
-    def __init__(self, model: nn.Module, train_fn: TrainFn, out_dir: str | os.PathLike, levels: int,
+    def __init__(self, model: nn.Module, train_fn: TrainFn, out_dir: str | os.PathLike, levels: int | None = None,
                  fraction: float = 0.2, edge_fraction: float | None = None,
                  kinds: str | Iterable[str] = KINDS, scope: str = "global", rewind_step: int = 0,
                  branches: Sequence[str] = (), seed: int = 0,
-                 reinit_fn: Callable[[nn.Module, int], None] | None = None) -> None:
+                 reinit_fn: Callable[[nn.Module, int], None] | None = None,
+                 target_sparsity: float | None = None, edge_target_sparsity: float | None = None) -> None:
         if not callable(train_fn):
             raise ValueError(f"train_fn must be callable, got {type(train_fn).__name__}")
-        if not isinstance(levels, int) or levels < 0:
+        fraction = check_sparsity(fraction, "fraction")
+        if target_sparsity is not None:
+            target_sparsity = check_sparsity(target_sparsity, "target_sparsity")
+            needed = levels_for(target_sparsity, fraction)
+            if levels is None:
+                levels = needed
+            elif levels != needed:
+                raise ValueError(f"levels={levels} conflicts with target_sparsity={target_sparsity}: with "
+                                 f"fraction={fraction} it takes {needed} levels (the last one trimmed); "
+                                 "give one of the two")
+        if levels is None:
+            raise ValueError("give levels or target_sparsity")
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 0:
             raise ValueError(f"levels must be a non-negative int, got {levels!r}")
         if not isinstance(rewind_step, int) or rewind_step < 0:
             raise ValueError(f"rewind_step must be a non-negative int, got {rewind_step!r}")
@@ -126,9 +187,18 @@ class IterativeMagnitudePruning:
         self.train_fn = train_fn
         self.out_dir = Path(out_dir)
         self.levels = levels
-        self.fraction = {"weight": check_sparsity(fraction, "fraction")}
+        self.fraction = {"weight": fraction}
         self.fraction["edge"] = self.fraction["weight"] if edge_fraction is None else check_sparsity(
             edge_fraction, "edge_fraction")
+        self.target_sparsity = {"weight": target_sparsity, "edge": None}
+        if edge_target_sparsity is not None:
+            self.target_sparsity["edge"] = check_sparsity(edge_target_sparsity, "edge_target_sparsity")
+        #: per kind, the fraction removed at levels 1..levels
+        self.schedule = {k: level_fractions(self.fraction[k], levels, self.target_sparsity[k]) for k in KINDS}
+        for kind, rates in self.schedule.items():
+            if rates and not 0.0 <= rates[-1] < 1.0:
+                raise ValueError(f"{kind} target sparsity {self.target_sparsity[kind]} is not reachable in "
+                                 f"{levels} levels of fraction {self.fraction[kind]}")
         self.kinds = normalize_kinds(kinds)
         self.scope = check_scope(scope)
         self.rewind_step = rewind_step
@@ -146,24 +216,19 @@ class IterativeMagnitudePruning:
     def config(self) -> dict[str, Any]:
         """The run configuration written to ``imp.json``."""
         return {"levels": self.levels, "fraction": self.fraction["weight"],
-                "edge_fraction": self.fraction["edge"],
+                "edge_fraction": self.fraction["edge"], "target_sparsity": self.target_sparsity["weight"],
+                "edge_target_sparsity": self.target_sparsity["edge"],
                 "kinds": list(self.kinds), "scope": self.scope, "rewind_step": self.rewind_step,
                 "branches": list(self.branches), "seed": self.seed}
 
     def _done(self, d: Path) -> bool:
         return (d / "metrics.json").exists()
 
-    def _prune_from(self, masks: dict[str, Tensor], trained: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Masks of the next level: load trained values and current masks, prune each kind."""
+    def _prune_from(self, level: int, masks: dict[str, Tensor], trained: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Masks of ``level``: load the previous level's trained values and masks, prune each kind."""
         self.model.load_state_dict(trained, strict=False)
         load_mask_state_dict(self.model, masks)
-        for kind in self.kinds:
-            group = [t for t in self.targets if t.kind == kind]
-            if self.scope == "global":
-                _prune_group(group, self.fraction[kind], False, None)
-            else:
-                for t in group:
-                    _prune_group([t], self.fraction[kind], False, None)
+        prune_groups(self.targets, self.kinds, self.scope, {k: self.schedule[k][level - 1] for k in KINDS})
         return mask_state_dict(self.model)
 
     def _rewind(self, rewind: dict[str, Tensor]) -> None:
@@ -206,6 +271,7 @@ class IterativeMagnitudePruning:
                         "overall_sparsity": rep.overall["sparsity"]})
         _save_pt(d / "trained.pt", _unmasked_state(self.model))
         _save_json(d / "metrics.json", metrics)
+        _barrier()  # every rank sees the level's files (and the rewind state) before going on
         return metrics
 
     # ------------------------------------------------------------------ run
@@ -216,11 +282,13 @@ class IterativeMagnitudePruning:
         if cfg_path.exists():
             old = json.loads(cfg_path.read_text())
             # ``levels`` may grow between runs (extend a finished run); everything else must match.
-            if {k: v for k, v in old.items() if k != "levels"} != {k: v for k, v in self.config().items()
-                                                                     if k != "levels"}:
+            # (keys added later, such as the target sparsities, read as None in older files)
+            new = {k: v for k, v in self.config().items() if k != "levels"}
+            if {k: old.get(k) for k in new} != new:
                 raise ValueError(f"{cfg_path} holds another configuration {old}; use a new out_dir or the "
                                  f"same settings {self.config()} to resume")
         _save_json(cfg_path, self.config())
+        _barrier()
         rewind_path = self.out_dir / "rewind.pt"
         results: list[dict[str, Any]] = []
         masks = mask_state_dict(self.model)
@@ -229,7 +297,7 @@ class IterativeMagnitudePruning:
         for level in range(self.levels + 1):
             d = self.level_dir(level)
             if level > 0:
-                masks = self._prune_from(masks, prev_trained)
+                masks = self._prune_from(level, masks, prev_trained)
             if self._done(d):
                 saved = _load_pt(d / "mask.pt")
                 if level > 0 and any(not torch.equal(saved[k], masks[k]) for k in masks):
@@ -273,7 +341,8 @@ class IterativeMagnitudePruning:
             branch_masks = masks
         else:
             branch_masks = shuffle_masks(masks, gen)
-        self._train_level(d, level, branch_masks, 0 if branch == "random_reinit" else self.rewind_step, _noop)
+        # both controls train from the rewind step, like OpenLTH's branches
+        self._train_level(d, level, branch_masks, self.rewind_step, _noop)
 
 
 def _noop(step: int) -> None:

@@ -84,6 +84,8 @@ class Mask(nn.Module):
                  device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.register_buffer("mask", torch.ones(shape, dtype=torch.bool, device=device))
+        #: bumped whenever the fixed mask is replaced (see :meth:`version`)
+        self.generation = 0
         self.abs_scores = False
         self.inclusive = False
         if scores:
@@ -104,6 +106,24 @@ class Mask(nn.Module):
             dev = self.mask.device
             self.score = nn.Parameter(torch.zeros(self.mask.shape, device=dev, dtype=dtype))
             self.register_buffer("threshold", torch.full((), -math.inf, device=dev, dtype=dtype))
+
+    def version(self) -> tuple:
+        """A host-side key that changes whenever :meth:`current` may change; reading it never synchronises.
+
+        The fixed mask changes through :func:`set_mask` and ``load_state_dict``, which bump
+        :attr:`generation` (DDP's in-place buffer broadcasts do not, so they do not invalidate what layers
+        cache from the mask); a score or threshold changes with every optimiser step or new threshold, read
+        from the tensors' version counters.
+        """
+        key: tuple = (self.generation, self.mask.data_ptr())
+        if self.score is not None:
+            key += (self.score.data_ptr(), self.score._version, self.threshold.data_ptr(), self.threshold._version,
+                    self.abs_scores, self.inclusive)
+        return key
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self.generation += 1
 
     def _ranked(self) -> Tensor:
         return self.score.abs() if self.abs_scores else self.score
@@ -164,13 +184,18 @@ def init_scores_(mask: Mask, target: Target, init: str = "kaiming_uniform", scal
     r"""Initialise a score like the paper: ``kaiming_uniform_(mode='fan_in', nonlinearity='relu') × scale``.
 
     For a weight of shape ``(out, in, *k)`` the bound is :math:`\sqrt{6 / (in \cdot \prod k)}`; for edge
-    scores (K, E) the fan-in is :math:`E`. ``init='magnitude'`` instead sets :math:`S = |value|`.
+    scores (K, E) the fan-in is :math:`E`. ``init='magnitude'`` instead sets
+    :math:`S = |value| + 10^{-3}\,\overline{|value|}\,u`, :math:`u \sim U(0, 1)`: the magnitude ranking with
+    ties broken at random (a skeleton's normalised :math:`A` holds many equal values, and a threshold on
+    tied scores would remove all of them at once).
     """
     if init not in ("kaiming_uniform", "magnitude"):
         raise ValueError(f"score init must be 'kaiming_uniform' or 'magnitude', got {init!r}")
     with torch.no_grad():
         if init == "magnitude":
-            mask.score.copy_(target.magnitude().detach().abs() * scale)
+            mag = target.magnitude().detach().abs()
+            jitter = torch.rand(mag.shape, generator=generator, dtype=mag.dtype).to(mag.device)
+            mask.score.copy_((mag + 1e-3 * mag.mean() * jitter) * scale)
             return
         fan_in = 1
         for s in mask.score.shape[1:]:
@@ -251,17 +276,48 @@ def set_mask(target: Target, mask: Tensor) -> None:
                          f"the target has shape {tuple(m.mask.shape)}")
     with torch.no_grad():
         m.mask.copy_(mask.to(torch.bool))
+    m.generation += 1
 
 
 def mask_state_dict(model: nn.Module) -> dict[str, Tensor]:
-    """``{target name: effective boolean mask (CPU)}`` for every masked target (what ``mask.pt`` stores)."""
-    return {t.name: m.current().detach().cpu().clone() for t, m in masked_targets(model)}
+    """``{target name: effective boolean mask (CPU)}`` for every masked target (what ``mask.pt`` stores).
+
+    A weight's mask has the weight's shape; an edge mask is stored over the layer's **real** entries only,
+    a flat ``(R,)`` vector in the row-major order of ``edge_real`` (entries that can never carry a weight
+    are not part of a mask).
+    """
+    out = {}
+    for t, m in masked_targets(model):
+        cur = m.current().detach()
+        real = t.real()
+        out[t.name] = (cur if real is None else cur[real]).cpu().clone()
+    return out
+
+
+def _full_mask(target: Target, mask: Tensor) -> Tensor:
+    """A stored mask as a mask of the target's full shape (an edge mask may be real-entries-only)."""
+    real = target.real()
+    if real is None or tuple(mask.shape) == tuple(target.shape):
+        if tuple(mask.shape) != tuple(target.shape):
+            raise ValueError(f"mask {target.name!r} has shape {tuple(mask.shape)} but the model's target has "
+                             f"shape {tuple(target.shape)}")
+        return mask.to(torch.bool)
+    n_real = int(real.sum())
+    if mask.dim() != 1 or mask.numel() != n_real:
+        raise ValueError(f"edge mask {target.name!r} holds {mask.numel()} entries (shape {tuple(mask.shape)}) but "
+                         f"the layer has {n_real} real entries (and {target.numel} candidate entries, shape "
+                         f"{tuple(target.shape)}); the mask was saved from another graph or layout")
+    full = torch.ones(target.shape, dtype=torch.bool, device=real.device)
+    full[real] = mask.to(device=real.device, dtype=torch.bool)
+    return full
 
 
 def load_mask_state_dict(model: nn.Module, masks: Mapping[str, Tensor], strict: bool = True) -> None:
     r"""Load ``{target name: boolean mask}`` (e.g. from :func:`mask_state_dict`) as the fixed masks.
 
-    Masks are attached where missing (without scores).
+    Masks are attached where missing (without scores). An edge mask may be given over the real entries
+    (``(R,)``, what :func:`mask_state_dict` writes) or over every candidate entry (``(K, E)``, the format
+    of files saved before real entries were introduced; its non-real entries are ignored).
 
     Args:
         model (torch.nn.Module): The model, changed in place.
@@ -270,7 +326,8 @@ def load_mask_state_dict(model: nn.Module, masks: Mapping[str, Tensor], strict: 
             (default: :obj:`True`)
 
     Raises:
-        ValueError: On unknown or missing names or on a shape mismatch, naming the target.
+        ValueError: On unknown or missing names, on a shape mismatch, or on an edge mask whose real-entry
+            count differs from the layer's, naming the target and both counts.
     """
     by_name = {t.name: t for t in targets(model, KINDS, include_head=True)}
     unknown = sorted(set(masks) - set(by_name))
@@ -278,17 +335,13 @@ def load_mask_state_dict(model: nn.Module, masks: Mapping[str, Tensor], strict: 
         raise ValueError(f"masks name targets the model does not have: {unknown[:5]}"
                          f"{' …' if len(unknown) > 5 else ''}; model targets start with "
                          f"{sorted(by_name)[:5]}")
-    for name, mask in masks.items():
-        t = by_name[name]
-        if tuple(mask.shape) != tuple(t.shape):
-            raise ValueError(f"mask {name!r} has shape {tuple(mask.shape)} but the model's target has shape "
-                             f"{tuple(t.shape)}")
+    full = {name: _full_mask(by_name[name], mask) for name, mask in masks.items()}
     if strict:
         masked = {t.name for t, _ in masked_targets(model)}
         missing = sorted(masked - set(masks))
         if missing:
             raise ValueError(f"masks lack entries for masked targets {missing[:5]} (strict=True)")
-    for name, mask in masks.items():
+    for name, mask in full.items():
         t = by_name[name]
         if t.kind == "edge" and getattr(t.module, EDGE_ATTR, None) is None:
             t.module.enable_edge_gate()

@@ -2,16 +2,24 @@ r"""What can be masked: the *targets* of the sparsity package.
 
 A target is one named tensor of a model that a mask may zero element-wise (DESIGN §6):
 
-* kind ``'weight'`` — the ``weight`` of every :class:`~torch.nn.Linear` and :class:`~torch.nn.Conv1d` /
-  :class:`~torch.nn.Conv2d` / :class:`~torch.nn.Conv3d` of the backbone (GCN 1×1 convs, temporal convs,
-  residual and ``down`` convs). Biases, normalisation layers, ``data_bn`` and classification heads are not
-  targets.
+* kind ``'weight'`` — the ``weight`` of every weight-bearing layer: any module that owns a parameter named
+  ``weight`` with at least two dimensions. That covers :class:`~torch.nn.Linear`, every ``Conv*d``,
+  :class:`~torch.nn.Bilinear`, PyG's own :class:`torch_geometric.nn.dense.Linear` (inside ``GCNConv`` and
+  most PyG convs) and our layers alike; one-dimensional weights (normalisation layers, PReLU) are not
+  targets, nor are biases or ``data_bn``.
 * kind ``'edge'`` — the effective edge weights :math:`(K, E)` of every graph convolution that exposes the
-  hook points of :class:`~pyg_sparse_stgcn.nn.STGCNConv`: ``edge_weight_base()`` and ``enable_edge_gate()``.
-  The mask attaches to the layer's ``edge_gate`` buffer, which multiplies the base edge weights.
+  hook points of :class:`~pyg_sparse_stgcn.nn.STGCNConv`: ``edge_weight_base()``, ``enable_edge_gate()``
+  and the boolean buffer ``edge_real``. The mask attaches to the layer's ``edge_gate`` buffer. Only the
+  **real** entries count: an entry :math:`(k, v, w)` whose base weight can never be non-zero (a zero of
+  :math:`A_k` under ``adaptive=None`` / ``'importance'``) is never ranked, thresholded, shuffled, scored or
+  counted by any algorithm (:meth:`Target.real`).
 
-Heads are recognised by name (a path component ``head``, ``heads``, ``cls_head`` or ``fc_cls``) or by a
-class name ending in ``Head`` and are skipped unless ``include_head=True``.
+What is left out is decided by one explicit argument, ``include_head`` (default :obj:`False`): the
+classification head is left out — every module whose class name ends in ``Head`` (our
+:class:`~pyg_sparse_stgcn.nn.GCNHead`) or whose path has a component ``head``, ``heads``, ``cls_head`` or
+``fc_cls``; in a model with neither, the *last* weight-bearing layer in module order when it is a linear
+layer outside every ST block (the classifier of a model composed by hand; a bare backbone has none).
+:func:`left_out` lists what was left out and why, and :func:`~.report.report` repeats it.
 """
 from __future__ import annotations
 
@@ -23,10 +31,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-__all__ = ["KINDS", "Target", "targets", "normalize_kinds", "is_edge_module"]
+__all__ = ["KINDS", "Target", "targets", "left_out", "normalize_kinds", "is_edge_module", "is_weight_module"]
 
 KINDS: tuple[str, ...] = ("weight", "edge")
-_WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _HEAD_NAMES = frozenset({"head", "heads", "cls_head", "fc_cls"})
 EDGE_ATTR = "edge_gate"
 
@@ -43,9 +50,24 @@ def normalize_kinds(kinds: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def is_edge_module(module: nn.Module) -> bool:
-    """Whether ``module`` offers the edge-mask hook points (``edge_weight_base`` and ``enable_edge_gate``)."""
+    """Whether ``module`` offers the edge-mask hook points (``edge_weight_base``, ``enable_edge_gate``,
+    ``edge_real``)."""
     return callable(getattr(module, "edge_weight_base", None)) and callable(
-        getattr(module, "enable_edge_gate", None))
+        getattr(module, "enable_edge_gate", None)) and isinstance(getattr(module, "edge_real", None), Tensor)
+
+
+def _own_weight(module: nn.Module) -> Tensor | None:
+    """The module's own ``weight`` tensor (the stored original under a parametrization), or :obj:`None`."""
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations["weight"].original
+    w = module._parameters.get("weight")
+    return w
+
+
+def is_weight_module(module: nn.Module) -> bool:
+    """Whether ``module`` owns a parameter ``weight`` with at least two dimensions (a weight-bearing layer)."""
+    w = _own_weight(module)
+    return isinstance(w, Tensor) and not isinstance(w, nn.parameter.UninitializedParameter) and w.dim() >= 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,11 +97,22 @@ class Target:
 
     @property
     def numel(self) -> int:
-        """Number of entries."""
+        """Number of stored entries (real or not)."""
         n = 1
         for s in self.shape:
             n *= int(s)
         return n
+
+    def real(self) -> Tensor | None:
+        """Boolean ``(K, E)`` of the real entries of an edge target (the layer's ``edge_real``); :obj:`None`
+        for weights, where every entry is real."""
+        return self.module.edge_real if self.kind == "edge" else None
+
+    @property
+    def num_real(self) -> int:
+        """Number of real entries: what sparsities count (every entry for weights)."""
+        real = self.real()
+        return self.numel if real is None else int(real.sum())
 
     def original(self) -> Tensor:
         """The stored (unmasked) tensor: the parametrization's ``original`` when a mask is attached."""
@@ -126,6 +159,51 @@ def _block_of(name: str, blocks: Sequence[str], model: nn.Module) -> str:
     return name
 
 
+def _head_names(model: nn.Module) -> tuple[set[str], str]:
+    """Names of the modules that form the classification head, and the rule that found them."""
+    named = [(n, m) for n, m in model.named_modules() if n]
+    heads = {n for n, m in named if type(m).__name__.endswith("Head") or _component_in(n, _HEAD_NAMES)}
+    if heads:
+        return heads, "classification head (a *Head module or a head/heads/cls_head/fc_cls path component)"
+    blocks = _block_names(model)
+    last = [(n, m) for n, m in named if is_weight_module(m)]
+    if last:
+        name, module = last[-1]
+        outside = not any(name.startswith(b + ".") for b in blocks)
+        if outside and (isinstance(module, nn.Linear) or type(module).__name__ == "Linear"):
+            return {name}, ("classification head (the model's last weight-bearing layer, a Linear outside any "
+                            "ST block, in a model without a *Head module)")
+    return set(), ""
+
+
+def _under(name: str, prefixes: set[str]) -> bool:
+    return any(name == h or name.startswith(h + ".") for h in prefixes)
+
+
+def _scan(model: nn.Module, kinds: tuple[str, ...], include_head: bool, exclude: Sequence[str]):
+    blocks = _block_names(model)
+    heads, head_reason = _head_names(model) if not include_head else (set(), "")
+    for name, module in model.named_modules():
+        candidates = []
+        if "weight" in kinds and is_weight_module(module):
+            candidates.append(("weight", "weight", _own_weight(module).shape))
+        if "edge" in kinds and is_edge_module(module):
+            candidates.append((EDGE_ATTR, "edge", module.edge_real.shape))
+        if not candidates:
+            continue
+        reason = None
+        pattern = next((pat for pat in exclude if fnmatch.fnmatchcase(name, pat)), None)
+        if pattern is not None:
+            reason = f"excluded by the pattern {pattern!r}"
+        elif _under(name, heads):
+            reason = head_reason + "; include_head=True masks it"
+        is_res = _component_in(name, frozenset({"residual"}))
+        for attr, kind, shape in candidates:
+            t = Target(f"{name}.{attr}" if name else attr, name, module, attr, kind,
+                       _block_of(name, blocks, model), is_res, shape)
+            yield t, reason
+
+
 def targets(model: nn.Module, kinds: str | Iterable[str] = KINDS, include_head: bool = False,
             exclude: Sequence[str] = ()) -> list[Target]:
     r"""List the maskable tensors of ``model`` in module order.
@@ -134,33 +212,28 @@ def targets(model: nn.Module, kinds: str | Iterable[str] = KINDS, include_head: 
         model (torch.nn.Module): Any model; wrappers such as :class:`~.generator.SparseGenerator` are
             searched through.
         kinds (str or tuple, optional): ``'weight'``, ``'edge'`` or both. (default: :obj:`('weight', 'edge')`)
-        include_head (bool, optional): Also list the weights of classification heads.
-            (default: :obj:`False`)
+        include_head (bool, optional): Also list the classification head's weights (see the module
+            docstring for how the head is found). (default: :obj:`False`)
         exclude (sequence of str, optional): :func:`fnmatch` patterns of module names to skip.
             (default: :obj:`()`)
 
     Returns:
         list[Target]: Possibly empty; callers that need targets raise a :class:`ValueError` themselves.
+
+    Example:
+        >>> import torch
+        >>> from torch_geometric.nn import GCNConv
+        >>> model = torch.nn.ModuleDict({"gcn": GCNConv(3, 8), "fc": torch.nn.Linear(8, 2)})
+        >>> [t.name for t in targets(model)]
+        ['gcn.lin.weight']
     """
     kinds = normalize_kinds(kinds)
-    blocks = _block_names(model)
-    head_prefixes = [n for n, m in model.named_modules() if n and type(m).__name__.endswith("Head")]
-    out: list[Target] = []
-    for name, module in model.named_modules():
-        if any(fnmatch.fnmatchcase(name, pat) for pat in exclude):
-            continue
-        if not include_head and (_component_in(name, _HEAD_NAMES)
-                                 or any(name == h or name.startswith(h + ".") for h in head_prefixes)):
-            continue
-        is_res = _component_in(name, frozenset({"residual"}))
-        if "weight" in kinds and isinstance(module, _WEIGHT_TYPES):
-            w = module.parametrizations["weight"].original if parametrize.is_parametrized(module, "weight") \
-                else module.weight
-            out.append(Target(f"{name}.weight" if name else "weight", name, module, "weight", "weight",
-                              _block_of(name, blocks, model), is_res, w.shape))
-        if "edge" in kinds and is_edge_module(module):
-            with torch.no_grad():
-                shape = module.edge_weight_base().shape
-            out.append(Target(f"{name}.{EDGE_ATTR}" if name else EDGE_ATTR, name, module, EDGE_ATTR, "edge",
-                              _block_of(name, blocks, model), is_res, shape))
-    return out
+    return [t for t, reason in _scan(model, kinds, include_head, exclude) if reason is None]
+
+
+def left_out(model: nn.Module, kinds: str | Iterable[str] = KINDS, include_head: bool = False,
+             exclude: Sequence[str] = ()) -> list[dict[str, str]]:
+    """What :func:`targets` leaves out with the same arguments: ``[{"name", "kind", "reason"}, …]``."""
+    kinds = normalize_kinds(kinds)
+    return [{"name": t.name, "kind": t.kind, "reason": reason}
+            for t, reason in _scan(model, kinds, include_head, exclude) if reason is not None]

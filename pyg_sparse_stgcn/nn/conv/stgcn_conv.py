@@ -1,18 +1,20 @@
 r"""The ST-GCN spatial graph convolution (PYSKL ``unit_gcn``) as a PyG :class:`MessagePassing` layer."""
 from __future__ import annotations
 
-import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 import torch_geometric.typing as pyg_typing
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import SparseTensor
 
 from ...graph import SkeletonGraph
+from ...timing import best_times
 from .._utils import check_choice, check_features, make_norm
 
 __all__ = ["STGCNConv", "BACKENDS", "ADAPTIVE_MODES", "CONV_POSITIONS", "clear_auto_cache", "auto_choices"]
@@ -78,19 +80,6 @@ def _op_index(edge_index: Tensor, K: int, V: int, pre: bool) -> tuple[Tensor, Te
     return dst.unsqueeze(0) * K + k, src.unsqueeze(0).expand(K, -1), V * K, V
 
 
-def _build_sparse(rows: Tensor, cols: Tensor, values: Tensor, n_rows: int, n_cols: int):
-    """A ``torch_sparse.SparseTensor`` (or a ``torch.sparse`` CSR tensor without torch-sparse)."""
-    if _with_torch_sparse():
-        return SparseTensor(row=rows, col=cols, value=values, sparse_sizes=(n_rows, n_cols))
-    order = torch.argsort(rows * n_cols + cols)
-    rows, cols, values = rows[order], cols[order], values[order]
-    crow = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
-        return torch.sparse_csr_tensor(crow, cols, values, (n_rows, n_cols), check_invariants=False)
-
-
 def _torch_sparse_matmul(adj: Tensor, x: Tensor) -> Tensor:
     """``adj @ x`` for a 2-D ``torch.sparse`` matrix and a dense ``(n_cols, C)`` or ``(L, n_cols, C)``."""
     if x.dim() == 2:
@@ -101,47 +90,88 @@ def _torch_sparse_matmul(adj: Tensor, x: Tensor) -> Tensor:
     return out.view(adj.size(0), L, C).transpose(0, 1).contiguous()
 
 
-class _SparseAggregate(torch.autograd.Function):
-    """``out = M @ h`` with ``M`` built from the non-zero entries only.
+class _Plan:
+    """The aggregation operator's structure over the entries that carry messages, built once per support.
 
-    The backward pass returns the gradient of *every* candidate entry (also those whose value is zero and
-    that were left out of the operator), exactly as the dense product would, so that straight-through
-    scores of pruned edges keep receiving gradients.
+    ``rows``/``cols`` (``(nnz,)``, sorted row-major) index the stacked operator, ``gather`` picks each
+    entry's value from the flat ``(K E)`` effective weights, ``order_t`` re-sorts the entries for the
+    transposed operator (backward pass), and ``nnz``/``density`` are host numbers: reading them never
+    synchronises a device.
+    """
+
+    __slots__ = ("rows", "cols", "gather", "order_t", "n_rows", "n_cols", "nnz", "density", "adj", "adj_t")
+
+    def __init__(self, rows: Tensor, cols: Tensor, gather: Tensor, n_rows: int, n_cols: int) -> None:
+        order = torch.argsort(rows * n_cols + cols)
+        self.rows, self.cols, self.gather = rows[order], cols[order], gather[order]
+        self.order_t = torch.argsort(self.cols * n_rows + self.rows)
+        self.n_rows, self.n_cols = n_rows, n_cols
+        self.nnz = int(self.rows.numel())
+        self.density = self.nnz / float(n_rows * n_cols)
+        self.adj = _structure(self.rows, self.cols, n_rows, n_cols)
+        self.adj_t = _structure(self.cols[self.order_t], self.rows[self.order_t], n_cols, n_rows)
+
+
+def _structure(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int):
+    """The value-free structure of a row-sorted sparse matrix (``SparseTensor``, or CSR ``(crow, col)``)."""
+    if _with_torch_sparse():
+        adj = SparseTensor(row=rows, col=cols, sparse_sizes=(n_rows, n_cols), is_sorted=True, trust_data=True)
+        adj.storage.rowptr()  # computed once here; copies made by set_value() share it
+        return adj
+    crow = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)
+    return crow, cols, (n_rows, n_cols)
+
+
+def _with_values(structure, values: Tensor):
+    """A sparse matrix of ``structure`` holding ``values`` (in its row-major order); no host synchronisation."""
+    if isinstance(structure, SparseTensor):
+        return structure.set_value(values, layout="coo")
+    crow, cols, size = structure
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+        return torch.sparse_csr_tensor(crow, cols, values, size, check_invariants=False)
+
+
+def _dense_product(h3: Tensor, values: Tensor, rows: Tensor, cols: Tensor, n_rows: int, n_cols: int) -> Tensor:
+    """``M @ h3`` for the dense ``(n_rows, n_cols)`` operator holding ``values`` at ``(rows, cols)``."""
+    M = values.new_zeros(n_rows * n_cols).index_add(0, rows * n_cols + cols, values).view(n_rows, n_cols)
+    if M.dtype != h3.dtype and not torch.is_autocast_enabled(h3.device.type):
+        M = M.to(h3.dtype)
+    # One (n_rows x n_cols) matrix broadcast over every frame and sample: a batched GEMM on the channels-last
+    # activations, no copies (torch.matmul would transpose both operands).
+    return torch.bmm(M.expand(h3.size(0), n_rows, n_cols), h3)
+
+
+class _SparseAggregate(torch.autograd.Function):
+    """``out = M @ h`` with ``M`` holding only the plan's entries (``values``, gathered from the weights).
+
+    The backward pass returns the gradient of the plan's entries; entries outside the plan are removed
+    (masked or never real), so no gradient reaches them through this path by construction.
     """
 
     @staticmethod
-    def forward(ctx, values: Tensor, h: Tensor, rows: Tensor, cols: Tensor, n_rows: int, n_cols: int,
-                conv: STGCNConv) -> Tensor:
-        keep = values != 0
+    def forward(ctx, values: Tensor, h: Tensor, plan: _Plan, conv: STGCNConv) -> Tensor:
         # under autocast the activations may be half precision while the edge weights stay float32
-        r, c, v = rows[keep], cols[keep], values[keep].to(h.dtype)
-        adj = _build_sparse(r, c, v, n_rows, n_cols)
-        out = conv.propagate(adj, x=h, edge_weight=None)
-        ctx.save_for_backward(h, rows, cols, r, c, v)
-        ctx.sizes = (n_rows, n_cols)
-        ctx.values_dtype = values.dtype
-        ctx.conv = conv
+        v = values.to(h.dtype)
+        out = conv.propagate(_with_values(plan.adj, v), x=h, edge_weight=None, size=(plan.n_cols, plan.n_rows))
+        ctx.save_for_backward(h, v)
+        ctx.plan, ctx.conv, ctx.values_dtype = plan, conv, values.dtype
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        h, rows, cols, r, c, v = ctx.saved_tensors
-        n_rows, n_cols = ctx.sizes
+        h, v = ctx.saved_tensors
+        plan = ctx.plan
         grad_out = grad_out.contiguous()
         grad_values = grad_h = None
         if ctx.needs_input_grad[1]:
-            adj_t = _build_sparse(c, r, v, n_cols, n_rows)
-            grad_h = ctx.conv.message_and_aggregate(adj_t, grad_out)
+            grad_h = ctx.conv.message_and_aggregate(_with_values(plan.adj_t, v[plan.order_t]), grad_out)
         if ctx.needs_input_grad[0]:
-            # the dense gradient of the operator, sum_l g_l h_l^T (batched GEMM, no copies), read at every
-            # candidate entry
-            grad_values = torch.bmm(grad_out, h.transpose(1, 2)).sum(0)[rows, cols].to(ctx.values_dtype)
-        return grad_values, grad_h, None, None, None, None, None
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+            # the dense gradient of the operator, sum_l g_l h_l^T (one batched GEMM), read at the plan's entries
+            grad_values = torch.bmm(grad_out, h.transpose(1, 2)).sum(0)[plan.rows, plan.cols]
+            grad_values = grad_values.to(ctx.values_dtype)
+        return grad_values, grad_h, None, None
 
 
 class STGCNConv(MessagePassing):
@@ -243,6 +273,13 @@ class STGCNConv(MessagePassing):
         edge_index = _candidates(A, all_pairs)
         self.register_buffer("edge_index", edge_index, persistent=False)
         self.register_buffer("_flat_index", edge_index[0] * self.num_nodes + edge_index[1], persistent=False)
+        # Real entries (k, v, w): those whose base weight can ever be non-zero. With a fixed or importance-
+        # scaled A (A * PA keeps A's zeros) that is A's own support per subset; otherwise every candidate.
+        real = torch.ones(K, edge_index.size(1), dtype=torch.bool) if all_pairs \
+            else (A.flatten(1)[:, edge_index[0] * self.num_nodes + edge_index[1]] != 0)
+        self.register_buffer("edge_real", real, persistent=False)
+        self.layout = graph.layout if isinstance(graph, SkeletonGraph) else None
+        self._graph_version = 0
 
         if conv_pos == "pre":
             self.conv = nn.Linear(in_channels, out_channels * K)
@@ -255,6 +292,7 @@ class STGCNConv(MessagePassing):
         else:
             self.down = None
         self._edge_gate_enabled = False
+        self._plans: dict[tuple, _Plan] = {}
         self.reset_parameters()
 
     # --- parameters ---
@@ -282,6 +320,38 @@ class STGCNConv(MessagePassing):
     def num_edges(self) -> int:
         """Number :math:`E` of candidate edges."""
         return int(self.edge_index.size(1))
+
+    @property
+    def num_real_entries(self) -> int:
+        """Number of real entries :math:`(k, v, w)` (``edge_real.sum()``): what edge sparsity counts."""
+        return int(self.edge_real.sum())
+
+    @torch.no_grad()
+    def prune_edges_(self) -> int:
+        r"""Drop, in place, every candidate edge that carries no weight in any subset; returns how many.
+
+        An entry is live when it is real (``edge_real``) and its ``edge_gate`` is non-zero. Candidate
+        edges with no live entry leave ``edge_index``, ``edge_real`` and ``edge_gate``, so no backend sends a
+        message along them. Meant for folded models (:func:`~pyg_sparse_stgcn.sparsity.export.fold`): the
+        gate must be a plain buffer, not a masked parametrization.
+
+        Raises:
+            ValueError: If a mask is still attached to ``edge_gate``.
+        """
+        if parametrize.is_parametrized(self, "edge_gate"):
+            raise ValueError("STGCNConv.prune_edges_: a mask is attached to edge_gate; fold the model first "
+                             "(pyg_sparse_stgcn.sparsity.export.fold)")
+        live = self.edge_real & (self.edge_gate != 0) if self._edge_gate_enabled else self.edge_real
+        keep = live.any(0)
+        removed = int((~keep).sum())
+        if removed:
+            self.edge_index = self.edge_index[:, keep].contiguous()
+            self._flat_index = self._flat_index[keep].contiguous()
+            self.edge_real = live[:, keep].contiguous()
+            if self._edge_gate_enabled:
+                self.edge_gate = self.edge_gate[:, keep].contiguous()
+            self._graph_version += 1
+        return removed
 
     def enable_edge_gate(self) -> Tensor:
         """Register the buffer ``edge_gate`` (ones, :math:`(K, E)`) that multiplies the effective weights.
@@ -340,6 +410,8 @@ class STGCNConv(MessagePassing):
         if self.with_res:
             res = x if self.down is None else self.down(x)
         ei, weight = self._edges(edge_index, edge_weight)
+        if edge_index is None:
+            ei = None
         if self.conv_pos == "pre":
             out = self._aggregate(self.conv(x), ei, weight, pre=True)
         else:
@@ -397,81 +469,128 @@ class STGCNConv(MessagePassing):
                              f"E edges), got {tuple(edge_weight.shape)}")
         return ei, weight
 
-    def _aggregate(self, h: Tensor, edge_index: Tensor, weight: Tensor, pre: bool) -> Tensor:
+    # --- aggregation ---
+    def _live_entries(self, needs_grad: bool) -> tuple[tuple, Callable[[], Tensor] | None]:
+        """``(key, live)`` for the layer's own graph: the entries that carry messages.
+
+        ``live`` is :obj:`None` for "every real entry" (static), else a function returning the ``(K, E)``
+        boolean support; ``key`` changes exactly when that support may change (tensor version counters,
+        read on the host), so the support is recomputed only then and never inside a training step. While a
+        scored mask trains (``needs_grad``) the mask changes every step: its plan spans every real entry,
+        the masked ones carrying zeros, so that no step synchronises the device.
+        """
+        # the graph changes only through prune_edges_ (which bumps _graph_version); version counters of
+        # buffers are not used for it, since DDP's buffer broadcasts bump them at every step
+        base = (self._graph_version, self.edge_real.data_ptr())
+        if parametrize.is_parametrized(self, "edge_gate"):
+            masks = [p for p in self.parametrizations["edge_gate"] if callable(getattr(p, "current", None))]
+            if not masks:
+                return base, None
+            mask = masks[0]
+            if needs_grad and getattr(mask, "score", None) is not None and mask.score.requires_grad:
+                return base, None
+            return base + ("mask", mask.version()), mask.current
+        if self._edge_gate_enabled:
+            gate = self.edge_gate
+            return base + ("gate", gate.data_ptr(), gate._version), lambda: gate != 0
+        return base, None
+
+    def _plan(self, pre: bool, device: torch.device, needs_grad: bool) -> _Plan:
+        """The cached :class:`_Plan` of the layer's own graph for the current edge support."""
+        key, live = self._live_entries(needs_grad)
+        key = (pre, device.type, device.index, _with_torch_sparse()) + key
+        plan = self._plans.get(key)
+        if plan is None:
+            with torch.no_grad():
+                support = self.edge_real if live is None else self.edge_real & live().to(self.edge_real.device)
+                flat = torch.nonzero(support.reshape(-1)).flatten().to(device)
+            rows, cols, n_rows, n_cols = _op_index(self.edge_index.to(device), self.num_subsets, self.num_nodes,
+                                                   pre)
+            plan = _Plan(rows.reshape(-1)[flat], cols.reshape(-1)[flat], flat, n_rows, n_cols)
+            self._plans = {k: v for k, v in self._plans.items() if k[:4] != key[:4]}  # one per device/layout
+            self._plans[key] = plan
+        return plan
+
+    def _explicit_plan(self, edge_index: Tensor, pre: bool) -> _Plan:
+        """Plan over every given entry of an explicit graph (weights used as given)."""
+        rows, cols, n_rows, n_cols = _op_index(edge_index, self.num_subsets, self.num_nodes, pre)
+        flat = torch.arange(rows.numel(), device=edge_index.device)
+        return _Plan(rows.reshape(-1), cols.reshape(-1), flat, n_rows, n_cols)
+
+    def num_live_entries(self) -> int:
+        """Entries that carry messages in evaluation (real and kept by the edge mask); synchronises once."""
+        return self._plan(True, self.edge_real.device, False).nnz
+
+    def _aggregate(self, h: Tensor, edge_index: Tensor | None, weight: Tensor, pre: bool) -> Tensor:
         K, V = self.num_subsets, self.num_nodes
         lead = h.shape[:-2]
         C = h.size(-1) // K if pre else h.size(-1)
-        rows, cols, n_rows, n_cols = _op_index(edge_index, K, V, pre)
-        h3 = h.reshape(-1, n_cols, C)
-        backend = self._resolve_backend(h3, weight, rows, cols, n_rows, n_cols)
-        if backend == "scatter":
-            out = self.propagate(edge_index, x=h, edge_weight=weight, size=(V, V))
-            return out
-        out = self._run_backend(backend, h3, weight, rows, cols, n_rows, n_cols)
-        out_channels = C * K if not pre else C
-        return out.reshape(*lead, V, out_channels)
+        if self.backend == "dense" or (self.backend == "auto" and torch.compiler.is_compiling()):
+            # every candidate entry, masked ones as zeros: no operator cache, nothing that breaks a graph
+            rows, cols, n_rows, n_cols = _op_index(self.edge_index if edge_index is None else edge_index, K, V,
+                                                   pre)
+            h3 = h.reshape(-1, n_cols, C)
+            out = _dense_product(h3, weight.reshape(-1), rows.reshape(-1), cols.reshape(-1), n_rows, n_cols)
+            return out.reshape(*lead, V, C if pre else C * K)
+        needs_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
+        if edge_index is None:
+            plan = self._plan(pre, h.device, needs_grad)
+        else:
+            plan = self._explicit_plan(edge_index, pre)
+        h3 = h.reshape(-1, plan.n_cols, C)
+        backend = self._resolve_backend(h3, weight, plan, needs_grad)
+        out = self._run_backend(backend, h3, weight, plan)
+        return out.reshape(*lead, V, C if pre else C * K)
 
-    def _run_backend(self, backend: str, h3: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, n_rows: int,
-                     n_cols: int) -> Tensor:
+    def _run_backend(self, backend: str, h3: Tensor, weight: Tensor, plan: _Plan) -> Tensor:
+        values = weight.reshape(-1).index_select(0, plan.gather)
         if backend == "dense":
-            flat = (rows * n_cols + cols).reshape(-1)
-            M = weight.new_zeros(n_rows * n_cols).index_add(0, flat, weight.reshape(-1)).view(n_rows, n_cols)
-            if M.dtype != h3.dtype and not torch.is_autocast_enabled(h3.device.type):
-                M = M.to(h3.dtype)
-            # One (n_rows x n_cols) matrix broadcast over every frame and sample: a batched GEMM on the
-            # channels-last activations, no copies (torch.matmul would transpose both operands).
-            return torch.bmm(M.expand(h3.size(0), n_rows, n_cols), h3)
-        return _SparseAggregate.apply(weight.reshape(-1), h3, rows.reshape(-1), cols.reshape(-1), n_rows,
-                                      n_cols, self)
+            return _dense_product(h3, values, plan.rows, plan.cols, plan.n_rows, plan.n_cols)
+        if backend == "scatter":
+            # one message per entry (k, v, w): source v (subset k's slice) in the operator's column space,
+            # target in its row space; entries outside the plan send nothing
+            entry_index = torch.stack([plan.cols, plan.rows])
+            return self.propagate(entry_index, x=(h3, None), edge_weight=values, size=(plan.n_cols, plan.n_rows))
+        return _SparseAggregate.apply(values, h3, plan, self)
 
-    def _resolve_backend(self, h3: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, n_rows: int,
-                         n_cols: int) -> str:
+    def _resolve_backend(self, h3: Tensor, weight: Tensor, plan: _Plan, needs_grad: bool) -> str:
         if self.backend != "auto":
             return self.backend
         if torch.compiler.is_compiling():
             return "dense"
-        needs_grad = torch.is_grad_enabled() and (h3.requires_grad or weight.requires_grad)
-        with torch.no_grad():
-            density = float((weight != 0).sum()) / float(n_rows * n_cols)
-        key = (h3.device.type, h3.device.index, tuple(h3.shape), n_rows, n_cols, round(density * 20),
-               needs_grad, _with_torch_sparse(), h3.dtype)
+        key = (h3.device.type, h3.device.index, tuple(h3.shape), plan.n_rows, plan.n_cols,
+               round(plan.density * 20), needs_grad, _with_torch_sparse(), h3.dtype)
         choice = _AUTO_CACHE.get(key)
         if choice is None:
-            choice = self._auto_pick(h3, weight, rows, cols, n_rows, n_cols, needs_grad)
+            choice = self._auto_pick(h3, weight, plan, needs_grad)
             _AUTO_CACHE[key] = choice
         return choice
 
-    def _auto_pick(self, h3: Tensor, weight: Tensor, rows: Tensor, cols: Tensor, n_rows: int, n_cols: int,
-                   needs_grad: bool) -> str:
-        """Time ``dense`` and ``sparse`` (one warm-up each, then 3 rounds alternating between the two so that
-        a changing machine load affects both alike) and return the one with the smaller best time."""
+    def _auto_pick(self, h3: Tensor, weight: Tensor, plan: _Plan, needs_grad: bool) -> str:
+        """Time ``dense`` and ``sparse`` (:func:`~pyg_sparse_stgcn.timing.best_times`: one warm-up each, then
+        3 rounds alternating between the two so that a changing load affects both alike); the faster wins."""
         h = h3.detach().requires_grad_(needs_grad)
         w = weight.detach().requires_grad_(needs_grad)
         grad = None
         if needs_grad:
-            grad = torch.ones(h.size(0), n_rows, h.size(-1), device=h.device, dtype=h.dtype)
-        best = {"dense": float("inf"), "sparse": float("inf")}
-        for round_ in range(4):
-            for backend in best:
-                _sync(h.device)
-                start = time.perf_counter()
+            grad = torch.ones(h.size(0), plan.n_rows, h.size(-1), device=h.device, dtype=h.dtype)
+
+        def run(backend: str) -> Callable[[], None]:
+            def call() -> None:
                 with torch.set_grad_enabled(needs_grad):
-                    out = self._run_backend(backend, h, w, rows, cols, n_rows, n_cols)
+                    out = self._run_backend(backend, h, w, plan)
                     if grad is not None:
                         out.backward(grad)
-                _sync(h.device)
-                if round_ > 0:
-                    best[backend] = min(best[backend], time.perf_counter() - start)
                 h.grad = w.grad = None
+            return call
+
+        best = best_times({b: run(b) for b in ("dense", "sparse")}, h.device, rounds=3, warmup=1)
         return min(best, key=best.get)
 
     # --- MessagePassing interface ---
     def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:
-        # x_j: (*, E, F); edge_weight: (K, E)
-        w = edge_weight.t().unsqueeze(-1).to(x_j.dtype)  # (E, K, 1)
-        if self.conv_pos == "pre":
-            return (x_j.unflatten(-1, (self.num_subsets, -1)) * w).sum(-2)
-        return (x_j.unsqueeze(-2) * w).flatten(-2)
+        # one message per entry (k, v, w): x_j (*, nnz, C) is subset k's slice of source v; edge_weight (nnz,)
+        return x_j * edge_weight.unsqueeze(-1).to(x_j.dtype)
 
     def message_and_aggregate(self, adj_t: SparseTensor | Tensor, x: Tensor) -> Tensor:
         """Sparse-dense product ``adj_t @ x`` over dim -2 (``torch_sparse`` or ``torch.sparse``)."""

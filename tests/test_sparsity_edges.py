@@ -368,3 +368,37 @@ def test_user_composed_model_targets_pyg_layers_and_reports_the_left_out_head():
     assert "left out: fc.weight" in str(rep)
     assert "fc.weight" in [t.name for t in targets(model, "weight", include_head=True)]
     model(torch.randn(2, 6, 17, 3))
+
+
+def test_block_scope_prunes_each_block_exactly():
+    model = model_for("spatial", 1, "importance")
+    prune(model, 0.5, scope="block", edge_sparsity=0.4)
+    per_block: dict[tuple[str, str], list[int]] = {}
+    for t in targets(model):
+        if t.kind == "weight":
+            total, kept = t.numel, int((t.module.weight != 0).sum())
+        else:
+            total, removed = real_and_removed(t.module)
+            kept = total - removed
+        acc = per_block.setdefault((t.kind, t.block), [0, 0])
+        acc[0] += total
+        acc[1] += kept
+    assert len(per_block) == 6
+    for (kind, _), (total, kept) in per_block.items():
+        s = 0.5 if kind == "weight" else 0.4
+        assert total - kept == math.floor(s * total + 0.5)
+
+
+def test_cached_operator_is_not_copied_and_copies_stay_correct():
+    import copy
+
+    model = model_for("spatial", 1, None, backend="sparse").eval()
+    prune(model, 0.0, kinds="edge", edge_sparsity=0.5)
+    x = torch.randn(1, 1, 8, 17, 3)
+    out = model(x)
+    twin = copy.deepcopy(model)
+    assert all(len(c._plans) == 0 for c in convs(twin))
+    torch.testing.assert_close(twin(x), out)
+    prune(twin, 0.0, kinds="edge", edge_sparsity=0.5)  # the copy's masks change, the original's do not
+    assert not torch.allclose(twin(x), out)
+    torch.testing.assert_close(model(x), out)

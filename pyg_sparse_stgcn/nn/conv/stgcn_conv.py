@@ -112,6 +112,16 @@ class _Plan:
         self.adj_t = _structure(self.cols[self.order_t], self.rows[self.order_t], n_cols, n_rows)
 
 
+class _PlanCache(dict):
+    """Cached operators by support key; copies and pickles start empty (operators are rebuilt on demand)."""
+
+    def __deepcopy__(self, memo) -> _PlanCache:
+        return _PlanCache()
+
+    def __reduce__(self):
+        return (_PlanCache, ())
+
+
 def _structure(rows: Tensor, cols: Tensor, n_rows: int, n_cols: int):
     """The value-free structure of a row-sorted sparse matrix (``SparseTensor``, or CSR ``(crow, col)``)."""
     if _with_torch_sparse():
@@ -292,7 +302,7 @@ class STGCNConv(MessagePassing):
         else:
             self.down = None
         self._edge_gate_enabled = False
-        self._plans: dict[tuple, _Plan] = {}
+        self._plans: dict[tuple, _Plan] = _PlanCache()
         self.reset_parameters()
 
     # --- parameters ---
@@ -507,7 +517,8 @@ class STGCNConv(MessagePassing):
             rows, cols, n_rows, n_cols = _op_index(self.edge_index.to(device), self.num_subsets, self.num_nodes,
                                                    pre)
             plan = _Plan(rows.reshape(-1)[flat], cols.reshape(-1)[flat], flat, n_rows, n_cols)
-            self._plans = {k: v for k, v in self._plans.items() if k[:4] != key[:4]}  # one per device/layout
+            for old in [k for k in self._plans if k[:4] == key[:4]]:  # one operator per device and layout
+                del self._plans[old]
             self._plans[key] = plan
         return plan
 

@@ -327,3 +327,107 @@ def test_registry_facts_and_bad_arguments(tmp_path):
         build_dataset("demo", tmp_path, "dev")
     with pytest.raises(ValueError, match="unknown option"):
         build_dataset("demo", tmp_path, "train", max_bodies=3)
+
+
+# --- the one registry and the source classes' facts -------------------------------------------------------
+FACTS = {  # name: (num_classes, layout, dims, pipeline_kind, clip_len, num_person), written down from the docs
+    "ntu60-xsub": (60, "nturgb+d", 3, "3d", 100, 2), "ntu60-xview": (60, "nturgb+d", 3, "3d", 100, 2),
+    "ntu120-xsub": (120, "nturgb+d", 3, "3d", 100, 2), "ntu120-xset": (120, "nturgb+d", 3, "3d", 100, 2),
+    "kinetics": (400, "openpose", 2, "2d-normalized", 150, 2), "finegym": (99, "coco", 2, "2d", 100, 1),
+    "nw-ucla": (10, "nw-ucla", 3, "3d", 52, 1), "msr-action3d": (20, "nw-ucla", 3, "3d", 52, 1),
+    "utkinect": (10, "nw-ucla", 3, "3d", 32, 1), "pyskl": (None, None, 2, "2d", 100, 2),
+    "demo": (8, "openpose", 2, "2d-normalized", 32, 2),
+}
+
+
+def test_one_registry_of_source_classes_with_their_facts():
+    from pyg_sparse_stgcn.data import available_datasets
+    from pyg_sparse_stgcn.data.datasets import SOURCES, DatasetSource, get_source
+
+    assert available_datasets() == list(FACTS) == list(DATASETS) == SOURCES.names()
+    for name, facts in FACTS.items():
+        cls = get_source(name)
+        assert issubclass(cls, DatasetSource) and name in cls.names
+        info = cls.facts(name)
+        assert info == DATASETS[name] == dataset_info(name)
+        assert (info.num_classes, info.layout, info.dims, info.pipeline_kind, info.clip_len,
+                info.num_person) == facts
+        assert info.splits == ("train", "val") and info.expected and info.origin
+    # one class per family: the four NTU benchmarks share theirs
+    assert len({get_source(n) for n in FACTS}) == 8
+    ntu = get_source("ntu60-xview")
+    assert ntu.names == ("ntu60-xsub", "ntu60-xview", "ntu120-xsub", "ntu120-xset")
+    assert ntu.benchmarks["ntu120-xset"].pickle == "ntu120_3danno.pkl" and "ntu60_3danno.pkl" in \
+        dataset_info("ntu60-xsub").expected
+    # behaviour that used to be keyed on names is a property of the class
+    assert [n for n in FACTS if get_source(n).synthetic] == ["demo"]
+    assert [n for n in FACTS if get_source(n).any_split] == ["pyskl"]
+    assert get_source("pyskl").resolve_split("pyskl", "xsub_val") == "xsub_val"
+    assert get_source("demo").resolve_split("demo", "test") == "val"
+
+
+def test_registry_get_of_unknown_name_lists_the_valid_ones():
+    from pyg_sparse_stgcn.data.datasets import get_source, register_source
+
+    with pytest.raises(ValueError, match="unknown dataset 'ntu'; valid: ntu60-xsub, ntu60-xview, .*, demo$"):
+        get_source("ntu")
+    with pytest.raises(KeyError):
+        DATASETS["ntu"]
+    with pytest.raises(ValueError, match="registered twice"):
+        register_source(get_source("nw-ucla"))
+
+
+def test_ntu_split_rule_is_the_readers_one():
+    """The dataset uses readers.ntu_subset; ntu_split is that rule plus the missing-skeleton lists."""
+    from pyg_sparse_stgcn.data.readers import NTU_BENCHMARKS, is_missing_skeleton, ntu_split, ntu_subset, parse_ntu_name
+
+    rng = np.random.default_rng(0)
+    names = [f"S{s:03d}C{c:03d}P{p:03d}R{r:03d}A{a:03d}" for s, c, p, r, a in
+             zip(rng.integers(1, 33, 400), rng.integers(1, 4, 400), rng.integers(1, 107, 400),
+                 rng.integers(1, 3, 400), rng.integers(1, 121, 400))] + sorted(NTU60_MISSING_SKELETONS)[:20]
+    for bench in NTU_BENCHMARKS:
+        release = bench.split("-")[0]
+        for n in names:
+            sub = ntu_subset(parse_ntu_name(n), bench)
+            assert ntu_split(n, bench) == (None if is_missing_skeleton(n, release) else sub)
+
+
+def test_demo_source_through_the_dataset(tmp_path):
+    ds = build_dataset("demo", tmp_path, "val", log=False, num_train=8, num_val=10, num_empty=1)
+    assert ds.synthetic and "SYNTHETIC" in repr(ds) and len(ds) == 9 and ds.num_skipped == 1
+    meta = json.loads((tmp_path / "processed" / "demo-val" / "meta.json").read_text())
+    assert meta["synthetic"] is True and meta["dataset"] == json.loads(json.dumps(dataset_info("demo").to_dict()))
+    assert meta["config"] == ds.cache_config() and meta["config"]["options"] == {
+        "num_train": 8, "num_val": 10, "num_empty": 1}
+    assert sorted(p.name for p in (tmp_path / "processed" / "demo-val").iterdir()) == [
+        "index.npz", "keypoint.npy", "keypoint_score.npy", "meta.json", "skipped.json"]
+    assert ds.skipped == [{"id": "synthetic_val_00000", "source": str(tmp_path / "kinetics_val" /
+                                                                      "synthetic_val_00000.json"),
+                           "reason": "has_skeleton is false"}]
+
+
+def test_pre_filter_pre_transform_and_pickle_free_cache(tmp_path):
+    """pre_filter drops and lists samples; pre_transform runs once; PyG writes none of its pickles."""
+    from pyg_sparse_stgcn.data import PreNormalize2D
+
+    kw = {"log": False, "num_train": 8, "num_val": 8, "num_empty": 0}
+    keep_even = _KeepEven()
+    ds = build_dataset("demo", tmp_path, "train", pre_filter=keep_even, pre_transform=PreNormalize2D(),
+                       processed_dir=tmp_path / "p", **kw)
+    assert len(ds) == 4 and [s["reason"] for s in ds.skipped] == ["rejected by pre_filter"] * 4
+    assert not list((tmp_path / "p").glob("*.pt"))
+    assert ds[0].x.shape[-1] == 3 and "keypoint_score" not in ds[0]  # PreNormalize2D merged the score
+    stamp = (tmp_path / "p" / "meta.json").stat().st_mtime_ns
+    again = build_dataset("demo", tmp_path, "train", pre_filter=keep_even, pre_transform=PreNormalize2D(),
+                          processed_dir=tmp_path / "p", **kw)
+    assert (tmp_path / "p" / "meta.json").stat().st_mtime_ns == stamp and len(again) == 4
+    plain = build_dataset("demo", tmp_path, "train", processed_dir=tmp_path / "p", **kw)  # config changed
+    assert len(plain) == 8 and (tmp_path / "p" / "meta.json").stat().st_mtime_ns != stamp
+
+
+class _KeepEven:
+    def __call__(self, sample) -> bool:
+        return int(sample.frame_dir.rsplit("_", 1)[1]) % 2 == 0
+
+    def __repr__(self) -> str:
+        return "KeepEven()"

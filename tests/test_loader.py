@@ -112,3 +112,16 @@ def test_distributed_sampler_splits_the_data(demo_val):
     assert shuffled == again and sorted(shuffled) == sorted(set(seen[0]) | set(seen[1]))
     with pytest.raises(ValueError, match="batch_size"):
         make_loader(demo_val, 0)
+
+
+def test_public_collate_name_batches_the_library_way():
+    """``engine.trainer`` imports ``collate`` from ``data.loader``; it must exist and give SkeletonBatch
+    (torch's default collate would give a Data batch with x of shape (N*M, T, V, C) and lose the ids)."""
+    from pyg_sparse_stgcn.data.loader import collate
+
+    assert collate is collate_skeletons
+    b = collate([_sample(i, (2, 8, 18, 3)) for i in range(3)])
+    assert isinstance(b, SkeletonBatch) and b.x.shape == (3, 2, 8, 18, 3) and b.y.shape == (3,)
+    assert b.frame_dir == ["v0", "v1", "v2"] and b.layout == "openpose"
+    loader = torch.utils.data.DataLoader([_sample(i) for i in range(5)], batch_size=2, collate_fn=collate)
+    assert [tuple(batch.x.shape) for batch in loader] == [(2, 2, 8, 18, 3)] * 2 + [(1, 2, 8, 18, 3)]

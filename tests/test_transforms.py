@@ -364,3 +364,181 @@ def test_pipelines_keep_shapes_and_dtypes(M, T, clip, nclip, feats, seed, zero_f
     for t in (RandomRot(dims=2), RandomScale(dims=2), RandomGaussianNoise(dims=2), PreNormalize2D()):
         out = t({"keypoint": kp2.astype(np.float32), "keypoint_score": sc})
         assert out["keypoint"].shape[:3] == (M, T, 17) and out["keypoint"].dtype == np.float32
+
+
+# --- PyG's transform contract, the registry, pipelines from spec lists ------------------------------------
+def _results_2d(M=1, T=20, V=18, seed=0):
+    rng = np.random.default_rng(seed)
+    kp = rng.uniform(-0.5, 0.5, size=(M, T, V, 3)).astype(np.float32)
+    kp[..., 2] = rng.uniform(0, 1, size=(M, T, V)).astype(np.float32)
+    return {"keypoint": kp, "total_frames": T, "label": 3, "frame_dir": "v"}
+
+
+def _contract_cases():
+    from pyg_sparse_stgcn.data.transforms import TRANSFORMS
+
+    args = {"PreNormalize3D": {}, "PreNormalize2D": {}, "UniformSampleFrames": {"clip_len": 8},
+            "PadTo": {"length": 40}, "RandomRot": {}, "RandomScale": {}, "RandomGaussianNoise": {},
+            "JointToBone": {}, "ToMotion": {}, "GenSkeFeat": {"feats": "j+b+jm+bm"},
+            "FormatGCNInput": {"num_person": 3},
+            "Compose": {"transforms": [{"type": "PreNormalize3D"}, {"type": "GenSkeFeat", "feats": "j+bm"},
+                                       {"type": "UniformSample", "clip_len": 8}, {"type": "FormatGCNInput"}]}}
+    assert set(TRANSFORMS) == set(args) | {"UniformSample"}
+    return sorted(args.items())
+
+
+def test_every_registered_transform_is_a_pyg_transform_and_leaves_its_input_alone():
+    from torch_geometric.transforms import BaseTransform
+
+    for name, kw in _contract_cases():
+        t = build_transform({"type": name, **kw})
+        assert isinstance(t, BaseTransform) and type(t).__name__ == name
+        kp = _ntu_like(2, 30, seed=1)
+        res = {"keypoint": kp, "total_frames": 30, "label": 2, "frame_dir": "s"}
+        before = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in res.items()}
+        np.random.seed(0)
+        out = t(res)
+        assert out is not res, name  # PyG's __call__ hands forward() a shallow copy
+        assert res.keys() == before.keys() and res["keypoint"] is kp, name
+        np.testing.assert_array_equal(kp, before["keypoint"], err_msg=name)
+        data = results_to_data(res)
+        x0, keys0 = data.x.clone(), set(data.keys())
+        np.random.seed(0)
+        out_d = t(data)
+        assert isinstance(out_d, SkeletonData) and out_d is not data, name
+        assert torch.equal(data.x, x0) and set(data.keys()) == keys0 and int(data.y) == 2, name
+        np.testing.assert_array_equal(out_d.x.numpy(), out["keypoint"].astype(np.float32), err_msg=name)
+
+
+def test_registry_unknown_type_lists_the_valid_ones():
+    from pyg_sparse_stgcn.data.transforms import TRANSFORMS, register_transform
+
+    with pytest.raises(ValueError, match=r"unknown transform type 'Nope'; valid: .*PreNormalize3D.*UniformSample"):
+        TRANSFORMS.get("Nope")
+    assert TRANSFORMS.get("UniformSample") is UniformSampleFrames is UniformSample
+    with pytest.raises(ValueError, match="registered twice"):
+        register_transform()(PadTo)
+
+
+def test_feats_choices_defined_once():
+    from pyg_sparse_stgcn.data.transforms import FEATS, STREAMS, parse_feats
+
+    assert STREAMS == ("j", "b", "jm", "bm") and FEATS[:4] == STREAMS
+    assert {"j+b", "b+j", "j+b+jm+bm", "bm+jm"} <= set(FEATS) and len(FEATS) == len(set(FEATS)) == 4 + 12 + 24 + 24
+    for f in FEATS:
+        assert parse_feats(f) == tuple(f.split("+"))
+        GenSkeFeat("nturgb+d", f)
+    for bad in ("j+j", "x", "", "j+"):
+        assert bad not in FEATS
+        with pytest.raises(ValueError, match="feats"):
+            parse_feats(bad)
+
+
+def test_pipeline_from_a_config_list_equals_the_standard_one():
+    from pyg_sparse_stgcn.data.transforms import standard_pipeline
+
+    # PYSKL-style lists, written here as a configuration would hold them
+    ntu_test = [{"type": "PreNormalize3D", "zaxis": [0, 1], "xaxis": [8, 4], "center": 1},
+                {"type": "GenSkeFeat", "dataset": "nturgb+d", "feats": "j+b"},
+                {"type": "UniformSampleFrames", "clip_len": 16, "num_clips": 2, "seed": 255, "test_mode": True},
+                {"type": "FormatGCNInput", "num_person": 2}]
+    kinetics_train = [{"type": "RandomScale", "scale": 0.1, "dims": 2},
+                      {"type": "RandomRot", "theta": 0.1, "dims": 2},
+                      {"type": "GenSkeFeat", "dataset": "openpose", "feats": "j"},
+                      {"type": "UniformSampleFrames", "clip_len": 16, "num_clips": 1, "seed": 255,
+                       "test_mode": False},
+                      {"type": "FormatGCNInput", "num_person": 2}]
+    assert standard_pipeline("3d", "j+b", 16, train=False, num_clips=2) == ntu_test
+    assert standard_pipeline("2d-normalized", "j", 16, augment=True) == kinetics_train
+    for specs, kw, res in ((ntu_test, dict(kind="3d", feats="j+b", clip_len=16, train=False, num_clips=2),
+                            {"keypoint": _ntu_like(2, 37), "total_frames": 37}),
+                           (kinetics_train, dict(kind="2d-normalized", feats="j", clip_len=16, augment=True),
+                            _results_2d(2, 37))):
+        from_list = build_pipeline(specs)
+        standard = build_pipeline(**kw)
+        assert repr(from_list) == repr(standard)
+        np.random.seed(11)
+        a = from_list(res)["keypoint"]
+        np.random.seed(11)
+        b = standard(res)["keypoint"]
+        np.testing.assert_array_equal(a, b)
+    mixed = build_pipeline([{"type": "PreNormalize3D"}, GenSkeFeat("nturgb+d", "j"), {"type": "PadTo", "length": 40}])
+    assert mixed({"keypoint": _ntu_like(1, 30), "total_frames": 30})["keypoint"].shape == (1, 40, 25, 3)
+    with pytest.raises(ValueError, match="bad arguments for transform GenSkeFeat"):
+        build_pipeline([{"type": "GenSkeFeat", "stream": "j"}])
+
+
+def _bone_reference(kp, layout, score_channel):
+    """Bones written out joint by joint (parent from the layout's inward edges; the centre is its own)."""
+    par = _parents(layout)
+    out = np.zeros_like(kp)
+    for v in range(kp.shape[2]):
+        out[..., v, :2] = kp[..., v, :2] - kp[..., par[v], :2]
+        if kp.shape[-1] == 3:
+            out[..., v, 2] = (kp[..., v, 2] + kp[..., par[v], 2]) / 2 if score_channel else \
+                kp[..., v, 2] - kp[..., par[v], 2]
+    return out
+
+
+def test_standard_2d_pipelines_bit_identical_to_reference():
+    """The test pipelines of the two 2-D kinds against values computed here, step by step, bit for bit."""
+    res = _results_2d(1, 20)
+    kp = res["keypoint"]
+    out = build_pipeline("2d-normalized", "j+b", 8, train=False)(dict(res))
+    inds = _pyskl_test_clips(20, 8, 1, 255)
+    feat = np.concatenate([kp, _bone_reference(kp, "openpose", True)], -1)[:, inds]
+    ref = np.concatenate([feat, np.zeros_like(feat)], 0)  # the second person is zero padding
+    assert out["keypoint"].dtype == np.float32
+    np.testing.assert_array_equal(out["keypoint"], ref)
+    data_out = build_pipeline("2d-normalized", "j+b", 8, train=False)(results_to_data(res))
+    np.testing.assert_array_equal(data_out.x.numpy(), ref)
+    assert int(data_out.y) == 3 and data_out.frame_dir == "v"
+    # "2d": pixel coordinates + keypoint_score, img_shape (h, w) = (240, 320)
+    rng = np.random.default_rng(5)
+    px = rng.uniform(0, 320, size=(2, 25, 17, 2)).astype(np.float32)
+    sc = rng.uniform(0, 1, size=(2, 25, 17)).astype(np.float32)
+    sc[0, 3, :4] = 0.005
+    res2 = {"keypoint": px, "keypoint_score": sc, "img_shape": (240, 320), "total_frames": 25}
+    out2 = build_pipeline("2d", "j+jm", 10, train=False)(dict(res2))["keypoint"]
+    x = (px[..., 0] - np.float32(160)) / np.float32(160)
+    y = (px[..., 1] - np.float32(120)) / np.float32(120)
+    keep = sc > 0.01
+    j = np.stack([np.where(keep, x, 0), np.where(keep, y, 0), sc], -1).astype(np.float32)
+    jm = np.zeros_like(j)
+    jm[:, :-1, :, :2] = j[:, 1:, :, :2] - j[:, :-1, :, :2]
+    jm[:, :-1, :, 2] = (j[:, :-1, :, 2] + j[:, 1:, :, 2]) / 2
+    ref2 = np.concatenate([j, jm], -1)[:, _pyskl_test_clips(25, 10, 1, 255)]
+    np.testing.assert_array_equal(out2, ref2)
+
+
+def test_standard_3d_pipeline_matches_reference():
+    """PreNormalize3D (centre joint 1 of person 0 at the origin, spine 0->1 along +z, shoulders 4->8 along
+    +x; rigid), then joints + bone motion, seeded sampling and person padding, against a scipy-built
+    reference."""
+    base = np.zeros((25, 3))
+    base[1] = [0, 0.3, 0]
+    base[4], base[8] = [0.2, 0.5, 0], [-0.2, 0.5, 0]
+    base[20] = [0, 0.45, 0]
+    rest = [v for v in range(25) if v not in (0, 1, 4, 8, 20)]
+    base[rest] = np.random.default_rng(1).normal(size=(len(rest), 3)) * 0.2 + [0, 0.2, 0]
+    T = 30
+    moves = np.random.default_rng(2).normal(size=(T, 25, 3)) * 0.01
+    moves[0] = 0
+    R = Rotation.from_euler("xyz", [0.3, -0.7, 1.1]).as_matrix()
+    kp = (((base + moves) @ R.T) + [0.5, 0.1, 3.0])[None].astype(np.float32)
+    out = build_pipeline("3d", "j+bm", 12, train=False, num_person=2)({"keypoint": kp, "total_frames": T})
+    # reference: undo R exactly, centre on joint 1, then turn the spine (+y in `base`) to +z and the shoulder
+    # vector 4 -> 8 (-x in `base`) to +x
+    to_canonical = np.array([[-1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])  # base y -> +z, base -x -> +x
+    centre = kp[0, 0, 1].astype(np.float64)
+    j = ((kp[0].astype(np.float64) - centre) @ R) @ to_canonical.T
+    np.testing.assert_allclose(j[0, 1] - j[0, 0], [0, 0, 0.3], atol=1e-5)
+    par = _parents("nturgb+d")
+    b = j - j[:, par]
+    bm = np.zeros_like(b)
+    bm[:-1] = b[1:] - b[:-1]
+    inds = _pyskl_test_clips(T, 12, 1, 255)
+    ref = np.zeros((2, 12, 25, 6))
+    ref[0] = np.concatenate([j, bm], -1)[inds]
+    assert out["keypoint"].shape == (2, 12, 25, 6)
+    np.testing.assert_allclose(out["keypoint"], ref, atol=2e-5)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import collections
+import importlib
 import io
 import json
 import os
@@ -27,8 +28,9 @@ from .sample import SkeletonFormatError
 
 __all__ = ["load_pickle", "loads_pickle", "load_json", "load_torch", "SafeUnpickler", "ALLOWED_GLOBALS"]
 
-_np_multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray  # numpy 2 / numpy 1
-_np_numeric = np._core.numeric if hasattr(np, "_core") else np.core.numeric
+_NP_CORE = "numpy._core" if hasattr(np, "_core") else "numpy.core"  # numpy 2 / numpy 1
+_np_multiarray = importlib.import_module(f"{_NP_CORE}.multiarray")
+_np_numeric = importlib.import_module(f"{_NP_CORE}.numeric")
 
 
 def _frombuffer(*args: Any) -> np.ndarray:

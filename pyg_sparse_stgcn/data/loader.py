@@ -22,7 +22,7 @@ from torch_geometric.data import Batch, Data
 
 from .sample import SkeletonData
 
-__all__ = ["SkeletonBatch", "SkeletonLoader", "collate_skeletons", "make_loader"]
+__all__ = ["SkeletonBatch", "SkeletonLoader", "collate", "collate_skeletons", "make_loader"]
 
 
 class SkeletonBatch:
@@ -107,7 +107,13 @@ class SkeletonBatch:
 
 
 def collate_skeletons(samples: Sequence[SkeletonData]) -> SkeletonBatch:
-    """Stacks transformed samples (equal ``x`` shapes) into a :class:`SkeletonBatch`."""
+    """Stacks transformed samples (equal ``x`` shapes) into a :class:`SkeletonBatch`: ``x``
+    :math:`(N, M, T, V, C)` (or with a ``num_clips`` dimension), ``y`` :math:`(N,)`, the ``frame_dir`` list and
+    the layout. Also available as :func:`collate`.
+
+    Raises:
+        ValueError: For an empty list or samples whose ``x`` shapes differ.
+    """
     if len(samples) == 0:
         raise ValueError("cannot collate an empty list of samples")
     shapes = {tuple(s.x.shape) for s in samples}
@@ -119,6 +125,10 @@ def collate_skeletons(samples: Sequence[SkeletonData]) -> SkeletonBatch:
     frame_dir = [getattr(s, "frame_dir", "") for s in samples]
     layout = getattr(samples[0], "layout", None)
     return SkeletonBatch(x, y, frame_dir, layout)
+
+
+#: The library's collate function (the name the engine uses); the same as :func:`collate_skeletons`.
+collate = collate_skeletons
 
 
 class SkeletonLoader(DataLoader):
@@ -166,7 +176,8 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, num_wo
     if num_workers > 0:
         kwargs.setdefault("persistent_workers", True)
     if distributed:
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        sampler: DistributedSampler[int] = DistributedSampler(dataset, shuffle=shuffle, seed=seed,
+                                                              drop_last=drop_last)
         return SkeletonLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                               pin_memory=pin_memory, drop_last=drop_last, **kwargs)
     gen = torch.Generator()

@@ -1,50 +1,70 @@
-r"""Skeleton transforms with PYSKL semantics, and the standard train/test pipelines.
+r"""Skeleton transforms with PYSKL semantics and PyG's transform contract, and the standard pipelines.
 
-Every transform is a callable on a PYSKL-style *results dict* (``keypoint`` float ``(M, T, V, C)``, optional
-``keypoint_score`` ``(M, T, V)``, ``total_frames``, ``label``, ``img_shape``, ...) that returns the dict. Each
-also accepts a :class:`~pyg_sparse_stgcn.data.SkeletonData` (the output of ``SkeletonDataset.get``): it is
-turned into a dict, transformed, and turned back, so the transforms serve as PyG ``transform=`` arguments.
-:class:`Compose` converts only once for the whole chain.
+Every transform subclasses :class:`torch_geometric.transforms.BaseTransform`: calling it shallow-copies its
+input (PyG's ``__call__``) and runs :meth:`SkeletonTransform.forward` on the copy, so the caller's object is
+never modified. The input is a :class:`~pyg_sparse_stgcn.data.SkeletonData` (the output of
+``SkeletonDataset.get``; the transforms serve as PyG ``transform=`` arguments) or a PYSKL-style *results
+dict* (``keypoint`` float ``(M, T, V, C)``, optional ``keypoint_score`` ``(M, T, V)``, ``total_frames``,
+``label``, ``img_shape``, ...). The work happens on a results dict (:meth:`SkeletonTransform.forward_results`),
+so a :class:`SkeletonData` is converted there and back once per call — once for a whole :class:`Compose`.
+
+Transforms are registered by name with :func:`register_transform`, so a pipeline can be written as a list of
+spec dicts, as in PYSKL's configs::
+
+    [{"type": "PreNormalize3D"}, {"type": "GenSkeFeat", "feats": "j+b"},
+     {"type": "UniformSample", "clip_len": 100}, {"type": "FormatGCNInput", "num_person": 2}]
 
 The pipelines the engine uses come from one helper::
 
-    build_pipeline(kind: str, feats: str | Sequence[str] = "j", clip_len: int = 100, *, train: bool = True,
-                   num_clips: int = 1, num_person: int = 2, layout: str | None = None,
+    build_pipeline(kind: str | Sequence[dict], feats: str | Sequence[str] = "j", clip_len: int = 100, *,
+                   train: bool = True, num_clips: int = 1, num_person: int = 2, layout: str | None = None,
                    img_shape: tuple[int, int] | None = None, augment: bool = False,
                    seed: int = 255) -> Compose
 
 ``kind`` is ``"3d"`` (NTU-like: ``PreNormalize3D``), ``"2d"`` (PYSKL COCO pixel coordinates with
 ``keypoint_score``: ``PreNormalize2D``) or ``"2d-normalized"`` (Kinetics-skeleton JSON / ``demo``, already
-centred coordinates with the score in channel 2). ``feats`` is one stream (``"j"``, ``"b"``, ``"jm"``,
-``"bm"``) or several joined by ``"+"`` (``"j+b"``), concatenated along channels. Train pipelines sample
-randomly (``UniformSampleFrames``); test pipelines are seeded (``seed``) and may take ``num_clips > 1``, in
-which case ``x`` gets a leading ``num_clips`` dimension.
+centred coordinates with the score in channel 2), or a list of spec dicts. :func:`standard_pipeline` gives
+the spec list of a kind. ``feats`` is one of :data:`FEATS`: one stream (``"j"``, ``"b"``, ``"jm"``, ``"bm"``)
+or several joined by ``"+"`` (``"j+b"``), concatenated along channels. Train pipelines sample randomly
+(``UniformSampleFrames``); test pipelines are seeded (``seed``) and may take ``num_clips > 1``, in which case
+``x`` gets a leading ``num_clips`` dimension.
 """
 from __future__ import annotations
 
+import itertools
 import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
+from torch_geometric.transforms import BaseTransform
 
+from .registry import Registry
 from .sample import SkeletonData
 
 __all__ = [
-    "BaseTransform", "Compose", "PreNormalize3D", "PreNormalize2D", "UniformSampleFrames", "UniformSample",
+    "SkeletonTransform", "Compose", "PreNormalize3D", "PreNormalize2D", "UniformSampleFrames", "UniformSample",
     "PadTo", "RandomRot", "RandomScale", "RandomGaussianNoise", "JointToBone", "ToMotion", "GenSkeFeat",
-    "FormatGCNInput", "build_pipeline", "build_transform", "results_to_data", "data_to_results",
-    "PIPELINE_KINDS", "FEATURES", "TWO_D_LAYOUTS",
+    "FormatGCNInput", "build_pipeline", "standard_pipeline", "build_transform", "register_transform",
+    "TRANSFORMS", "results_to_data", "data_to_results", "parse_feats", "PIPELINE_KINDS", "STREAMS", "FEATS",
+    "FEATURES", "TWO_D_LAYOUTS",
 ]
 
 #: Layouts whose third channel (when ``C == 3``) is a confidence score, not a coordinate.
 TWO_D_LAYOUTS = frozenset({"openpose", "coco", "handmp", "openpose-body25"})
 #: Valid ``kind`` values of :func:`build_pipeline`.
 PIPELINE_KINDS = ("3d", "2d", "2d-normalized")
-#: Valid single feature streams of :class:`GenSkeFeat`.
-FEATURES = ("j", "b", "jm", "bm")
+#: The single feature streams of :class:`GenSkeFeat`: joints, bones, joint motion, bone motion.
+STREAMS = ("j", "b", "jm", "bm")
+#: Every valid ``feats`` string of :class:`GenSkeFeat` / :func:`build_pipeline`: one stream, or distinct
+#: streams joined by ``"+"`` in the order of concatenation (``"j"``, ..., ``"j+b"``, ``"b+j"``, ...,
+#: ``"j+b+jm+bm"``; 64 values). The one list of stream choices (the configuration takes it from here).
+FEATS: tuple[str, ...] = tuple("+".join(p) for r in range(1, len(STREAMS) + 1)
+                               for p in itertools.permutations(STREAMS, r))
+#: Old name of :data:`STREAMS`.
+FEATURES = STREAMS
 
 _DEFAULT_LAYOUT = {"3d": "nturgb+d", "2d": "coco", "2d-normalized": "openpose"}
 
@@ -94,25 +114,53 @@ def results_to_data(results: Mapping[str, Any]) -> SkeletonData:
     return SkeletonData(**kwargs)
 
 
-class BaseTransform(ABC):
-    """Base class: subclasses implement :meth:`apply` on a results dict; ``__call__`` also takes
-    :class:`SkeletonData`."""
+class SkeletonTransform(BaseTransform):
+    r"""Base class of the skeleton transforms (PyG's :class:`~torch_geometric.transforms.BaseTransform`
+    contract: ``transform(data)`` runs :meth:`forward` on a shallow copy of ``data``).
+
+    Subclasses implement :meth:`forward_results` on a results dict; :meth:`forward` accepts a results dict
+    (transformed as it is: it is already the copy) or a :class:`SkeletonData` (converted to a results dict and
+    back). Arrays are never modified in place, so the caller's ``data`` and its arrays stay as they were.
+    """
+
+    def forward(self, data: dict[str, Any] | SkeletonData) -> dict[str, Any] | SkeletonData:
+        """Transforms ``data``, a results dict or a :class:`SkeletonData` (the copy made by ``__call__``).
+
+        Raises:
+            ValueError: For any other input type.
+        """
+        if isinstance(data, SkeletonData):
+            return results_to_data(self.forward_results(data_to_results(data)))
+        if not isinstance(data, dict):
+            raise ValueError(f"{type(self).__name__} expects a results dict or SkeletonData, "
+                             f"got {type(data).__name__}")
+        return self.forward_results(data)
 
     @abstractmethod
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
-        """Transform a PYSKL-style results dict (in place or not) and return it."""
-
-    def __call__(self, results: dict[str, Any] | SkeletonData) -> dict[str, Any] | SkeletonData:
-        if isinstance(results, SkeletonData):
-            return results_to_data(self.apply(data_to_results(results)))
-        if not isinstance(results, dict):
-            raise ValueError(f"{type(self).__name__} expects a results dict or SkeletonData, "
-                             f"got {type(results).__name__}")
-        return self.apply(results)
+    def forward_results(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Transforms a PYSKL-style results dict owned by this call (its keys may be set or removed; its
+        arrays must not be modified in place) and returns it."""
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
+
+
+#: Transform type name → class, filled by :func:`register_transform` (the ``type`` of a spec dict).
+TRANSFORMS: Registry[type[SkeletonTransform]] = Registry("transform type")
+
+_T = TypeVar("_T", bound=type[SkeletonTransform])
+
+
+def register_transform(*aliases: str) -> Callable[[_T], _T]:
+    """Class decorator: registers a :class:`SkeletonTransform` under its class name and ``aliases``, so that
+    :func:`build_transform` (and a pipeline list in a config) can name it."""
+
+    def deco(cls: _T) -> _T:
+        TRANSFORMS.register(cls.__name__, *aliases)(cls)
+        return cls
+
+    return deco
 
 
 def _keypoint(results: Mapping[str, Any], name: str, key: str = "keypoint") -> np.ndarray:
@@ -124,19 +172,14 @@ def _keypoint(results: Mapping[str, Any], name: str, key: str = "keypoint") -> n
     return kp
 
 
-def _is_2d(layout: str | None, C: int, dims: int | None) -> bool:
-    """Whether the last channel of a ``C == 3`` array is a score."""
-    if dims is not None:
-        return dims == 2
-    return layout in TWO_D_LAYOUTS and C == 3
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Compose
 # ---------------------------------------------------------------------------------------------------------
-class Compose(BaseTransform):
+@register_transform()
+class Compose(SkeletonTransform):
     """Applies transforms in order (each a callable on a results dict, or a spec dict for
-    :func:`build_transform`).
+    :func:`build_transform`); a :class:`SkeletonData` is converted to a results dict once for the whole
+    chain.
 
     Args:
         transforms (sequence of callables or dicts): The transforms.
@@ -148,9 +191,9 @@ class Compose(BaseTransform):
             if not callable(t):
                 raise ValueError(f"Compose: every transform must be callable or a spec dict, got {t!r}")
 
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
+    def forward_results(self, results: dict[str, Any]) -> dict[str, Any]:
         for t in self.transforms:
-            results = t.apply(results) if isinstance(t, BaseTransform) else t(results)
+            results = t(results)
         return results
 
     def __len__(self) -> int:
@@ -189,7 +232,8 @@ def _rotation_matrix(axis: np.ndarray, theta: float) -> np.ndarray:
                      [2 * (bd + ac), 2 * (cd - ab), aa + dd - bb - cc]])
 
 
-class PreNormalize3D(BaseTransform):
+@register_transform()
+class PreNormalize3D(SkeletonTransform):
     r"""PYSKL's 3-D pre-normalisation (from 2s-AGCN).
 
     Drops frames in which the main person is absent, puts the person tracked in more frames first,
@@ -221,7 +265,7 @@ class PreNormalize3D(BaseTransform):
         self.align_center = align_center
         self.center = center
 
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
+    def forward_results(self, results: dict[str, Any]) -> dict[str, Any]:
         skeleton = _keypoint(results, "PreNormalize3D").astype(np.float32)
         M, T, V, C = skeleton.shape
         if C != 3:
@@ -255,7 +299,8 @@ class PreNormalize3D(BaseTransform):
         return results
 
 
-class PreNormalize2D(BaseTransform):
+@register_transform()
+class PreNormalize2D(SkeletonTransform):
     r"""PYSKL's 2-D pre-normalisation: scales pixel coordinates to :math:`[-1, 1]`.
 
     ``keypoint_score`` (if present) is merged into channel 2 first. Mode ``"fix"`` uses the frame size
@@ -277,7 +322,7 @@ class PreNormalize2D(BaseTransform):
         self.threshold = float(threshold)
         self.mode = mode
 
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
+    def forward_results(self, results: dict[str, Any]) -> dict[str, Any]:
         keypoint = _keypoint(results, "PreNormalize2D").astype(np.float32)
         if results.get("keypoint_score") is not None:
             score = np.asarray(results.pop("keypoint_score"), dtype=np.float32)
@@ -312,7 +357,8 @@ class PreNormalize2D(BaseTransform):
 # ---------------------------------------------------------------------------------------------------------
 # temporal sampling
 # ---------------------------------------------------------------------------------------------------------
-class UniformSampleFrames(BaseTransform):
+@register_transform("UniformSample")
+class UniformSampleFrames(SkeletonTransform):
     r"""PYSKL's uniform sampling: ``clip_len`` frames per clip, one per equal segment, and selects them.
 
     For each of ``num_clips`` clips a sub-interval of relative length :math:`r \sim U(p_0, p_1)` is chosen
@@ -383,7 +429,7 @@ class UniformSampleFrames(BaseTransform):
         inds = [self._clip(rng, num_frames, i, test_mode) for i in range(self.num_clips)]
         return np.mod(np.concatenate(inds), num_frames).astype(np.int64)
 
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
+    def forward_results(self, results: dict[str, Any]) -> dict[str, Any]:
         kp = _keypoint(results, "UniformSampleFrames")
         num_frames = kp.shape[1]
         test = results.get("test_mode", False) if self.test_mode is None else self.test_mode
@@ -402,7 +448,8 @@ class UniformSampleFrames(BaseTransform):
 UniformSample = UniformSampleFrames
 
 
-class PadTo(BaseTransform):
+@register_transform()
+class PadTo(SkeletonTransform):
     r"""Pads the sequence to ``length`` frames by looping it (``"loop"``) or with zeros (``"zero"``) — the
     vanilla ST-GCN 300-frame input.
 
@@ -419,7 +466,7 @@ class PadTo(BaseTransform):
         self.length = int(length)
         self.mode = mode
 
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
+    def forward_results(self, results: dict[str, Any]) -> dict[str, Any]:
         kp = _keypoint(results, "PadTo")
         T = kp.shape[1]
         if T > self.length:
@@ -449,7 +496,8 @@ def _num_coords(C: int, dims: int | None, name: str) -> int:
     return d
 
 
-class RandomRot(BaseTransform):
+@register_transform()
+class RandomRot(SkeletonTransform):
     r"""Random rotation (PYSKL): 3-D angles :math:`\theta \sim U(-\theta_{max}, \theta_{max})^3`,
     :math:`R = R_z R_y R_x`; 2-D one angle. Applied as :math:`p' = R p` to the first ``dims`` channels.
 
@@ -477,7 +525,7 @@ class RandomRot(BaseTransform):
         cos, sin = np.cos(theta), np.sin(theta)
         return np.array([[cos, -sin], [sin, cos]])
 
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
+    def forward_results(self, results: dict[str, Any]) -> dict[str, Any]:
         kp = _keypoint(results, "RandomRot")
         d = _num_coords(kp.shape[-1], self.dims, "RandomRot")
         if np.all(np.isclose(kp, 0)):
@@ -492,7 +540,8 @@ class RandomRot(BaseTransform):
         return results
 
 
-class RandomScale(BaseTransform):
+@register_transform()
+class RandomScale(SkeletonTransform):
     r"""Random per-axis scaling (PYSKL): :math:`p'_c = p_c (1 + u_c s_c)`, :math:`u_c \sim U(-1, 1)`.
 
     Args:
@@ -505,12 +554,13 @@ class RandomScale(BaseTransform):
         self.scale = scale
         self.dims = dims
 
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
+    def forward_results(self, results: dict[str, Any]) -> dict[str, Any]:
         kp = _keypoint(results, "RandomScale")
         d = kp.shape[-1] if self.dims is None else self.dims
         if not 1 <= d <= kp.shape[-1]:
             raise ValueError(f"RandomScale: dims={self.dims} invalid for C={kp.shape[-1]}")
-        scale = np.full(d, float(self.scale)) if np.isscalar(self.scale) else np.asarray(self.scale, float)
+        scale = np.full(d, float(cast(float, self.scale))) if np.isscalar(self.scale) else \
+            np.asarray(self.scale, float)
         if scale.shape != (d,):
             raise ValueError(f"RandomScale: scale needs 1 or {d} values, got {self.scale!r}")
         factor = 1 + np.random.uniform(-1, 1, size=d) * scale
@@ -520,7 +570,8 @@ class RandomScale(BaseTransform):
         return results
 
 
-class RandomGaussianNoise(BaseTransform):
+@register_transform()
+class RandomGaussianNoise(SkeletonTransform):
     r"""Random joint jitter (PYSKL): each joint moves along a random unit direction by
     :math:`\mathcal{N}(0, \sigma^2)` times the size of the skeleton — the diagonal of the frame's bounding box
     (``base='frame'``) or of the whole video's (``'video'``). Frames with no joints get no noise.
@@ -541,7 +592,7 @@ class RandomGaussianNoise(BaseTransform):
         self.shared = shared
         self.dims = dims
 
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
+    def forward_results(self, results: dict[str, Any]) -> dict[str, Any]:
         kp = _keypoint(results, "RandomGaussianNoise")
         M, T, V, C = kp.shape
         d = C if self.dims is None else self.dims
@@ -579,7 +630,8 @@ def _layout_of(dataset: Any) -> tuple[str, tuple[tuple[int, int], ...]]:
     return layout.name, layout.bone_pairs()
 
 
-class JointToBone(BaseTransform):
+@register_transform()
+class JointToBone(SkeletonTransform):
     r"""Bones: :math:`b_v = p_v - p_{\mathrm{parent}(v)}` (the centre joint gets 0). For 2-D layouts with
     ``C == 3`` the third channel is the mean score of the two joints.
 
@@ -595,7 +647,7 @@ class JointToBone(BaseTransform):
         self.target = target
         self.source = source
 
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
+    def forward_results(self, results: dict[str, Any]) -> dict[str, Any]:
         kp = _keypoint(results, "JointToBone", self.source)
         C = kp.shape[-1]
         if C not in (2, 3):
@@ -612,7 +664,8 @@ class JointToBone(BaseTransform):
         return results
 
 
-class ToMotion(BaseTransform):
+@register_transform()
+class ToMotion(SkeletonTransform):
     r"""Motion: :math:`m_t = p_{t+1} - p_t`, last frame 0. For 2-D layouts with ``C == 3`` the third channel
     is the mean score of the two frames.
 
@@ -627,7 +680,7 @@ class ToMotion(BaseTransform):
         self.source = source
         self.target = target
 
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
+    def forward_results(self, results: dict[str, Any]) -> dict[str, Any]:
         data = _keypoint(results, "ToMotion", self.source).astype(np.float32)
         T, C = data.shape[1], data.shape[-1]
         motion = np.zeros_like(data)
@@ -639,15 +692,21 @@ class ToMotion(BaseTransform):
         return results
 
 
-def _parse_feats(feats: str | Sequence[str]) -> tuple[str, ...]:
+def parse_feats(feats: str | Sequence[str]) -> tuple[str, ...]:
+    """The streams of ``feats`` (``"j+b"`` or ``["j", "b"]`` → ``("j", "b")``).
+
+    Raises:
+        ValueError: Unless ``feats`` names one or more distinct :data:`STREAMS` (i.e. is one of :data:`FEATS`).
+    """
     out = tuple(feats.split("+")) if isinstance(feats, str) else tuple(feats)
-    if not out or any(f not in FEATURES for f in out) or len(set(out)) != len(out):
-        raise ValueError(f"feats must be one or more distinct of {', '.join(FEATURES)} (a list or joined by "
+    if not out or any(f not in STREAMS for f in out) or len(set(out)) != len(out):
+        raise ValueError(f"feats must be one or more distinct of {', '.join(STREAMS)} (a list or joined by "
                          f"'+', e.g. 'j+b'), got {feats!r}")
     return out
 
 
-class GenSkeFeat(BaseTransform):
+@register_transform()
+class GenSkeFeat(SkeletonTransform):
     r"""Feature streams (PYSKL): joints ``j``, bones ``b``, joint motion ``jm``, bone motion ``bm``,
     concatenated along ``axis`` in the given order. ``keypoint_score`` is merged into channel 2 first.
 
@@ -664,13 +723,13 @@ class GenSkeFeat(BaseTransform):
 
     def __init__(self, dataset: str = "nturgb+d", feats: str | Sequence[str] = "j", axis: int = -1) -> None:
         self.dataset, _ = _layout_of(dataset)
-        self.feats = _parse_feats(feats)
+        self.feats = parse_feats(feats)
         self.axis = axis
         self._bone = JointToBone(self.dataset, target="b")
         self._jm = ToMotion(self.dataset, source="j", target="jm")
         self._bm = ToMotion(self.dataset, source="b", target="bm")
 
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
+    def forward_results(self, results: dict[str, Any]) -> dict[str, Any]:
         kp = _keypoint(results, "GenSkeFeat")
         if results.get("keypoint_score") is not None:
             if kp.shape[-1] != 2:
@@ -680,20 +739,21 @@ class GenSkeFeat(BaseTransform):
         results.pop("keypoint_score", None)
         results["keypoint"] = kp.astype(np.float32)
         if "b" in self.feats or "bm" in self.feats:
-            self._bone.apply(results)
+            self._bone.forward_results(results)
         results["j"] = results.pop("keypoint")
         if "jm" in self.feats:
-            self._jm.apply(results)
+            self._jm.forward_results(results)
         if "bm" in self.feats:
-            self._bm.apply(results)
+            self._bm.forward_results(results)
         parts = [results[f] for f in self.feats]
-        for key in ("j", "b", "jm", "bm"):
+        for key in STREAMS:
             results.pop(key, None)
         results["keypoint"] = np.concatenate(parts, axis=self.axis)
         return results
 
 
-class FormatGCNInput(BaseTransform):
+@register_transform()
+class FormatGCNInput(SkeletonTransform):
     r"""Pads or crops persons to ``num_person`` (zero or ``"loop"`` copies of a single person) and reshapes
     to clips: ``(num_clips, M, T / num_clips, V, C)``, squeezed to ``(M, T, V, C)`` when ``num_clips == 1``.
     ``keypoint_score`` (if still present) is merged into the channels; the result is float32.
@@ -711,7 +771,7 @@ class FormatGCNInput(BaseTransform):
         self.num_person = int(num_person)
         self.mode = mode
 
-    def apply(self, results: dict[str, Any]) -> dict[str, Any]:
+    def forward_results(self, results: dict[str, Any]) -> dict[str, Any]:
         kp = _keypoint(results, "FormatGCNInput").astype(np.float32)
         if results.get("keypoint_score") is not None:
             kp = np.concatenate([kp, np.asarray(results.pop("keypoint_score"), np.float32)[..., None]], -1)
@@ -734,29 +794,25 @@ class FormatGCNInput(BaseTransform):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# registry and pipelines
+# spec dicts and pipelines
 # ---------------------------------------------------------------------------------------------------------
-_TRANSFORMS: dict[str, type] = {c.__name__: c for c in (
-    PreNormalize3D, PreNormalize2D, UniformSampleFrames, PadTo, RandomRot, RandomScale, RandomGaussianNoise,
-    JointToBone, ToMotion, GenSkeFeat, FormatGCNInput)}
-_TRANSFORMS["UniformSample"] = UniformSampleFrames
+def build_transform(spec: Mapping[str, Any]) -> SkeletonTransform:
+    """A transform from a spec dict ``{"type": "RandomRot", "theta": 0.2}`` (e.g. from a TOML config); the
+    ``type`` is a name of :data:`TRANSFORMS`.
 
-
-def build_transform(spec: Mapping[str, Any]) -> BaseTransform:
-    """A transform from a spec dict ``{"type": "RandomRot", "theta": 0.2}`` (e.g. from a TOML config)."""
+    Raises:
+        ValueError: For an unknown type (listing the valid ones) or bad arguments.
+    """
     spec = dict(spec)
     name = spec.pop("type", None)
-    if name == "Compose":
-        return Compose(spec.get("transforms", []))
-    if name not in _TRANSFORMS:
-        raise ValueError(f"unknown transform type {name!r}; valid: Compose, {', '.join(sorted(_TRANSFORMS))}")
+    cls = TRANSFORMS.get(name)
     try:
-        return _TRANSFORMS[name](**spec)
+        return cls(**spec)
     except TypeError as e:
         raise ValueError(f"bad arguments for transform {name}: {e}") from None
 
 
-def _prenormalize3d_for(layout: str) -> PreNormalize3D:
+def _prenormalize3d_spec(layout: str) -> dict[str, Any]:
     """PreNormalize3D with the spine/shoulder joints of ``layout`` (PYSKL's defaults for ``nturgb+d``)."""
     from ..graph import get_layout
 
@@ -768,26 +824,27 @@ def _prenormalize3d_for(layout: str) -> PreNormalize3D:
     bottom, top = find("spine_base", "hip_center"), find("spine_mid", "spine")
     right, left = find("right_shoulder"), find("left_shoulder")
     if None in (bottom, top, right, left):
-        return PreNormalize3D()
-    return PreNormalize3D(zaxis=(bottom, top), xaxis=(right, left), center=top)
+        return {"type": "PreNormalize3D"}
+    return {"type": "PreNormalize3D", "zaxis": [bottom, top], "xaxis": [right, left], "center": top}
 
 
-def build_pipeline(kind: str, feats: str | Sequence[str] = "j", clip_len: int = 100, *, train: bool = True,
-                   num_clips: int = 1, num_person: int = 2, layout: str | None = None,
-                   img_shape: tuple[int, int] | None = None, augment: bool = False,
-                   seed: int = 255) -> Compose:
-    r"""The standard PYSKL-style pipeline for a dataset kind.
+def standard_pipeline(kind: str, feats: str | Sequence[str] = "j", clip_len: int = 100, *, train: bool = True,
+                      num_clips: int = 1, num_person: int = 2, layout: str | None = None,
+                      img_shape: Sequence[int] | None = None, augment: bool = False,
+                      seed: int = 255) -> list[dict[str, Any]]:
+    r"""The standard PYSKL-style pipeline of a dataset kind, as a list of spec dicts (what a configuration
+    holds; :func:`build_pipeline` builds it).
 
     * ``"3d"``: ``PreNormalize3D → [RandomRot] → GenSkeFeat → UniformSampleFrames → FormatGCNInput``
       (PYSKL's NTU ST-GCN recipe; ``augment`` adds ``RandomRot(0.1)`` like ST-GCN++'s configs).
-    * ``"2d"``: ``PreNormalize2D → GenSkeFeat → UniformSampleFrames → FormatGCNInput`` (COCO HRNet poses in
-      pixels with ``keypoint_score``).
+    * ``"2d"``: ``PreNormalize2D → [RandomScale, RandomRot] → GenSkeFeat → UniformSampleFrames →
+      FormatGCNInput`` (COCO HRNet poses in pixels with ``keypoint_score``).
     * ``"2d-normalized"``: ``[RandomScale/RandomRot on x, y] → GenSkeFeat → UniformSampleFrames →
       FormatGCNInput`` (Kinetics-skeleton JSON and ``demo``: coordinates already centred, score in channel 2).
 
     Args:
         kind (str): One of :obj:`PIPELINE_KINDS`.
-        feats (str or sequence of str, optional): Feature streams, see :class:`GenSkeFeat`.
+        feats (str or sequence of str, optional): Feature streams, one of :data:`FEATS`.
             (default: :obj:`"j"`)
         clip_len (int, optional): Frames per clip. (default: :obj:`100`)
         train (bool, optional): Random sampling (train) or seeded sampling (test). (default: :obj:`True`)
@@ -798,22 +855,52 @@ def build_pipeline(kind: str, feats: str | Sequence[str] = "j", clip_len: int = 
         img_shape (tuple of int, optional): Fallback ``(h, w)`` for ``PreNormalize2D``. (default: :obj:`None`)
         augment (bool, optional): Add random rotation/scaling in training. (default: :obj:`False`)
         seed (int, optional): Seed of test sampling. (default: :obj:`255`)
+
+    Raises:
+        ValueError: For an unknown ``kind``.
     """
     if kind not in PIPELINE_KINDS:
         raise ValueError(f"unknown pipeline kind {kind!r}; valid: {', '.join(PIPELINE_KINDS)}")
     layout = layout or _DEFAULT_LAYOUT[kind]
-    ops: list[BaseTransform] = []
+    augment_2d = [{"type": "RandomScale", "scale": 0.1, "dims": 2}, {"type": "RandomRot", "theta": 0.1, "dims": 2}]
+    specs: list[dict[str, Any]] = []
     if kind == "3d":
-        ops.append(_prenormalize3d_for(layout))
+        specs.append(_prenormalize3d_spec(layout))
         if augment and train:
-            ops.append(RandomRot(theta=0.1, dims=3))
+            specs.append({"type": "RandomRot", "theta": 0.1, "dims": 3})
     elif kind == "2d":
-        ops.append(PreNormalize2D(**({"img_shape": tuple(img_shape)} if img_shape else {})))
+        specs.append({"type": "PreNormalize2D", **({"img_shape": list(img_shape)} if img_shape else {})})
         if augment and train:
-            ops += [RandomScale(0.1, dims=2), RandomRot(theta=0.1, dims=2)]
+            specs += augment_2d
     elif augment and train:
-        ops += [RandomScale(0.1, dims=2), RandomRot(theta=0.1, dims=2)]
-    ops.append(GenSkeFeat(dataset=layout, feats=feats))
-    ops.append(UniformSampleFrames(clip_len, num_clips=num_clips, seed=seed, test_mode=not train))
-    ops.append(FormatGCNInput(num_person=num_person))
-    return Compose(ops)
+        specs += augment_2d
+    specs.append({"type": "GenSkeFeat", "dataset": layout,
+                  "feats": feats if isinstance(feats, str) else list(feats)})
+    specs.append({"type": "UniformSampleFrames", "clip_len": clip_len, "num_clips": num_clips, "seed": seed,
+                  "test_mode": not train})
+    specs.append({"type": "FormatGCNInput", "num_person": num_person})
+    return specs
+
+
+def build_pipeline(kind: str | Sequence[Mapping[str, Any] | Callable], feats: str | Sequence[str] = "j",
+                   clip_len: int = 100, *, train: bool = True, num_clips: int = 1, num_person: int = 2,
+                   layout: str | None = None, img_shape: Sequence[int] | None = None, augment: bool = False,
+                   seed: int = 255) -> Compose:
+    r"""A :class:`Compose` of the standard pipeline of ``kind`` (see :func:`standard_pipeline` for the
+    arguments), or of ``kind`` itself when it is a list of spec dicts / transforms (a pipeline written in a
+    configuration, as in PYSKL; the other arguments are then not used).
+
+    Example::
+
+        build_pipeline("3d", "j+b", 100, layout="nturgb+d")
+        build_pipeline([{"type": "PreNormalize3D"}, {"type": "GenSkeFeat", "feats": "j+b"},
+                        {"type": "UniformSample", "clip_len": 100}, {"type": "FormatGCNInput"}])
+
+    Raises:
+        ValueError: For an unknown kind or transform type, or bad arguments.
+    """
+    if not isinstance(kind, str):
+        return Compose(kind)
+    return Compose(standard_pipeline(kind, feats, clip_len, train=train, num_clips=num_clips,
+                                     num_person=num_person, layout=layout, img_shape=img_shape,
+                                     augment=augment, seed=seed))

@@ -27,6 +27,7 @@ from .ntu import (
     is_missing_skeleton,
     ntu_split,
     ntu_split_names,
+    ntu_subset,
     parse_ntu_name,
     read_ntu_skeleton,
 )
@@ -55,7 +56,7 @@ __all__ = [
     "NTU60_MISSING_SKELETONS", "NTU60_XSUB_TRAIN_SUBJECTS", "NTU60_XVIEW_TRAIN_CAMERAS",
     "NTU120_MISSING_SKELETONS", "NTU120_XSET_TRAIN_SETUPS", "NTU120_XSUB_TRAIN_SUBJECTS", "NTU_BENCHMARKS",
     "NTUName", "is_missing_skeleton",
-    "ntu_split", "ntu_split_names", "parse_ntu_name", "read_ntu_skeleton",
+    "ntu_split", "ntu_split_names", "ntu_subset", "parse_ntu_name", "read_ntu_skeleton",
     "read_skeleton_npy",
     "NWUCLA_ACTION_TO_LABEL", "NWUCLA_CLASSES", "NWUCLA_TRAIN_VIEWS", "NWUCLAName", "nwucla_split",
     "parse_nwucla_name", "read_nwucla_index", "read_nwucla_json",

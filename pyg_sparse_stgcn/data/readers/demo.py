@@ -96,7 +96,7 @@ def _motion(action: int, phase: np.ndarray, rng: np.random.Generator) -> dict[st
     T = phase.shape[0]
     z = np.zeros(T)
     amp = rng.uniform(0.8, 1.1)
-    m: dict[str, np.ndarray] = {
+    m: dict[str, Any] = {  # angle arrays; a few actions set a constant (a float)
         "arm_abd_l": z + 0.15, "arm_abd_r": z + 0.15, "arm_flex_l": z.copy(), "arm_flex_r": z.copy(),
         "fore_abd_l": z + 0.1, "fore_abd_r": z + 0.1, "fore_flex_l": z + 0.2, "fore_flex_r": z + 0.2,
         "leg_abd_l": z + 0.05, "leg_abd_r": z + 0.05, "leg_flex_l": z.copy(), "leg_flex_r": z.copy(),

@@ -21,7 +21,8 @@ from ..sample import SkeletonFormatError, SkeletonSample
 from ._names import parse_sample_name
 
 __all__ = [
-    "read_ntu_skeleton", "parse_ntu_name", "NTUName", "ntu_split", "ntu_split_names", "is_missing_skeleton",
+    "read_ntu_skeleton", "parse_ntu_name", "NTUName", "ntu_split", "ntu_subset", "ntu_split_names",
+    "is_missing_skeleton",
     "NTU60_MISSING_SKELETONS", "NTU120_MISSING_SKELETONS", "NTU60_XSUB_TRAIN_SUBJECTS",
     "NTU120_XSUB_TRAIN_SUBJECTS", "NTU60_XVIEW_TRAIN_CAMERAS", "NTU120_XSET_TRAIN_SETUPS", "NTU_BENCHMARKS",
 ]
@@ -194,6 +195,30 @@ def is_missing_skeleton(name: str | os.PathLike, dataset: str = "ntu120") -> boo
     return stem in (NTU60_MISSING_SKELETONS if dataset == "ntu60" else NTU120_MISSING_SKELETONS)
 
 
+def ntu_subset(n: NTUName, benchmark: str) -> str | None:
+    """The official subset of a parsed sample name, by the benchmark's rule alone (the missing-skeleton
+    lists are not consulted): ``'train'``, ``'val'``, or :obj:`None` for an NTU-120-only sample (setup > 17 or
+    action > 60) in an NTU-60 benchmark. This is the one place the split rules are written down.
+
+    Args:
+        n (NTUName): The parsed name (:func:`parse_ntu_name`).
+        benchmark (str): One of :data:`NTU_BENCHMARKS` (see :func:`ntu_split`).
+    """
+    if benchmark not in NTU_BENCHMARKS:
+        raise ValueError(f"unknown NTU benchmark {benchmark!r}; valid: {', '.join(NTU_BENCHMARKS)}")
+    if benchmark.startswith("ntu60-") and (n.setup > 17 or n.action > 60):
+        return None
+    if benchmark == "ntu60-xsub":
+        train = n.performer in NTU60_XSUB_TRAIN_SUBJECTS
+    elif benchmark == "ntu60-xview":
+        train = n.camera in NTU60_XVIEW_TRAIN_CAMERAS
+    elif benchmark == "ntu120-xsub":
+        train = n.performer in NTU120_XSUB_TRAIN_SUBJECTS
+    else:
+        train = n.setup in NTU120_XSET_TRAIN_SETUPS
+    return "train" if train else "val"
+
+
 def ntu_split(name: str | os.PathLike, benchmark: str) -> str | None:
     """The official subset of one sample: ``'train'``, ``'val'``, or :obj:`None` when the benchmark does not
     contain it (an NTU-120-only sample in an NTU-60 benchmark, or a sample on the missing-skeleton list).
@@ -206,21 +231,10 @@ def ntu_split(name: str | os.PathLike, benchmark: str) -> str | None:
     """
     if benchmark not in NTU_BENCHMARKS:
         raise ValueError(f"unknown NTU benchmark {benchmark!r}; valid: {', '.join(NTU_BENCHMARKS)}")
-    n = parse_ntu_name(name)
-    ntu60 = benchmark.startswith("ntu60-")
-    if ntu60 and (n.setup > 17 or n.action > 60):
+    subset = ntu_subset(parse_ntu_name(name), benchmark)
+    if subset is None or is_missing_skeleton(name, "ntu60" if benchmark.startswith("ntu60-") else "ntu120"):
         return None
-    if is_missing_skeleton(name, "ntu60" if ntu60 else "ntu120"):
-        return None
-    if benchmark == "ntu60-xsub":
-        train = n.performer in NTU60_XSUB_TRAIN_SUBJECTS
-    elif benchmark == "ntu60-xview":
-        train = n.camera in NTU60_XVIEW_TRAIN_CAMERAS
-    elif benchmark == "ntu120-xsub":
-        train = n.performer in NTU120_XSUB_TRAIN_SUBJECTS
-    else:
-        train = n.setup in NTU120_XSET_TRAIN_SETUPS
-    return "train" if train else "val"
+    return subset
 
 
 def ntu_split_names(names: Iterable[str | os.PathLike], benchmark: str) -> dict[str, list[str]]:
@@ -416,10 +430,12 @@ def read_ntu_skeleton(path: str | os.PathLike, max_bodies: int = 2,
         meta.update(setup=name.setup, camera=name.camera, performer=name.performer,
                     replication=name.replication, action=name.action)
     if with_extras:
-        for key, cols, dtype in (("depth_xy", slice(3, 5), np.float32), ("color_xy", slice(5, 7), np.float32),
-                                 ("orientation", slice(7, 11), np.float32), ("tracking_state", 11, np.int8)):
-            arr = np.zeros((M, T, NUM_JOINTS) + joints[0, 0, cols].shape, dtype=dtype)
+        extras: tuple[tuple[str, slice | int, type], ...] = (
+            ("depth_xy", slice(3, 5), np.float32), ("color_xy", slice(5, 7), np.float32),
+            ("orientation", slice(7, 11), np.float32), ("tracking_state", 11, np.int8))
+        for extra, cols, dtype in extras:
+            arr: np.ndarray = np.zeros((M, T, NUM_JOINTS) + joints[0, 0, cols].shape, dtype=dtype)
             arr[slot_of_body[keep], bf[keep]] = joints[keep][:, :, cols]
-            meta[key] = arr
+            meta[extra] = arr
     return SkeletonSample(keypoint=keypoint, label=label, frame_dir=p.name.split(".")[0], total_frames=T,
                           layout="nturgb+d", meta=meta)

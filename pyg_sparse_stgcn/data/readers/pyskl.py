@@ -83,7 +83,8 @@ def pyskl_splits(path: str | os.PathLike) -> dict[str, list[str]]:
 
 class _KpfileCache:
     def __init__(self, base: Path) -> None:
-        self.base, self.files = base, {}
+        self.base = base
+        self.files: dict[Path, tuple[Path, Any]] = {}
 
     def get(self, raw_file: Any, ann_path: Path, where: str) -> Any:
         if not isinstance(raw_file, (str, os.PathLike)):

@@ -1,0 +1,52 @@
+"""UTKinect-Action3D: ``joints_sSS_eEE.txt`` recordings cut into actions by the label file."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+
+from ..readers.utkinect import read_utkinect, read_utkinect_labels, utkinect_split
+from .base import DatasetSource, Item
+from .locate import data_folder, glob_files
+from .registry import register_source
+
+__all__ = ["UTKinectSource"]
+
+
+@register_source
+class UTKinectSource(DatasetSource):
+    """UTKinect-Action3D, 10 classes, 20 Kinect v1 joints; each recording yields its labelled segments. Option
+    ``label_file`` (default ``actionLabel.txt``; e.g. ``actionLabel_modified.txt``)."""
+
+    names = ("utkinect",)
+    num_classes = 10
+    layout = "nw-ucla"
+    dims = 3
+    pipeline_kind = "3d"
+    clip_len = 32
+    num_person = 1
+    option_names = ("label_file",)
+    expected = ("`joints/joints_sSS_eEE.txt` and `joints/actionLabel.txt` (or both directly under root); odd "
+                "subjects train, even subjects val")
+    origin = ("UTKinect-Action3D (Xia, Chen, Aggarwal, CVPRW 2012): https://cvrc.ece.utexas.edu/KinectDatasets/"
+              "HOJ3D.html")
+
+    def locate(self) -> None:
+        folder = data_folder(self.root, "joints")
+        self.label_file = folder / self.options.get("label_file", "actionLabel.txt")
+        self.files = glob_files(folder, "joints_s*_e*.txt")
+        if not self.files or not self.label_file.is_file():
+            detail = f"label file {self.label_file} missing" if self.files else \
+                f"no joints_sSS_eEE.txt files in {folder}"
+            raise self.not_found(detail)
+
+    def items(self, split: str) -> Iterator[Item]:
+        table = read_utkinect_labels(self.label_file)
+        for f in self.files:
+            key = f.stem.replace("joints_", "")
+            try:
+                sub = utkinect_split(key)
+            except ValueError as e:
+                yield Item(key, str(f), skip=str(e))
+                continue
+            if sub == split:
+                yield Item(key, str(f), partial(read_utkinect, f, table))

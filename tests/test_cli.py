@@ -6,12 +6,12 @@ import re
 from pathlib import Path
 
 import pytest
-import tomllib
 import torch
 from click.testing import CliRunner
 from tiny_config import TINY_DEMO
 
 from pyg_sparse_stgcn.cli import main
+from pyg_sparse_stgcn.engine.config import tomllib
 
 TINY = TINY_DEMO
 
@@ -45,7 +45,7 @@ def check_run(d: Path, mode: str) -> dict:
     assert cfg["run"]["mode"] == mode and cfg["data"]["name"] == "demo"
     s = json.loads((d / "summary.json").read_text())
     for k in ("mode", "data", "top1", "top5", "mean_class_accuracy", "weight_sparsity", "edge_sparsity",
-              "params_stored", "params_kept"):
+              "edge_sparsity_connections", "params_stored", "params_kept"):
         assert k in s, k
     for k in ("top1", "top5", "mean_class_accuracy", "weight_sparsity", "edge_sparsity"):
         assert 0.0 <= s[k] <= 1.0, k

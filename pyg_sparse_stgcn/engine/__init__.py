@@ -1,7 +1,20 @@
 """Training and evaluation engine: :class:`Trainer` (SGD + cosine, AMP, ``torch.compile``, DDP, atomic
 checkpoints, exact resume), evaluation with multi-clip averaging and score fusion, metrics, run directories,
-configuration, and the CLI modes (:mod:`.modes`)."""
-from .config import DEFAULTS, ConfigError, apply_sets, load_toml, merge, parse_set, to_toml, validate_config
+the typed configuration (:mod:`.config`), model builders (:mod:`.models`), the session that runs a mode
+(:mod:`.session`) and the registered CLI modes (:mod:`.modes`)."""
+from .config import (
+    DEFAULTS,
+    Config,
+    ConfigError,
+    apply_sets,
+    load_recipe,
+    load_toml,
+    merge,
+    parse_set,
+    resolve_config,
+    to_toml,
+    validate_config,
+)
 from .distributed import DistributedBatchNorm, convert_sync_batchnorm, init_distributed
 from .evaluate import evaluate, fuse_score_files, load_scores, predict, save_scores
 from .metrics import (
@@ -22,6 +35,7 @@ __all__ = [
     "top_k_accuracy", "mean_class_accuracy", "confusion_matrix", "average_clips", "fuse_scores",
     "classification_metrics", "DEFAULT_FUSION",
     "RunDir", "atomic_write_text", "atomic_write_json", "atomic_torch_save",
-    "DEFAULTS", "ConfigError", "load_toml", "merge", "parse_set", "apply_sets", "validate_config", "to_toml",
+    "Config", "ConfigError", "resolve_config", "load_recipe", "load_toml", "parse_set", "to_toml",
+    "DEFAULTS", "merge", "apply_sets", "validate_config",
     "init_distributed", "convert_sync_batchnorm", "DistributedBatchNorm",
 ]

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["init_distributed", "is_distributed", "rank", "world_size", "barrier", "is_main",
+__all__ = ["init_distributed", "is_distributed", "rank", "world_size", "barrier", "is_main", "broadcast_object",
            "DistributedBatchNorm", "convert_sync_batchnorm", "cleanup_distributed"]
 
 
@@ -34,6 +34,16 @@ def is_main() -> bool:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` of process ``src`` on every process (picklable objects; a no-op for a single process). Every
+    process must call it."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
 
 
 def init_distributed(device: str) -> str:

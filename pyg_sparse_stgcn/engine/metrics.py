@@ -8,7 +8,10 @@ import torch
 from torch import Tensor
 
 __all__ = ["top_k_accuracy", "confusion_matrix", "mean_class_accuracy", "average_clips", "fuse_scores",
-           "classification_metrics", "DEFAULT_FUSION"]
+           "classification_metrics", "DEFAULT_FUSION", "AVERAGE_CLIPS"]
+
+#: Modes of :func:`average_clips` (``'none'``: plain mean, for internal use).
+AVERAGE_CLIPS = ("prob", "score")
 
 #: PYSKL's four-stream weighting J:B:JM:BM = 2:2:1:1.
 DEFAULT_FUSION: dict[str, float] = {"j": 2.0, "b": 2.0, "jm": 1.0, "bm": 1.0}
@@ -85,8 +88,9 @@ def average_clips(scores: Tensor, num_clips: int, mode: str = "prob") -> Tensor:
         mode (str, optional): ``'prob'`` (softmax, then mean: PYSKL's ``average_clips='prob'``), ``'score'``
             (mean of logits) or ``'none'`` (mean, no softmax). (default: ``'prob'``)
     """
-    if mode not in ("prob", "score", "none"):
-        raise ValueError(f"average_clips mode must be one of 'prob', 'score', 'none', got {mode!r}")
+    if mode not in (*AVERAGE_CLIPS, "none"):
+        raise ValueError(f"average_clips mode must be one of {', '.join(map(repr, (*AVERAGE_CLIPS, 'none')))}, "
+                         f"got {mode!r}")
     if num_clips < 1 or scores.size(0) % num_clips:
         raise ValueError(f"scores has {scores.size(0)} rows, not a multiple of num_clips={num_clips}")
     s = scores.view(-1, num_clips, scores.size(-1)).float()

@@ -21,9 +21,11 @@ from .evaluate import evaluate, unpack_batch
 from .rundir import RunDir, atomic_torch_save
 
 __all__ = ["Trainer", "EpochBudget", "TrainingInterrupted", "seed_everything", "resolve_device",
-           "get_rng_state", "set_rng_state", "call_set_epoch", "CHECKPOINT_FORMAT"]
+           "get_rng_state", "set_rng_state", "call_set_epoch", "CHECKPOINT_FORMAT", "LR_SCHEDULES"]
 
 CHECKPOINT_FORMAT = "pyg-sparse-stgcn"
+#: Learning-rate schedules of :class:`Trainer`: cosine per iteration, cosine per epoch, constant.
+LR_SCHEDULES = ("cosine", "cosine_epoch", "constant")
 
 
 class TrainingInterrupted(RuntimeError):
@@ -126,12 +128,10 @@ def _worker_init(worker_id: int) -> None:
     random.seed(s)
 
 
-def _default_collate() -> Callable | None:
-    try:
-        from ..data.loader import collate  # the library's batch type (x, y, .to(device))
-    except ImportError:
-        return None
-    return collate
+def _default_collate() -> Callable:
+    from ..data.loader import collate_skeletons  # the library's batch type (x, y, .to(device))
+
+    return collate_skeletons
 
 
 class _CosineLambda:
@@ -228,9 +228,8 @@ class Trainer:
                  on_step: Callable[[int], None] | None = None, find_unused_parameters: bool = False) -> None:
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
-        if lr_schedule not in ("cosine", "cosine_epoch", "constant"):
-            raise ValueError(f"lr_schedule must be one of cosine, cosine_epoch, constant, got "
-                             f"{lr_schedule!r}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
         self.device = torch.device(device)
         self.world, self.rank = D.world_size(), D.rank()
         if batch_size % self.world:

@@ -1,0 +1,293 @@
+"""Models from a configuration: the model registry (``--model``), classifiers, the sparse generator, the
+ensemble, and loading any checkpoint the CLI accepts."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ..nn import STGCN, STGCNPlusPlus
+
+if TYPE_CHECKING:
+    from .bundle import DataBundle
+    from .config import Config
+
+__all__ = ["ModelSpec", "MODELS", "MODEL_NAMES", "build_backbone", "build_classifier", "generator_kwargs",
+           "generator_arg_keys", "paper_code_kwargs", "check_generator_options", "build_generator",
+           "build_ensemble", "load_model", "checkpoint_kind"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A backbone that ``--model`` names.
+
+    Attributes:
+        cls (type): The backbone class (keyword arguments of ``model.backbone`` go to it).
+        graph_mode (str): The graph partition used when ``model.graph_mode`` is empty (PYSKL's practice:
+            ``stgcn_spatial`` for ST-GCN, ``spatial`` for ST-GCN++).
+        pyskl_adaptive (str): ``gcn_adaptive`` of PYSKL's / mmaction2's released checkpoints of this model.
+    """
+
+    cls: type[nn.Module]
+    graph_mode: str
+    pyskl_adaptive: str
+
+
+#: ``--model`` name → backbone. The one list of model names.
+MODELS: dict[str, ModelSpec] = {
+    "stgcn": ModelSpec(STGCN, "stgcn_spatial", "importance"),
+    "stgcn++": ModelSpec(STGCNPlusPlus, "spatial", "init"),
+}
+MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+
+
+# --------------------------------------------------------------------------------------------------------
+# classifiers
+# --------------------------------------------------------------------------------------------------------
+def _graph_mode(cfg: Config, override: str | None) -> str:
+    return override or cfg.model.graph_mode or MODELS[cfg.model.name].graph_mode
+
+
+def _backbone_kwargs(cfg: Config) -> dict[str, Any]:
+    kwargs = dict(cfg.model.backbone)
+    for k in ("inflate_stages", "down_stages"):
+        if isinstance(kwargs.get(k), list):
+            kwargs[k] = tuple(kwargs[k])
+    return kwargs
+
+
+def build_backbone(cfg: Config, data: DataBundle, graph_mode: str | None = None,
+                   gcn_adaptive: str | None = None) -> nn.Module:
+    """The backbone of ``cfg.model`` for ``data`` (``graph_mode`` / ``gcn_adaptive`` override the
+    configuration, e.g. the paper's random learnable graph for the generator)."""
+    m = cfg.model
+    kwargs = _backbone_kwargs(cfg)
+    if gcn_adaptive:
+        kwargs["gcn_adaptive"] = gcn_adaptive
+    graph_cfg = {"layout": data.layout, "mode": _graph_mode(cfg, graph_mode)}
+    return MODELS[m.name].cls(graph_cfg, in_channels=data.in_channels, base_channels=m.base_channels,
+                              num_stages=m.num_stages, num_person=data.num_person, backend=m.backend, **kwargs)
+
+
+def build_classifier(cfg: Config, data: DataBundle, graph_mode: str | None = None,
+                     gcn_adaptive: str | None = None) -> nn.Module:
+    """:class:`~pyg_sparse_stgcn.nn.SkeletonClassifier` = backbone + :class:`~pyg_sparse_stgcn.nn.GCNHead`."""
+    from ..nn import GCNHead, SkeletonClassifier
+
+    backbone = build_backbone(cfg, data, graph_mode, gcn_adaptive)
+    return SkeletonClassifier(backbone, GCNHead(data.num_classes, backbone.out_channels,
+                                                dropout=cfg.model.dropout))
+
+
+# --------------------------------------------------------------------------------------------------------
+# the generator's options
+# --------------------------------------------------------------------------------------------------------
+def _penalty(value: str | None) -> str | None:
+    return value.upper() if value else None
+
+
+def generator_arg_keys() -> dict[str, str]:
+    """``{SparseGenerator keyword: configuration key}`` — where each option of
+    :class:`~pyg_sparse_stgcn.sparsity.generator.SparseGenerator` is set (``kinds`` follows from
+    ``sparsity.edge_sparsity``)."""
+    import dataclasses
+
+    from .config import GeneratorConfig
+
+    out = {"sparsity": "sparsity.sparsity", "edge_sparsity": "sparsity.edge_sparsity",
+           "kinds": "sparsity.edge_sparsity", "scope": "sparsity.scope"}
+    skip = {"epochs", "clip_len", "lr_schedule", "graph_mode", "gcn_adaptive", "paper"}  # read by the mode
+    for f in dataclasses.fields(GeneratorConfig):
+        if f.name not in skip:
+            out[f.metadata.get("arg") or f.name] = f"generator.{f.name}"
+    return out
+
+
+def generator_kwargs(cfg: Config, section: str = "generator", epochs: int | None = None) -> dict[str, Any]:
+    """Keyword arguments of every :class:`~pyg_sparse_stgcn.sparsity.generator.SparseGenerator` of the mode
+    ``section`` (``'generator'`` or ``'ensemble'``; the ensemble's own ``warm_up`` and ``penalty`` win):
+    fractions of the epochs become epochs; options left unset are not passed (the generator's default, or
+    with ``generator.paper`` the paper code's)."""
+    g, sec = cfg.generator, getattr(cfg, section)
+    epochs = epochs or sec.epochs or cfg.train.epochs
+    kw: dict[str, Any] = {
+        "kinds": ("weight", "edge") if cfg.sparsity.edge_sparsity > 0 else ("weight",),
+        "scope": cfg.sparsity.scope,
+        "warm_up": int(round(sec.warm_up * epochs)),
+    }
+    if cfg.sparsity.edge_sparsity > 0:
+        kw["edge_sparsity"] = cfg.sparsity.edge_sparsity
+    if g.ramp is not None:
+        kw["ramp_epochs"] = int(round(g.ramp * epochs))
+    if g.two_phase:
+        kw["scores_only_after"] = int(round(g.two_phase * epochs))
+    penalty = sec.penalty if section == "ensemble" else g.penalty
+    if penalty is not None:
+        kw["penalty"] = _penalty(penalty)
+    for name in ("penalty_lambda", "penalty_has_grad", "abs_scores", "threshold_rule", "eval_sparsity",
+                 "residual_zero_threshold", "paper_ramp", "score_init", "reinit_weights", "include_head"):
+        v = getattr(g, name)
+        if v is not None:
+            kw[name] = v
+    return kw
+
+
+def paper_code_kwargs() -> dict[str, Any]:
+    """The options :meth:`SparseGenerator.from_paper_code` applies (``sparsity.generator.PAPER_CODE``, the one
+    definition of the paper preset), for the ensemble's experts."""
+    from ..sparsity.generator import PAPER_CODE
+
+    return dict(PAPER_CODE)
+
+
+def _generator_factory(cfg: Config) -> Callable[..., nn.Module]:
+    from ..sparsity.generator import SparseGenerator
+
+    return SparseGenerator.from_paper_code if cfg.generator.paper else SparseGenerator
+
+
+def check_generator_options(cfg: Config, section: str = "generator") -> None:
+    """Build the generator of ``section`` around a small stand-in model, so an invalid option fails before any
+    work with ``SparseGenerator``'s own message, prefixed with the configuration key it came from."""
+    import re
+
+    from .config import ConfigError
+
+    kw = generator_kwargs(cfg, section, epochs=max(getattr(cfg, section).epochs or cfg.train.epochs, 1))
+    kw.update(kinds=("weight",), scope="global")
+    kw.pop("edge_sparsity", None)
+    if section == "ensemble" and cfg.generator.paper:
+        kw = {**paper_code_kwargs(), **kw}
+    factory = _generator_factory(cfg) if section == "generator" else _generator_class()
+    sparsities = [cfg.sparsity.sparsity] if section == "generator" else list(cfg.ensemble.sparsities)
+    try:
+        for s in sparsities:
+            factory(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2)), s, **kw)
+    except (TypeError, ValueError) as e:
+        msg = str(e)
+        if "no maskable targets" in msg:  # the stand-in has none under some target rule: nothing checked
+            return
+        hits = []
+        for arg, key in generator_arg_keys().items():
+            m = re.search(rf"\b({arg}|{arg.replace('_', ' ')})\b", msg)
+            if m:
+                hits.append((m.start(), key))
+        key = min(hits)[1] if hits else None
+        if section == "ensemble" and key in ("generator.warm_up", "generator.penalty"):
+            key = "ensemble." + key.split(".")[1]
+        raise ConfigError(f"{cfg.name(key) if key else '[' + section + ']'}: {msg}") from None
+
+
+def _generator_class() -> Callable[..., nn.Module]:
+    from ..sparsity.generator import SparseGenerator
+
+    return SparseGenerator
+
+
+def build_generator(cfg: Config, data: DataBundle) -> nn.Module:
+    """The paper's sparse generator (:class:`~pyg_sparse_stgcn.sparsity.generator.SparseGenerator`, or
+    ``from_paper_code`` with ``generator.paper``) around a classifier with the generator's graph."""
+    g = cfg.generator
+    model = build_classifier(cfg, data, g.graph_mode or None, g.gcn_adaptive or None)
+    return _generator_factory(cfg)(model, cfg.sparsity.sparsity, **generator_kwargs(cfg, "generator"))
+
+
+def build_ensemble(cfg: Config, data: DataBundle) -> nn.Module:
+    """The multi-level sparsity ensemble
+    (:class:`~pyg_sparse_stgcn.sparsity.ensemble.MultiSparsityEnsemble`); its experts take every option of
+    ``[generator]`` (the paper preset included) except ``warm_up`` and ``penalty``, which ``[ensemble]`` sets."""
+    from ..sparsity.ensemble import MultiSparsityEnsemble
+
+    e = cfg.ensemble
+    kw = generator_kwargs(cfg, "ensemble")
+    if cfg.generator.paper:
+        kw = {**paper_code_kwargs(), **kw}
+
+    def make() -> nn.Module:
+        return build_backbone(cfg, data, e.graph_mode or None, e.gcn_adaptive or None)
+
+    return MultiSparsityEnsemble(make, data.num_classes, sparsities=tuple(e.sparsities),
+                                 dropout=cfg.model.dropout, **kw)
+
+
+# --------------------------------------------------------------------------------------------------------
+# checkpoints
+# --------------------------------------------------------------------------------------------------------
+#: What ``checkpoints/model.pt`` holds, by kind: the builder of the model.
+BUILDERS: dict[str, Callable[..., nn.Module]] = {"classifier": build_classifier, "generator": build_generator,
+                                                 "ensemble": build_ensemble}
+
+
+def checkpoint_kind(stage: str) -> str:
+    """The kind of model a trainer stage of that name trains."""
+    return {"generate": "generator", "ensemble": "ensemble"}.get(stage, "classifier")
+
+
+def load_model(checkpoint: str | Path, cfg: Config, data: DataBundle,
+               device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a model from ``checkpoint``: a run directory (its ``checkpoints/model.pt``), this library's
+    ``model.pt`` or per-stage checkpoint, or a PYSKL / mmaction2 ST-GCN checkpoint (through
+    :func:`pyg_sparse_stgcn.compat.pyskl.load_pyskl_stgcn`, using ``cfg.model`` and ``data``).
+
+    Returns:
+        ``(model, info)`` where ``info`` holds ``source`` (``'ours'`` or ``'pyskl'``), ``kind`` and the
+        checkpoint's configuration when it has one.
+    """
+    from ..sparsity.masks import load_masked_state_dict
+    from .config import RANK_DEFAULT, Config, tomllib
+    from .trainer import CHECKPOINT_FORMAT
+
+    p = Path(checkpoint)
+    if p.is_dir():
+        p = p / "checkpoints" / "model.pt"
+    if not p.is_file():
+        raise ValueError(f"--checkpoint: {p} does not exist (pass a run directory, its checkpoints/model.pt, "
+                         f"or a PYSKL .pth file)")
+    state: Any = None
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:  # not loadable as plain tensors: may be a PYSKL/mmcv checkpoint
+        state = None
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+        if "kind" in state:
+            saved, kind = state["config"], state["kind"]
+        else:  # a per-stage trainer checkpoint: the configuration is the run directory's
+            run_cfg = p.parent.parent / "config.toml"
+            if not run_cfg.is_file():
+                raise ValueError(f"--checkpoint: {p} is a stage checkpoint outside its run directory (no "
+                                 f"{run_cfg}); pass the run directory or its checkpoints/model.pt")
+            saved = tomllib.loads(run_cfg.read_text())
+            kind = checkpoint_kind(str(state.get("stage")))
+        saved_cfg = Config().update(saved, f"the configuration saved in {p}", RANK_DEFAULT).validate()
+        n = state.get("num_classes", data.num_classes)
+        if n != data.num_classes:
+            raise ValueError(f"--checkpoint: the model has {n} classes but --data {data.name} has "
+                             f"{data.num_classes}")
+        if kind == "classifier":
+            # the dense baseline of generate/ensemble has that mode's graph
+            sec = {"generate": saved_cfg.generator, "ensemble": saved_cfg.ensemble}.get(saved_cfg.run.mode)
+            gm = ad = None
+            if str(state.get("stage")) == "dense" and sec is not None:
+                gm, ad = sec.graph_mode or None, sec.gcn_adaptive or None
+            model = build_classifier(saved_cfg, data, gm, ad)
+            load_masked_state_dict(model, state["model"])
+        else:
+            model = BUILDERS[kind](saved_cfg, data)
+            model.load_state_dict(state["model"])
+        return model.to(device), {"source": "ours", "kind": kind, "config": saved_cfg.to_dict()}
+    from ..compat.pyskl import load_pyskl_stgcn
+
+    m = cfg.model
+    kwargs = _backbone_kwargs(cfg)
+    adaptive = kwargs.pop("gcn_adaptive", MODELS[m.name].pyskl_adaptive)
+    # ST-GCN++'s residual GCN and multi-scale TCN are inferred from the checkpoint's keys
+    model = load_pyskl_stgcn(str(p), layout=data.layout, mode=_graph_mode(cfg, None), adaptive=adaptive,
+                             num_classes=data.num_classes, backend=m.backend, head_dropout=m.dropout,
+                             in_channels=data.in_channels, base_channels=m.base_channels,
+                             num_stages=m.num_stages, num_person=data.num_person, **kwargs)
+    return model.to(device), {"source": "pyskl", "kind": "classifier"}
+

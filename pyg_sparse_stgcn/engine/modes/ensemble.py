@@ -1,0 +1,58 @@
+"""``--mode ensemble``: the multi-level sparsity ensemble, after a dense baseline."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from ...sparsity.generator import SCOPES
+from ..config import RANK_CLI, Config, ConfigError, EnsembleConfig, GeneratorConfig
+from ..models import build_ensemble, check_generator_options
+from ..session import Session
+from .base import COMMON_READS, Invocation, Mode, register_mode
+
+#: The ``[generator]`` settings the ensemble's experts take (the rest ``[ensemble]`` sets itself).
+GENERATOR_KEYS = tuple(f"generator.{f.name}" for f in dataclasses.fields(GeneratorConfig)
+                       if f.name not in {g.name for g in dataclasses.fields(EnsembleConfig)})
+
+
+@register_mode
+class EnsembleMode(Mode):
+    """Dense baseline (stage ``dense``), then
+    :class:`~pyg_sparse_stgcn.sparsity.ensemble.MultiSparsityEnsemble` (stage ``ensemble``): one expert per
+    ``ensemble.sparsities`` level, each a generator with the ``[generator]`` options."""
+
+    name = "ensemble"
+    label = "ensemble"
+    dense_baseline = True
+    reads = COMMON_READS + ("sparsity.edge_sparsity", "sparsity.scope", "ensemble", "dense") + GENERATOR_KEYS
+    scopes = SCOPES
+    clip_section = "ensemble"
+
+    def check(self, cfg: Config, inv: Invocation) -> None:
+        if cfg.rank("sparsity.sparsity") >= RANK_CLI:
+            raise ConfigError(f"{cfg.name('sparsity.sparsity')} conflicts with --mode ensemble: the ensemble's "
+                              f"levels are ensemble.sparsities (e.g. --set ensemble.sparsities=[0.6,0.8,0.95,0.99])")
+        super().check(cfg, inv)
+
+    def resolve(self, cfg: Config, inv: Invocation) -> None:
+        check_generator_options(cfg, "ensemble")
+
+    def run(self, session: Session) -> dict[str, Any]:
+        e = session.cfg.ensemble
+        dense = session.dense_baseline("ensemble", e.graph_mode or None, e.gcn_adaptive or None)
+        ens = build_ensemble(session.cfg, session.data)
+        out = session.fit("ensemble", ens, epochs=session.epochs("ensemble"), lr_schedule=e.lr_schedule,
+                          grad_clip=e.grad_clip)
+        session.export(ens, "ensemble", "ensemble", out)
+        return {**out, **({"dense": dense} if dense else {})}
+
+    def extra_lines(self, summary: Mapping[str, Any]) -> list[str]:
+        inf, tr = summary.get("inference_parameters"), summary.get("training_parameters")
+        if inf is None and tr is None:
+            return []
+        def f(v: int | None) -> str:
+            return "-" if v is None else f"{v:,}"
+
+        return [f"ensemble parameters: inference {f(inf)} (kept weights, fused head only), training {f(tr)} "
+                f"(every expert, scores and all heads)"]

@@ -45,10 +45,17 @@ from .magnitude import check_sparsity, num_to_remove
 from .masks import Mask, attach_masks, get_mask
 from .targets import Target, normalize_kinds
 
-__all__ = ["SparseGenerator", "SCOPES", "PAPER_CODE", "percentile_threshold"]
+__all__ = ["SparseGenerator", "SCOPES", "THRESHOLD_RULES", "EVAL_SPARSITIES", "PENALTIES", "PAPER_CODE",
+           "percentile_threshold"]
 
 #: Threshold scopes: one threshold per kind for the whole model, per ST block, or per target.
 SCOPES = ("global", "block", "layer")
+#: ``'exact'`` removes exactly ``round(p n)`` entries (keep ``S > tau``); ``'paper'`` is the code's percentile.
+THRESHOLD_RULES = ("exact", "paper")
+#: Sparsity in eval mode: the ``'target'`` s (the paper) or the ``'current'`` scheduled p.
+EVAL_SPARSITIES = ("target", "current")
+#: Warm-up penalties: none, one L2 norm of the weights about to be pruned, or one per ST block.
+PENALTIES = (None, "GL", "GSGL")
 
 #: The released code's behaviour as its shipped configs run it (``reference/method.md`` §3.3-3.8):
 #: percentile rule with ``S >= tau``, residual convs at ``tau = 0``, a constant (gradient-free) penalty,
@@ -136,12 +143,12 @@ class SparseGenerator(nn.Module):
             edge_sparsity, "edge_sparsity")
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-        if threshold_rule not in ("exact", "paper"):
-            raise ValueError(f"threshold_rule must be 'exact' or 'paper', got {threshold_rule!r}")
-        if eval_sparsity not in ("target", "current"):
-            raise ValueError(f"eval_sparsity must be 'target' or 'current', got {eval_sparsity!r}")
-        if penalty not in (None, "GL", "GSGL"):
-            raise ValueError(f"penalty must be None, 'GL' or 'GSGL', got {penalty!r}")
+        if threshold_rule not in THRESHOLD_RULES:
+            raise ValueError(f"threshold_rule must be one of {THRESHOLD_RULES}, got {threshold_rule!r}")
+        if eval_sparsity not in EVAL_SPARSITIES:
+            raise ValueError(f"eval_sparsity must be one of {EVAL_SPARSITIES}, got {eval_sparsity!r}")
+        if penalty not in PENALTIES:
+            raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
         if not (penalty_lambda == "gradual" or (isinstance(penalty_lambda, (int, float))
                                                 and not isinstance(penalty_lambda, bool))):
             raise ValueError(f"penalty_lambda must be a number or 'gradual', got {penalty_lambda!r}")

@@ -37,8 +37,11 @@ from .targets import EDGE_ATTR, KINDS, Target, normalize_kinds, targets
 
 __all__ = [
     "Mask", "attach_masks", "get_mask", "masked_targets", "effective_mask", "set_mask", "mask_state_dict",
-    "load_mask_state_dict", "load_masked_state_dict", "remove_masks", "init_scores_",
+    "load_mask_state_dict", "load_masked_state_dict", "remove_masks", "init_scores_", "SCORE_INITS",
 ]
+
+#: Score initialisations (see :func:`init_scores_`).
+SCORE_INITS = ("kaiming_uniform", "magnitude")
 
 
 class _MaskSTE(torch.autograd.Function):
@@ -189,8 +192,8 @@ def init_scores_(mask: Mask, target: Target, init: str = "kaiming_uniform", scal
     ties broken at random (a skeleton's normalised :math:`A` holds many equal values, and a threshold on
     tied scores would remove all of them at once).
     """
-    if init not in ("kaiming_uniform", "magnitude"):
-        raise ValueError(f"score init must be 'kaiming_uniform' or 'magnitude', got {init!r}")
+    if init not in SCORE_INITS:
+        raise ValueError(f"score init must be one of {SCORE_INITS}, got {init!r}")
     with torch.no_grad():
         if init == "magnitude":
             mag = target.magnitude().detach().abs()

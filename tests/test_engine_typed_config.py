@@ -230,7 +230,7 @@ def _check(mode: str, *sets: str, options: dict | None = None, text: str = TINY_
 
 
 def test_invalid_generator_option_fails_before_work_naming_the_key():
-    with pytest.raises(ConfigError, match=r"--set generator.threshold_rule: threshold_rule must be"):
+    with pytest.raises(ConfigError, match=r"--set generator.threshold_rule: invalid value .nope.; valid choices: exact, paper"):
         _check("generate", "generator.threshold_rule=nope")
     with pytest.raises(ConfigError, match=r"--set generator.eval_sparsity"):
         _check("ensemble", "generator.eval_sparsity=sometimes")

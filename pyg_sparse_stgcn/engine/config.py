@@ -41,7 +41,9 @@ else:  # Python 3.10: the same parser from PyPI (declared in pyproject.toml)
 from ..data.transforms import FEATS, STREAMS
 from ..graph import GRAPH_MODES
 from ..nn.conv.stgcn_conv import ADAPTIVE_MODES, BACKENDS
+from ..sparsity.generator import EVAL_SPARSITIES, PENALTIES, THRESHOLD_RULES
 from ..sparsity.generator import SCOPES as GENERATOR_SCOPES
+from ..sparsity.masks import SCORE_INITS
 from ..sparsity.magnitude import PRUNE_SCOPES
 from .metrics import AVERAGE_CLIPS
 from .models import MODEL_NAMES
@@ -58,7 +60,11 @@ ALL_SCOPES: tuple[str, ...] = tuple(dict.fromkeys(GENERATOR_SCOPES + PRUNE_SCOPE
 
 if TYPE_CHECKING:  # choice lists are runtime tuples; type checkers see plain strings
     GraphMode = Backend = ModelName = LRSchedule = AverageClips = Scope = Adaptive = str
+    ThresholdRule = EvalSparsity = ScoreInit = str
 else:
+    ThresholdRule = Literal[tuple(THRESHOLD_RULES)]
+    EvalSparsity = Literal[tuple(EVAL_SPARSITIES)]
+    ScoreInit = Literal[tuple(SCORE_INITS)]
     Adaptive = Literal[("",) + tuple(a for a in ADAPTIVE_MODES if a)]
     GraphMode = Literal[("",) + tuple(GRAPH_MODES)]
     Backend = Literal[tuple(BACKENDS)]
@@ -145,8 +151,13 @@ def _check_penalty_lambda(v: Any) -> str | None:
     return f"expected 'gradual' or a number >= 0, got {v!r}"
 
 
+#: Penalty names as configs spell them ("" = none), from the generator's one list.
+PENALTY_NAMES = {("" if p is None else p.lower()): p for p in PENALTIES}
+
+
 def _check_penalty(v: str) -> str | None:
-    return None if v.lower() in ("", "gl", "gsgl") else f"invalid value {v!r}; valid choices: '' (none), gl, gsgl"
+    return None if v.lower() in PENALTY_NAMES else \
+        f"invalid value {v!r}; valid choices: {', '.join(repr(k) for k in PENALTY_NAMES)} ('' = none)"
 
 
 class Section:
@@ -284,13 +295,13 @@ class GeneratorConfig(Section):
     penalty_has_grad: bool | None = opt(None, "Let the penalty's gradient reach the weights (false: the "
                                               "paper code's constant penalty).")
     abs_scores: bool | None = opt(None, "Threshold |S| instead of signed scores.")
-    threshold_rule: str | None = opt(None, "exact (removes exactly round(p n) entries) or paper (the paper "
+    threshold_rule: ThresholdRule | None = opt(None, "exact (removes exactly round(p n) entries) or paper (the paper "
                                            "code's percentile, keep S >= tau).")
-    eval_sparsity: str | None = opt(None, "Sparsity used in eval mode: target (the paper) or current "
+    eval_sparsity: EvalSparsity | None = opt(None, "Sparsity used in eval mode: target (the paper) or current "
                                           "(the scheduled one).")
     residual_zero_threshold: bool | None = opt(None, "Paper-code quirk: block residual convs use tau = 0.")
     paper_ramp: bool | None = opt(None, "Paper-code ramp p = s e / (E/2) measured from epoch 0.")
-    score_init: str | None = opt(None, "Score initialisation: kaiming_uniform or magnitude.")
+    score_init: ScoreInit | None = opt(None, "Score initialisation: kaiming_uniform or magnitude.")
     reinit_weights: bool | None = opt(None, "Re-initialise the masked weights kaiming-uniform, zero biases "
                                             "(the paper's sparse convs).")
     include_head: bool | None = opt(None, "Also mask the classifier head's weights.")

@@ -43,8 +43,8 @@ from ..graph import GRAPH_MODES
 from ..nn.conv.stgcn_conv import ADAPTIVE_MODES, BACKENDS
 from ..sparsity.generator import EVAL_SPARSITIES, PENALTIES, THRESHOLD_RULES
 from ..sparsity.generator import SCOPES as GENERATOR_SCOPES
-from ..sparsity.masks import SCORE_INITS
 from ..sparsity.magnitude import PRUNE_SCOPES
+from ..sparsity.masks import SCORE_INITS
 from .metrics import AVERAGE_CLIPS
 from .models import MODEL_NAMES
 from .trainer import LR_SCHEDULES

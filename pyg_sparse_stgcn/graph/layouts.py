@@ -125,7 +125,7 @@ def _validate(name, num, inward, center, names, xy) -> None:
     if xy.shape != (num, 2):
         raise ValueError(f"{where}: 'template_xy' must have shape ({num}, 2), got {tuple(xy.shape)}")
     # connectivity
-    adj = {i: set() for i in range(num)}
+    adj: dict[int, set[int]] = {i: set() for i in range(num)}
     for i, j in inward:
         adj[i].add(j)
         adj[j].add(i)
@@ -179,7 +179,7 @@ def get_layout(layout: str | Layout | Mapping) -> Layout:
 
 def _make(name: str, inward: Sequence[tuple[int, int]], center: int, names: Sequence[str],
           xy: Sequence[tuple[float, float]]) -> None:
-    register_layout(Layout(name, len(names), tuple(tuple(p) for p in inward), center, tuple(names),
+    register_layout(Layout(name, len(names), tuple((int(p[0]), int(p[1])) for p in inward), center, tuple(names),
                            np.asarray(xy, dtype=np.float64)))
 
 

@@ -142,9 +142,12 @@ class SkeletonGraph:
         return edge2mat(self.layout.neighbor, self.num_nodes)[None]
 
     def _random(self) -> np.ndarray:
-        rng = np.random if self.seed is None else np.random.default_rng(self.seed)
-        draw = rng.randn if self.seed is None else (lambda *s: rng.standard_normal(s))
-        return draw(self.num_filter, self.num_nodes, self.num_nodes) * self.init_std + self.init_off
+        shape = (self.num_filter, self.num_nodes, self.num_nodes)
+        if self.seed is None:
+            noise = np.random.randn(*shape)  # numpy's global RNG, like PYSKL
+        else:
+            noise = np.random.default_rng(self.seed).standard_normal(shape)
+        return noise * self.init_std + self.init_off
 
     # --- PyG view --------------------------------------------------------------------------------------------
     @property

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -60,7 +61,7 @@ PENALTIES = (None, "GL", "GSGL")
 #: The released code's behaviour as its shipped configs run it (``reference/method.md`` §3.3-3.8):
 #: percentile rule with ``S >= tau``, residual convs at ``tau = 0``, a constant (gradient-free) penalty,
 #: no ramp (``sparse_decay=False`` everywhere), masked weights re-initialised kaiming-uniform with zero biases.
-PAPER_CODE: dict[str, object] = {"threshold_rule": "paper", "residual_zero_threshold": True,
+PAPER_CODE: dict[str, Any] = {"threshold_rule": "paper", "residual_zero_threshold": True,
                                  "penalty_has_grad": False, "paper_ramp": False, "reinit_weights": True,
                                  "abs_scores": False, "score_init": "kaiming_uniform", "eval_sparsity": "target"}
 
@@ -176,7 +177,7 @@ class SparseGenerator(nn.Module):
 
         found = attach_masks(model, self.kinds, scores=True, score_init=score_init, include_head=include_head)
         self._targets: list[Target] = found
-        self._masks: list[Mask] = [get_mask(t.module, t.attr) for t in found]
+        self._masks: list[Mask] = [cast(Mask, get_mask(t.module, t.attr)) for t in found]  # attached above
         for t, m in zip(found, self._masks):
             m.abs_scores = abs_scores
             m.inclusive = threshold_rule == "paper" or (residual_zero_threshold and t.is_residual)
@@ -240,6 +241,12 @@ class SparseGenerator(nn.Module):
         return s
 
     # ------------------------------------------------------------------ thresholds
+    @staticmethod
+    def _score(m: Mask) -> nn.Parameter:
+        score = m.score
+        assert score is not None, "every mask of a SparseGenerator has a score"
+        return score
+
     def _real_scores(self, i: int) -> Tensor:
         s = self._masks[i]._ranked().detach().flatten()
         real = getattr(self, f"_real_{i}", None)
@@ -257,7 +264,8 @@ class SparseGenerator(nn.Module):
         operators cached from them) stay valid.
         """
         key = (self.training, tuple(self.current_sparsity(k) for k in self._group_kind),
-               tuple((m.score.data_ptr(), m.score._version, m.threshold.data_ptr()) for m in self._masks))
+               tuple((self._score(m).data_ptr(), self._score(m)._version, m.threshold.data_ptr())
+                     for m in self._masks))
         if key == self._threshold_key:
             return
         for gi, members in enumerate(self._group_members):
@@ -323,7 +331,7 @@ class SparseGenerator(nn.Module):
     def score_parameters(self) -> Iterator[nn.Parameter]:
         """The score tensors."""
         for m in self._masks:
-            yield m.score
+            yield self._score(m)
 
     def weight_parameters(self) -> Iterator[nn.Parameter]:
         """Every parameter of the wrapped model except the scores."""

@@ -252,8 +252,9 @@ class IterativeMagnitudePruning:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 for m in self.model.modules():
-                    if m is not self.model and callable(getattr(m, "reset_parameters", None)):
-                        m.reset_parameters()
+                    reset = getattr(m, "reset_parameters", None)
+                    if m is not self.model and callable(reset):
+                        reset()
         finally:
             for t, mask in attached:
                 _register(t.module, t.attr, mask)
@@ -297,6 +298,7 @@ class IterativeMagnitudePruning:
         for level in range(self.levels + 1):
             d = self.level_dir(level)
             if level > 0:
+                assert prev_trained is not None  # level L - 1 finished (trained or loaded) above
                 masks = self._prune_from(level, masks, prev_trained)
             if self._done(d):
                 saved = _load_pt(d / "mask.pt")

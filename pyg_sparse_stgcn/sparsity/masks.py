@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -83,6 +84,10 @@ class Mask(nn.Module):
         - **output:** same shape, masked entries exactly zero
     """
 
+    mask: Tensor
+    score: nn.Parameter | None
+    threshold: Tensor
+
     def __init__(self, shape: torch.Size | tuple[int, ...], scores: bool = False,
                  device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
@@ -129,7 +134,10 @@ class Mask(nn.Module):
         self.generation += 1
 
     def _ranked(self) -> Tensor:
-        return self.score.abs() if self.abs_scores else self.score
+        score = self.score
+        if score is None:
+            raise ValueError("this Mask has no score (attach_masks(..., scores=True) adds one)")
+        return score.abs() if self.abs_scores else score
 
     def current(self) -> Tensor:
         """The boolean mask in effect now (fixed mask, and score above threshold when scored)."""
@@ -176,7 +184,7 @@ def get_mask(module: nn.Module, attr: str) -> Mask | None:
     """The :class:`Mask` attached to ``(module, attr)``, or :obj:`None`."""
     if not parametrize.is_parametrized(module, attr):
         return None
-    for p in module.parametrizations[attr]:
+    for p in cast(Any, module).parametrizations[attr]:
         if isinstance(p, Mask):
             return p
     return None
@@ -194,17 +202,20 @@ def init_scores_(mask: Mask, target: Target, init: str = "kaiming_uniform", scal
     """
     if init not in SCORE_INITS:
         raise ValueError(f"score init must be one of {SCORE_INITS}, got {init!r}")
+    score = mask.score
+    if score is None:
+        raise ValueError(f"target {target.name!r}: its Mask has no score to initialise")
     with torch.no_grad():
         if init == "magnitude":
             mag = target.magnitude().detach().abs()
             jitter = torch.rand(mag.shape, generator=generator, dtype=mag.dtype).to(mag.device)
-            mask.score.copy_((mag + 1e-3 * mag.mean() * jitter) * scale)
+            score.copy_((mag + 1e-3 * mag.mean() * jitter) * scale)
             return
         fan_in = 1
-        for s in mask.score.shape[1:]:
+        for s in score.shape[1:]:
             fan_in *= int(s)
         bound = scale * math.sqrt(2.0) * math.sqrt(3.0 / max(fan_in, 1))
-        mask.score.uniform_(-bound, bound, generator=generator)
+        score.uniform_(-bound, bound, generator=generator)
 
 
 def attach_masks(model: nn.Module, kinds: str | Iterable[str] = KINDS, scores: bool = False,

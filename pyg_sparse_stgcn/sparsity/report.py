@@ -37,7 +37,9 @@ def _counts(total: int, kept: int) -> dict[str, Any]:
 
 def _edge_views(t: Target, current: torch.Tensor) -> tuple[int, list[dict], dict[str, Any]]:
     """``(kept real entries, per-subset counts, connection counts)`` of one edge target."""
-    real = t.real().cpu()
+    real = t.real()
+    assert real is not None, "an edge target always has real entries"
+    real = real.cpu()
     kept = current.cpu() & real
     subsets = [_counts(int(real[k].sum()), int(kept[k].sum())) for k in range(real.size(0))]
     conn_real, conn_kept = real.any(0), kept.any(0)
@@ -164,8 +166,9 @@ def report(model: nn.Module, kinds: str | Iterable[str] = KINDS,
     """
     kinds = normalize_kinds(kinds)
     for module in model.modules():
-        if callable(getattr(module, "update_thresholds", None)):
-            module.update_thresholds()
+        update = getattr(module, "update_thresholds", None)
+        if callable(update):
+            update()
     rows: list[dict[str, Any]] = []
     per_kind = {k: [0, 0] for k in kinds}
     connections: dict[str, Any] = {}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -59,9 +60,8 @@ def is_edge_module(module: nn.Module) -> bool:
 def _own_weight(module: nn.Module) -> Tensor | None:
     """The module's own ``weight`` tensor (the stored original under a parametrization), or :obj:`None`."""
     if parametrize.is_parametrized(module, "weight"):
-        return module.parametrizations["weight"].original
-    w = module._parameters.get("weight")
-    return w
+        return cast(Any, module).parametrizations["weight"].original
+    return module._parameters.get("weight")
 
 
 def is_weight_module(module: nn.Module) -> bool:
@@ -88,7 +88,8 @@ class Target:
 
     name: str
     module_name: str
-    module: nn.Module = field(repr=False)
+    #: ``Any``: a weight-bearing layer or a duck-typed edge module (``edge_weight_base``, ``edge_real``, …)
+    module: Any = field(repr=False)
     attr: str
     kind: str
     block: str
@@ -185,8 +186,9 @@ def _scan(model: nn.Module, kinds: tuple[str, ...], include_head: bool, exclude:
     heads, head_reason = _head_names(model) if not include_head else (set(), "")
     for name, module in model.named_modules():
         candidates = []
-        if "weight" in kinds and is_weight_module(module):
-            candidates.append(("weight", "weight", _own_weight(module).shape))
+        weight = _own_weight(module)
+        if "weight" in kinds and weight is not None and is_weight_module(module):
+            candidates.append(("weight", "weight", weight.shape))
         if "edge" in kinds and is_edge_module(module):
             candidates.append((EDGE_ATTR, "edge", module.edge_real.shape))
         if not candidates:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch.utils.data import Dataset
 
@@ -67,7 +67,7 @@ def build_data(cfg: Config, train: bool = True, log: bool = True, clip_len: int 
     val = build_dataset(d.name, root, test_split, log=log, **opts)  # raises DatasetNotFoundError first
     layout = cfg.model.layout or val.layout  # e.g. kinetics: openpose (JSON) or coco (PYSKL pickle)
     kind = val.pipeline_kind
-    common = dict(feats=d.feats, clip_len=clip_len, num_person=num_person, layout=layout)
+    common: dict[str, Any] = dict(feats=d.feats, clip_len=clip_len, num_person=num_person, layout=layout)
     val.transform = build_pipeline(kind, train=False, num_clips=1, **common)
     nc = cfg.eval.num_clips
     test = val if nc == 1 else build_dataset(

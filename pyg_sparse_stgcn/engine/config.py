@@ -23,6 +23,7 @@ The plain-``dict`` helpers at the end (:data:`DEFAULTS`, :func:`merge`, :func:`a
 import copy
 import dataclasses
 import difflib
+import functools
 import math
 import sys
 import types
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, Union
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,8 +60,16 @@ __all__ = ["Config", "Section", "ConfigError", "RunConfig", "DataConfig", "Model
 ALL_SCOPES: tuple[str, ...] = tuple(dict.fromkeys(GENERATOR_SCOPES + PRUNE_SCOPES))
 
 if TYPE_CHECKING:  # choice lists are runtime tuples; type checkers see plain strings
-    GraphMode = Backend = ModelName = LRSchedule = AverageClips = Scope = Adaptive = str
-    ThresholdRule = EvalSparsity = ScoreInit = str
+    GraphMode: TypeAlias = str
+    Backend: TypeAlias = str
+    ModelName: TypeAlias = str
+    LRSchedule: TypeAlias = str
+    AverageClips: TypeAlias = str
+    Scope: TypeAlias = str
+    Adaptive: TypeAlias = str
+    ThresholdRule: TypeAlias = str
+    EvalSparsity: TypeAlias = str
+    ScoreInit: TypeAlias = str
 else:
     ThresholdRule = Literal[tuple(THRESHOLD_RULES)]
     EvalSparsity = Literal[tuple(EVAL_SPARSITIES)]
@@ -107,7 +116,7 @@ def opt(default: Any, help: str, *, lo: float | None = None, gt: float | None = 
     meta = {"help": help, "lo": lo, "gt": gt, "fraction": fraction, "check": check, "choices": choices,
             "arg": arg}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
+        return field(default_factory=functools.partial(copy.deepcopy, default), metadata=meta)
     return field(default=default, metadata=meta)
 
 

@@ -121,6 +121,7 @@ class DistributedBatchNorm(nn.modules.batchnorm._BatchNorm):
         mean = packed[:c] / n
         var = (packed[c:2 * c] / n - mean * mean).clamp_min(0)
         if self.track_running_stats and self.running_mean is not None:
+            assert self.num_batches_tracked is not None and self.running_var is not None
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 mom = (1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)

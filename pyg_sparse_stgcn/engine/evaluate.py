@@ -61,7 +61,9 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | str = "cp
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    scores, labels, ids = [], [], []
+    scores: list[Tensor] = []
+    labels: list[Tensor] = []
+    ids: list[Any] = []
     n = 0
     try:
         for batch in tqdm(loader, desc="eval", leave=False, disable=not progress, dynamic_ncols=True):

@@ -39,7 +39,8 @@ def describe(model: nn.Module, test: Mapping[str, Any] | None) -> dict[str, Any]
     under ``ensemble``."""
     from ..sparsity.report import report
 
-    rep = model.sparsity_report() if callable(getattr(model, "sparsity_report", None)) else report(model)
+    own = getattr(model, "sparsity_report", None)
+    rep = own() if callable(own) else report(model)
     p = rep.parameters
     out: dict[str, Any] = {k: (None if test is None else test.get(k)) for k in METRIC_KEYS}
     conn = getattr(rep, "connections", None)
@@ -84,7 +85,7 @@ class Session:
 
     def __init__(self, cfg: Config, run: RunDir | None, data: DataBundle | None, device: torch.device | None,
                  inv: Invocation | None = None, progress: bool = True) -> None:
-        self.cfg, self.run, self.device = cfg, run, device
+        self.cfg, self.run, self._device = cfg, run, device
         self._data = data
         self.inv = inv or Invocation()
         self.budget = EpochBudget(cfg.train.max_epochs_this_run)
@@ -120,9 +121,18 @@ class Session:
             num_workers=d.num_workers, test_batch_size=d.test_batch_size or None, seed=self.cfg.run.seed,
             eval_every=t.eval_every, average_clips=self.cfg.eval.average_clips)
         kw.update(over)
+        if self.data.train is None:
+            raise RuntimeError("this mode opened no training split")
         return Trainer(model, self.data.train, val_data=self.data.val, test_data=self.data.test,
                        collate_fn=self.data.collate_fn, device=self.device, run_dir=self.run, stage=name,
                        budget=self.budget, progress=self.progress, **kw)
+
+    @property
+    def device(self) -> torch.device:
+        """The session's device (modes that compute need one; ``analyze`` runs without)."""
+        if self._device is None:
+            raise ValueError("this mode was started without a device")
+        return self._device
 
     def fit(self, name: str, model: nn.Module, **kw: Any) -> dict[str, Any]:
         """Train ``model`` as stage ``name`` (resuming where a previous invocation stopped), evaluate it on
@@ -131,7 +141,7 @@ class Session:
         res = self.trainer(name, model, **kw).fit(resume=True)
         return self.finish(name, model, self._shared(res["test"]))
 
-    def evaluate(self, model: nn.Module) -> dict[str, Any] | None:
+    def evaluate(self, model: nn.Module) -> Mapping[str, Any] | None:
         """Evaluate ``model`` on the test split (multi-clip); rank 0 gets the full result (scores), every other
         DDP process the metrics."""
         from torch.utils.data import DataLoader

@@ -5,9 +5,9 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -81,7 +81,7 @@ def _epoch_seed(seed: int, stage: str, epoch: int, rank: int) -> int:
 def get_rng_state() -> dict[str, Any]:
     """Python, NumPy, torch CPU and CUDA generator states, as tensors (load with ``weights_only=True``)."""
     py = random.getstate()
-    npst = np.random.get_state()
+    npst: Any = np.random.get_state()
     return {
         "python": torch.tensor([py[0], *py[1]], dtype=torch.int64),
         "python_gauss": torch.tensor(float("nan") if py[2] is None else py[2], dtype=torch.float64),
@@ -238,7 +238,7 @@ class Trainer:
         self.local_batch = self.batch_size // self.world
         self.test_batch_size = int(test_batch_size or batch_size)
         self.train_data, self.val_data, self.test_data = train_data, val_data, test_data
-        if len(train_data) == 0:
+        if len(cast(Sized, train_data)) == 0:
             raise ValueError("the training split is empty")
         self.collate_fn = collate_fn if collate_fn is not None else _default_collate()
         self.num_workers, self.seed, self.stage = int(num_workers), int(seed), stage
@@ -254,7 +254,7 @@ class Trainer:
                   if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
                                          weight_decay=weight_decay)
-        self.iters_per_epoch = math.ceil(math.ceil(len(train_data) / self.world) / self.local_batch)
+        self.iters_per_epoch = math.ceil(math.ceil(len(cast(Sized, train_data)) / self.world) / self.local_batch)
         total = self.epochs * self.iters_per_epoch
         warm = int(round(warmup_epochs * self.iters_per_epoch))
         self._lr_lambda = _CosineLambda(lr_schedule, total, self.iters_per_epoch, warm, min_lr / lr)
@@ -268,7 +268,7 @@ class Trainer:
             for _ in range(self.start_step):
                 self.scheduler.step()
 
-        self.net: nn.Module = self.model
+        self.net: Any = self.model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -280,6 +280,12 @@ class Trainer:
         self.history: list[dict] = []
 
     # --- checkpoints ------------------------------------------------------------------------------
+    @staticmethod
+    def _path(path: Path | None) -> Path:
+        if path is None:
+            raise RuntimeError("no run directory: nothing is saved")
+        return path
+
     @property
     def last_path(self) -> Path | None:
         return None if self.run_dir is None else self.run_dir.checkpoints / f"{self.stage}-last.pt"
@@ -312,8 +318,10 @@ class Trainer:
     # --- loop ----------------------------------------------------------------------------------------------
     def _loader(self, data: Dataset, batch_size: int, train: bool, epoch: int) -> DataLoader:
         g = torch.Generator().manual_seed(_epoch_seed(self.seed, self.stage, epoch, self.rank))
-        sampler = (DistributedSampler(data, num_replicas=self.world, rank=self.rank, shuffle=True,
-                                      seed=self.seed, drop_last=False) if train else None)
+        sampler: DistributedSampler | None = None
+        if train:
+            sampler = DistributedSampler(data, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                         seed=self.seed, drop_last=False)
         if sampler is not None:
             sampler.set_epoch(epoch)
         return DataLoader(data, batch_size=batch_size, sampler=sampler, shuffle=False,
@@ -437,7 +445,7 @@ class Trainer:
             if self.run_dir is not None:
                 if self.rank == 0:
                     self.run_dir.log_metrics(rec)
-                self._save(self.last_path, self.state_dict(epoch + 1))
+                self._save(self._path(self.last_path), self.state_dict(epoch + 1))
             if self.budget is not None:
                 self.budget.spend()
         test = None
@@ -446,11 +454,12 @@ class Trainer:
         D.barrier()
         result = {"history": self.history, "test": test, "epochs": self.epochs}
         if self.run_dir is not None:
-            self._save(self.final_path, {"format": CHECKPOINT_FORMAT, "stage": self.stage,
+            self._save(self._path(self.final_path), {"format": CHECKPOINT_FORMAT, "stage": self.stage,
                                          "epoch": self.epochs, "model": self.model.state_dict(),
                                          "rng": get_rng_state(), "history": self.history, "test": test})
-            if self.rank == 0 and self.last_path.exists():
-                self.last_path.unlink()  # the final checkpoint supersedes it
+            last = self._path(self.last_path)
+            if self.rank == 0 and last.exists():
+                last.unlink()  # the final checkpoint supersedes it
         return result
 
     def load_final(self) -> dict[str, Any] | None:

@@ -19,8 +19,16 @@ import torch
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "json_safe"]
 
 
+def _default_mode() -> int:
+    """The permissions a plainly created file gets (``0o666`` less the process umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file, ``fsync``, rename)."""
+    """Write ``data`` to ``path`` atomically (temporary file, ``fsync``, rename), with the permissions of a
+    plainly created file (``mkstemp``'s temporary files are owner-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -28,6 +36,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), _default_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

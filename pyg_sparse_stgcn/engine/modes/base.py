@@ -70,12 +70,16 @@ class Invocation:
         fuse (tuple of str): ``--fuse`` run directories.
         target (str, optional): The positional ``RUN_DIR``.
         resume (str, optional): ``--resume`` run directory.
+        targets (tuple of str): Every positional run directory (``analyze RUN_DIR RUN_DIR ...``).
+        compare (bool): ``--compare`` (analyze: compare the runs).
     """
 
     checkpoint: str | None = None
     fuse: tuple[str, ...] = ()
     target: str | None = None
     resume: str | None = None
+    targets: tuple[str, ...] = ()
+    compare: bool = False
 
     def __post_init__(self) -> None:
         self.check()

@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 STAMP  := $(VENV)/.installed-$(TORCH_VERSION)
 
-.PHONY: demo test setup lint bench clean
+.PHONY: demo test setup lint bench clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(STAMP): $(PY) pyproject.toml
 	$(PIP) install -q numpy
 	$(PIP) install -q --no-build-isolation torch-scatter==2.1.2
 	$(PIP) install -q --no-build-isolation torch-sparse==0.6.18
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,deploy]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -33,6 +33,14 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# Debian's headless chromium renders the analysis report in tests/test_analysis_cli.py (which skips without it);
+# skipped when chromium is present, or when apt-get (or root) is unavailable.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium: already installed"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && apt-get install -y -q chromium || echo "chromium: install failed; the render test will skip"; \
+	else echo "chromium: no apt-get or not root; the render test will skip"; fi
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_layers.py

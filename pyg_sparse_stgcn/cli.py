@@ -90,8 +90,23 @@ def _settings_help(ctx: click.Context, param: Any, value: bool) -> None:
 @click.option("--fuse", multiple=True, metavar="RUN_DIR",
               help="evaluate: fuse saved scores of several streams.")
 @click.option("--progress/--no-progress", default=None, help="tqdm progress bars.")
+@click.option("--compare", is_flag=True, default=None,
+              help="analyze: compare the connections kept by several runs (analyze RUN_DIR RUN_DIR ... --compare).")
 @click.option("--show-config", is_flag=True,
               help="Print the resolved settings (TOML, as config.toml would hold them) and exit.")
+@click.option("--stream", is_flag=True, default=None,
+              help="predict: read one JSON frame per line (INPUT file or '-' / none = stdin), one JSON line out "
+                   "per prediction.")
+@click.option("--json", "as_json", is_flag=True, default=None, help="predict: machine-readable JSON output.")
+@click.option("--index", type=int, help="predict: annotation index in a PYSKL pickle INPUT.")
+@click.option("--frame-dir", help="predict: annotation frame_dir in a PYSKL pickle INPUT.")
+@click.option("--skip-bad", is_flag=True, default=None,
+              help="predict --stream: count and skip malformed lines instead of stopping.")
+@click.option("--top-k", type=int, help="predict: classes shown per prediction (default 5).")
+@click.option("--runtime", type=click.Choice(["torch", "sparse", "onnx"]),
+              help="predict: torch (default), sparse (exported sparse kernels) or onnx (onnxruntime).")
+@click.option("--window", type=int, help="predict --stream: frames per window (default: the clip length).")
+@click.option("--stride", type=int, help="predict --stream: frames between predictions (default: window/4).")
 @click.option("--help-settings", is_flag=True, expose_value=False, is_eager=True, callback=_settings_help,
               help="List every setting with its default and meaning, and exit.")
 def main(positional: tuple[str, ...], config_file: str | None, sets: tuple[str, ...], resume: str | None,
@@ -102,8 +117,11 @@ def main(positional: tuple[str, ...], config_file: str | None, sets: tuple[str, 
       python scripts/run.py --data demo --mode generate      # dense vs 95 %-sparse on synthetic data
       pyg-sparse-stgcn --data ntu60-xsub --root data/nturgbd --mode train
       pyg-sparse-stgcn analyze runs/<run>
+      pyg-sparse-stgcn predict runs/<run> S001C001P001R001A001.skeleton --top-k 3
     """
     from .engine.session import execute
+
+    predict_opts = {k: opts.pop(k) for k in _PREDICT_OPTIONS}
 
     # ---- parse: positional [MODE] [RUN_DIR] -----------------------------------------------------------
     pos = list(positional)
@@ -112,6 +130,23 @@ def main(positional: tuple[str, ...], config_file: str | None, sets: tuple[str, 
         if opts.get("mode") not in (None, pos[0]):
             raise click.UsageError(f"positional mode {pos[0]!r} conflicts with --mode {opts['mode']}")
         opts["mode"] = pos.pop(0)
+    request = None
+    if opts.get("mode") == "predict":  # predict CHECKPOINT INPUT... (or --checkpoint CKPT INPUT...)
+        if checkpoint is None and pos:
+            checkpoint = pos.pop(0)
+        request, pos = _predict_request(pos, predict_opts), []
+    else:
+        given = [_PREDICT_OPTIONS[k] for k, v in predict_opts.items() if v is not None]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} only apply to predict (pyg-sparse-stgcn predict CHECKPOINT "
+                                   f"INPUT...)")
+    compare, more_runs = opts.pop("compare"), []
+    if compare and opts.get("mode") != "analyze":
+        raise click.UsageError("--compare only applies to analyze (pyg-sparse-stgcn analyze RUN_DIR RUN_DIR --compare)")
+    if opts.get("mode") == "analyze" and resume:  # --mode analyze --resume RUN_DIR names the run (resumes nothing)
+        pos, resume = [resume, *pos], None
+    if opts.get("mode") == "analyze" and all(Path(p).exists() for p in pos):  # analyze RUN_DIR [RUN_DIR ...]
+        pos, more_runs = pos[:1], pos[1:]
     if pos:
         if len(pos) > 1 or not Path(pos[0]).exists():
             raise click.UsageError(f"unexpected argument(s) {' '.join(pos)!r}: expected [MODE] [RUN_DIR] with MODE "
@@ -124,9 +159,12 @@ def main(positional: tuple[str, ...], config_file: str | None, sets: tuple[str, 
 
     # ---- resolve and check (nothing is written before this passes) -------------------------------------
     try:
-        inv = Invocation(checkpoint=checkpoint, fuse=tuple(fuse), target=target, resume=resume)
+        inv = Invocation(checkpoint=checkpoint, fuse=tuple(fuse), target=target, resume=resume,
+                         targets=(target, *more_runs) if target else (), compare=bool(compare))
         cfg = resolve_config(options, sets, config_file, resume)
         mode = get_mode(cfg.run.mode)
+        if request is not None:
+            mode.configure(request)  # type: ignore[attr-defined]
         mode.check(cfg, inv)
     except ValueError as e:  # ConfigError, or --resume naming no run directory
         raise click.UsageError(str(e)) from None
@@ -147,7 +185,25 @@ def main(positional: tuple[str, ...], config_file: str | None, sets: tuple[str, 
     if outcome.interrupted:
         click.echo(f"{outcome.interrupted}. Continue with: python scripts/run.py --resume {outcome.run_dir}")
     elif outcome.summary is not None:
-        click.echo(mode.format_summary(outcome.summary))
+        text = mode.format_summary(outcome.summary)
+        if text:  # predict --stream wrote its lines already
+            click.echo(text)
+
+
+#: predict's options (keyword of ``main``) → how messages name them.
+_PREDICT_OPTIONS = {"stream": "--stream", "as_json": "--json", "index": "--index", "frame_dir": "--frame-dir",
+                    "skip_bad": "--skip-bad", "top_k": "--top-k", "runtime": "--runtime", "window": "--window",
+                    "stride": "--stride"}
+
+
+def _predict_request(inputs: list[str], o: dict[str, Any]) -> Any:
+    """The :class:`~pyg_sparse_stgcn.engine.modes.predict.PredictRequest` of ``predict``'s options."""
+    from .engine.modes.predict import PredictRequest
+
+    return PredictRequest(inputs=tuple(inputs), stream=bool(o["stream"]), json=bool(o["as_json"]),
+                          index=o["index"], frame_dir=o["frame_dir"], skip_bad=bool(o["skip_bad"]),
+                          top_k=5 if o["top_k"] is None else o["top_k"], runtime=o["runtime"] or "torch",
+                          window=o["window"] or 0, stride=o["stride"] or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

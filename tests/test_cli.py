@@ -150,7 +150,7 @@ def test_evaluate_fuses_saved_scores(env, train_run):
 def test_analyze_positional(env, train_run):
     res = CliRunner().invoke(main, ["analyze", str(train_run)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert "weight:" in res.output and "parameters: stored" in res.output
+    assert "edge entries" in res.output and f"report: {train_run / 'analysis' / 'index.html'}" in res.output
 
 
 def test_interrupted_run_resumes_to_the_same_weights(env):

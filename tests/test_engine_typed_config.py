@@ -230,7 +230,8 @@ def _check(mode: str, *sets: str, options: dict | None = None, text: str = TINY_
 
 
 def test_invalid_generator_option_fails_before_work_naming_the_key():
-    with pytest.raises(ConfigError, match=r"--set generator.threshold_rule: invalid value .nope.; valid choices: exact, paper"):
+    with pytest.raises(ConfigError,
+                       match=r"--set generator.threshold_rule: invalid value .nope.; valid choices: exact, paper"):
         _check("generate", "generator.threshold_rule=nope")
     with pytest.raises(ConfigError, match=r"--set generator.eval_sparsity"):
         _check("ensemble", "generator.eval_sparsity=sometimes")
@@ -308,7 +309,7 @@ def test_modes_come_from_the_registry():
     from pyg_sparse_stgcn.engine.modes import MODES, Mode
 
     assert mode_names() == tuple(MODES) == ("train", "prune", "lottery", "generate", "ensemble", "evaluate",
-                                            "analyze")
+                                            "analyze", "predict")
     choice = next(p for p in main.params if p.name == "mode").type
     assert tuple(choice.choices) == mode_names()
     assert all(isinstance(get_mode(n), Mode) for n in mode_names())

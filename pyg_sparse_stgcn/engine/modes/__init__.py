@@ -7,7 +7,7 @@ from .base import COMMON_READS, MODES, Invocation, Mode, get_mode, mode_names, r
 __all__ = ["Mode", "Invocation", "register_mode", "get_mode", "mode_names", "MODES", "COMMON_READS"]
 
 #: The modules that define the shipped modes, in the order ``--mode`` lists them.
-MODE_MODULES = ("train", "prune", "lottery", "generate", "ensemble", "evaluate", "analyze")
+MODE_MODULES = ("train", "prune", "lottery", "generate", "ensemble", "evaluate", "analyze", "predict")
 
 
 def _load_all() -> None:

@@ -1,0 +1,115 @@
+"""Deployment benchmark: batch-1 window latency (p50, p99) and windows/s of ST-GCN for dense torch, the
+95 %-sparse export (``to_sparse_kernels``) and onnxruntime, at NTU (T = 100, V = 25, M = 2) and Kinetics
+(T = 100, V = 18, M = 2) windows, with 1 and 2 threads; and the streaming recognizer's per-prediction latency
+(pipeline included) on the NTU window.
+
+The models are PYSKL's ST-GCN (10 blocks, 64/128/256 channels, ``stgcn_spatial`` graph, importance
+weighting) with random weights; the 95 %-sparse model is magnitude-pruned globally (weights only) and then
+exported — the cost of inference does not depend on what the weights learned, only on their sparsity. The
+three runtimes are timed round-robin per (window, threads) so that a changing load on a shared CPU hits them
+alike.
+
+Reference, on different hardware: OpenDR reports 13.26 inferences/s for ST-GCN on an Intel Xeon Gold 6230R
+CPU (OpenDR documentation, skeleton-based action recognition benchmarks). It is quoted, not re-measured.
+
+Usage (from the repository root)::
+
+    python benchmarks/bench_deploy.py              # writes benchmarks/results/deploy.json
+    python benchmarks/bench_deploy.py --quick      # fewer repeats
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import RESULTS_DIR, machine_info, write_results  # noqa: E402
+
+from pyg_sparse_stgcn.deploy import OnnxModel, PipelineSpec, Predictor, StreamingRecognizer, export_onnx  # noqa: E402
+from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier  # noqa: E402
+from pyg_sparse_stgcn.sparsity.export import to_sparse_kernels  # noqa: E402
+from pyg_sparse_stgcn.sparsity.magnitude import prune  # noqa: E402
+
+OPENDR = {"inferences_per_s": 13.26, "model": "ST-GCN", "hardware": "Intel Xeon Gold 6230R (OpenDR docs)",
+          "note": "quoted from OpenDR's documentation; different hardware, not measured here"}
+WINDOWS = {"ntu": ("nturgb+d", 60), "kinetics": ("openpose", 400)}
+
+
+def build(layout: str, classes: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    bb = STGCN({"layout": layout, "mode": "stgcn_spatial"}, in_channels=3, gcn_adaptive="importance")
+    return SkeletonClassifier(bb, GCNHead(classes, bb.out_channels)).eval()
+
+
+def stats(times: list[float]) -> dict[str, float]:
+    ms = sorted(1e3 * t for t in times)
+    p99 = ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))]
+    return {"p50_ms": round(statistics.median(ms), 2), "p99_ms": round(p99, 2),
+            "mean_ms": round(statistics.fmean(ms), 2), "windows_per_s": round(1e3 / statistics.fmean(ms), 2),
+            "runs": len(ms)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=40)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=str(RESULTS_DIR / "deploy.json"))
+    args = ap.parse_args()
+    repeats = 8 if args.quick else args.repeats
+    results: dict = {"machine": machine_info("cpu"), "reference_opendr": OPENDR, "frames": 100, "persons": 2,
+                     "sparsity": 0.95, "windows": {}, "streaming": {}}
+    tmp = tempfile.TemporaryDirectory()
+    for wname, (layout, classes) in WINDOWS.items():
+        V = 18 if layout == "openpose" else 25
+        x = torch.randn(1, 2, 100, V, 3)
+        dense = build(layout, classes)
+        pruned = build(layout, classes)
+        prune(pruned, 0.95, kinds="weight")
+        torch.set_num_threads(2)
+        sparse = to_sparse_kernels(pruned, x)
+        onnx_path = export_onnx(dense, Path(tmp.name) / f"{wname}.onnx", frames=100, persons=2)
+        onnx_sparse_path = export_onnx(pruned, Path(tmp.name) / f"{wname}-95.onnx", frames=100, persons=2)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runtimes = {"dense_torch": dense, "sparse95_export": sparse,
+                        "onnxruntime_dense": OnnxModel(onnx_path, threads=threads),
+                        "onnxruntime_95_folded": OnnxModel(onnx_sparse_path, threads=threads)}
+            times: dict[str, list[float]] = {k: [] for k in runtimes}
+            with torch.no_grad():
+                for m in runtimes.values():
+                    for _ in range(2):
+                        m(x)
+                for _ in range(repeats):
+                    for k, m in runtimes.items():
+                        t0 = time.perf_counter()
+                        m(x)
+                        times[k].append(time.perf_counter() - t0)
+            entry = {k: stats(v) for k, v in times.items()}
+            entry["sparse_export_layout"] = getattr(sparse, "layout", None)
+            results["windows"][f"{wname}_threads{threads}"] = entry
+            print(wname, threads, {k: (v["p50_ms"], v["windows_per_s"]) for k, v in entry.items()
+                                   if isinstance(v, dict)}, flush=True)
+        if wname == "ntu":  # streaming: per-prediction latency with the pipeline (T = 100 window, stride 10)
+            torch.set_num_threads(2)
+            spec = PipelineSpec("3d", layout, clip_len=100, num_person=2, num_classes=classes)
+            g = torch.Generator().manual_seed(0)
+            frames = (torch.randn(100 + 10 * repeats, 2, V, 3, generator=g) * 0.3 + torch.tensor([0, 0, 3.0]))
+            for name, model in (("dense_torch", dense), ("sparse95_export", sparse)):
+                rec = StreamingRecognizer(Predictor(model, spec), window=100, stride=10)
+                lat = [p.latency_ms / 1e3 for f in frames.numpy() if (p := rec.push(f)) is not None]
+                results["streaming"][f"ntu_threads2_{name}"] = stats(lat[1:]) | {"window": 100, "stride": 10}
+            print("streaming", results["streaming"], flush=True)
+    path = write_results(args.out, results)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -105,3 +105,30 @@ def test_bad_arguments():
         MultiSparsityEnsemble(make_backbone, 0)
     with pytest.raises(ValueError, match="feat_channels"):
         MultiSparsityEnsemble(lambda: torch.nn.Linear(3, 3), 4)
+
+
+def test_mixed_backbone_ensemble_end_to_end():
+    """One factory per expert (ST-GCN, AAGCN, CTR-GCN, DG-STGCN), own threshold and scope each."""
+    import torch as _torch
+
+    from pyg_sparse_stgcn.nn import AAGCN, CTRGCN, DGSTGCN, STGCN
+    from pyg_sparse_stgcn.sparsity.ensemble import MultiSparsityEnsemble
+
+    tiny = dict(base_channels=8, num_stages=3, inflate_stages=(3,), down_stages=(3,))
+    sp = dict(layout="nturgb+d", mode="spatial")
+    factories = [lambda: STGCN(sp, **tiny), lambda: AAGCN(sp, **tiny), lambda: CTRGCN(sp, **tiny),
+                 lambda: DGSTGCN(dict(layout="nturgb+d", mode="random", num_filter=2), gcn_ratio=0.5, **tiny)]
+    ens = MultiSparsityEnsemble(factories, 3, sparsities=(0.6, 0.8, 0.95, 0.99),
+                                expert_kwargs=[{"scope": "global"}] + [{"scope": "block"}] * 3)
+    assert [e.scope for e in ens.experts] == ["global", "block", "block", "block"]
+    x = _torch.randn(2, 2, 8, 25, 3)
+    ens.train()
+    out = ens(x)
+    ens.compute_loss(out, _torch.tensor([0, 2])).backward()
+    ens.eval()
+    assert ens(x).shape == (2, 3)
+    extra = ens.sparsity_report().extra
+    assert extra["experts"] == ["STGCN", "AAGCN", "CTRGCN", "DGSTGCN"]
+    want = sum((1 - s) * n for s, n in zip((0.6, 0.8, 0.95, 0.99), extra["maskable_per_expert"]))
+    assert abs(extra["paper_params"] - want) < 1e-6
+    assert extra["inference_parameters"] < extra["training_parameters"]

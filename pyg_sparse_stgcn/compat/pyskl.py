@@ -18,9 +18,10 @@ import torch
 from torch import Tensor
 
 from ..graph import SkeletonGraph
-from ..nn import STGCN, GCNHead, SkeletonClassifier
+from ..nn import AAGCN, CTRGCN, DGSTGCN, STGCN, GCNHead, SkeletonClassifier
 
-__all__ = ["load_pyskl_stgcn", "load_checkpoint_state", "convert_pyskl_state_dict"]
+__all__ = ["load_pyskl", "load_pyskl_stgcn", "load_checkpoint_state", "convert_pyskl_state_dict", "PYSKL_MODELS",
+           "detect_backbone"]
 
 _WRAPPERS = ("state_dict", "model", "model_state_dict")
 
@@ -115,6 +116,14 @@ def _infer_backbone_kwargs(state: Mapping[str, Tensor], kwargs: dict[str, Any]) 
 def load_pyskl_stgcn(checkpoint: str | os.PathLike | Mapping[str, Any], *, layout: str | Mapping,
                      mode: str, adaptive: str | None = "importance", num_classes: int, backend: str = "auto",
                      head_dropout: float = 0.0, **backbone_kwargs: Any) -> SkeletonClassifier:
+    """:func:`load_pyskl` with ``model='stgcn'`` (ST-GCN and ST-GCN++ checkpoints; see there)."""
+    return load_pyskl(checkpoint, "stgcn", layout=layout, mode=mode, adaptive=adaptive, num_classes=num_classes,
+                      backend=backend, head_dropout=head_dropout, **backbone_kwargs)
+
+
+def _load_stgcn(checkpoint: str | os.PathLike | Mapping[str, Any], *, layout: str | Mapping,
+                mode: str, adaptive: str | None = "importance", num_classes: int, backend: str = "auto",
+                head_dropout: float = 0.0, **backbone_kwargs: Any) -> SkeletonClassifier:
     r"""Build an ST-GCN / ST-GCN++ :class:`SkeletonClassifier` and load a PYSKL or mmaction2 checkpoint.
 
     In eval mode the model reproduces PYSKL's logits and ``model.backbone(x)`` its features
@@ -159,3 +168,97 @@ def load_pyskl_stgcn(checkpoint: str | os.PathLike | Mapping[str, Any], *, layou
                              f"edges of the {mode!r} graph on layout {graph.layout.name!r}; check layout= "
                              "and mode=")
     return model.eval()
+
+
+#: ``model=`` names of :func:`load_pyskl`.
+PYSKL_MODELS = ("stgcn", "stgcn++", "aagcn", "ctrgcn", "dgstgcn")
+_FAMILY = {"stgcn": "stgcn", "stgcn++": "stgcn", "aagcn": "aagcn", "ctrgcn": "ctrgcn", "dgstgcn": "dgstgcn"}
+_DEFAULT_MODE = {"stgcn": "stgcn_spatial", "stgcn++": "spatial", "aagcn": "spatial", "ctrgcn": "spatial",
+                 "dgstgcn": "random"}
+_CLASSES = {"aagcn": AAGCN, "ctrgcn": CTRGCN, "dgstgcn": DGSTGCN}
+_SIGNATURES = (("ctrgcn", ".gcn1.convs."), ("aagcn", ".gcn.conv_d."), ("dgstgcn", ".gcn.pre.0."),
+               ("stgcn", ".gcn.conv.weight"))
+
+
+def detect_backbone(state: Mapping[str, Tensor]) -> str | None:
+    """The backbone family of a PYSKL / mmaction2 state dict from its key names (``'stgcn'`` for ST-GCN and
+    ST-GCN++, ``'aagcn'``, ``'ctrgcn'``, ``'dgstgcn'``), or :obj:`None` when no key says."""
+    for family, marker in _SIGNATURES:
+        if any(marker in k for k in state):
+            return family
+    return None
+
+
+def load_pyskl(checkpoint: str | os.PathLike | Mapping[str, Any], model: str = "stgcn", *,
+               layout: str | Mapping | None = None, mode: str | None = None, num_classes: int,
+               graph_cfg: Mapping | None = None, backend: str = "auto", head_dropout: float = 0.0,
+               adaptive: str | None = None, **backbone_kwargs: Any) -> SkeletonClassifier:
+    r"""Build a :class:`SkeletonClassifier` for a PYSKL ``RecognizerGCN`` (or mmaction2 1.x) checkpoint and load it.
+
+    ``backbone.*`` keys map one to one (:math:`1 \times 1` conv weights become ``Linear`` weights), the head
+    is ``cls_head.fc_cls`` (PYSKL) or ``cls_head.fc`` (mmaction2). In eval mode the model reproduces PYSKL's
+    logits and features (tested against channels-first references of PYSKL's equations, every backend).
+
+    Args:
+        checkpoint (str or dict): A ``.pth`` path (read with ``torch.load(weights_only=True)``) or a state dict.
+        model (str, optional): ``'stgcn'``, ``'stgcn++'``, ``'aagcn'``, ``'ctrgcn'`` or ``'dgstgcn'``.
+            (default: :obj:`"stgcn"`)
+        layout (str, optional): Skeleton layout; or give PYSKL's ``graph_cfg`` instead.
+        mode (str, optional): Graph mode (default per model: ``'stgcn_spatial'`` for ST-GCN, ``'random'`` for
+            DG-STGCN, ``'spatial'`` otherwise).
+        num_classes (int): Classes of the checkpoint's head.
+        graph_cfg (dict, optional): PYSKL's ``dict(layout=..., mode=..., num_filter=..., init_std=...,
+            init_off=...)`` in place of ``layout`` / ``mode``. A ``random`` graph's ``num_filter`` is read
+            from the checkpoint when not given.
+        backend (str, optional): Aggregation backend. (default: :obj:`"auto"`)
+        head_dropout (float, optional): Dropout of the head. (default: :obj:`0.0`)
+        adaptive (str, optional): ST-GCN only: ``gcn_adaptive`` (default ``'importance'`` for ``'stgcn'``,
+            ``'init'`` for ``'stgcn++'``).
+        **backbone_kwargs: The backbone's kwargs exactly as PYSKL's config spells them (``gcn_ratio``,
+            ``gcn_ctr='T'``, ``tcn_ms_cfg=[...]``, ``base_channels``, ...).
+
+    Raises:
+        ValueError: Unknown ``model``, a checkpoint of another backbone, kwargs the backbone does not take,
+            or a checkpoint that does not match (missing / unexpected keys and shape mismatches listed).
+    """
+    if model not in PYSKL_MODELS:
+        raise ValueError(f"model: unknown backbone {model!r}; valid choices: {', '.join(PYSKL_MODELS)}")
+    if graph_cfg is not None:
+        if layout is not None or mode is not None:
+            raise ValueError("graph_cfg: give either graph_cfg or layout/mode, not both")
+        if not isinstance(graph_cfg, Mapping) or "layout" not in graph_cfg:
+            raise ValueError("graph_cfg must be a dict with at least 'layout' (PYSKL's graph_cfg)")
+        graph_cfg = dict(graph_cfg)
+    elif layout is None:
+        raise ValueError("layout: required (or pass PYSKL's graph_cfg=dict(layout=..., mode=...))")
+    else:
+        graph_cfg = {"layout": layout, "mode": mode or _DEFAULT_MODE[model]}
+    graph_cfg.setdefault("mode", _DEFAULT_MODE[model])
+    if adaptive is not None and _FAMILY[model] != "stgcn":
+        raise ValueError(f"adaptive: only ST-GCN takes it, not model={model!r}")
+    state = load_checkpoint_state(checkpoint)
+    found = detect_backbone(state)
+    if found is not None and found != _FAMILY[model]:
+        raise ValueError(f"model={model!r} but the checkpoint holds a {found!r} backbone; valid choices for "
+                         f"model: {', '.join(m for m in PYSKL_MODELS if _FAMILY[m] == found)}")
+    fc = state.get("cls_head.fc_cls.weight", state.get("cls_head.fc.weight"))
+    if fc is not None and fc.size(0) != num_classes:
+        raise ValueError(f"num_classes={num_classes} but the checkpoint's classifier has {fc.size(0)} "
+                         "classes")
+    if _FAMILY[model] == "stgcn":
+        extra = {k: v for k, v in graph_cfg.items() if k not in ("layout", "mode")}
+        if extra:
+            raise ValueError(f"graph_cfg: ST-GCN checkpoints take only layout and mode, got {sorted(extra)}")
+        return _load_stgcn(state, layout=graph_cfg["layout"], mode=graph_cfg["mode"],
+                           adaptive=adaptive or ("init" if model == "stgcn++" else "importance"),
+                           num_classes=num_classes, backend=backend, head_dropout=head_dropout,
+                           **backbone_kwargs)
+    if graph_cfg["mode"] == "random" and "num_filter" not in graph_cfg:
+        A = next((v for k, v in state.items() if k.endswith("gcn.A") or k.endswith("gcn1.A")), None)
+        if A is not None:
+            graph_cfg["num_filter"] = int(A.size(0))
+    backbone = _CLASSES[model](graph_cfg, backend=backend, **backbone_kwargs)
+    head = GCNHead(num_classes, in_channels=backbone.out_channels, dropout=head_dropout)
+    net = SkeletonClassifier(backbone, head)
+    net.load_state_dict(convert_pyskl_state_dict(state, net), strict=True)
+    return net.eval()

@@ -3,14 +3,14 @@ ensemble, and loading any checkpoint the CLI accepts."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from ..nn import STGCN, STGCNPlusPlus
+from ..nn import AAGCN, CTRGCN, DGSTGCN, STGCN, STGCNPlusPlus
 
 if TYPE_CHECKING:
     from .bundle import DataBundle
@@ -29,18 +29,27 @@ class ModelSpec:
         cls (type): The backbone class (keyword arguments of ``model.backbone`` go to it).
         graph_mode (str): The graph partition used when ``model.graph_mode`` is empty (PYSKL's practice:
             ``stgcn_spatial`` for ST-GCN, ``spatial`` for ST-GCN++).
-        pyskl_adaptive (str): ``gcn_adaptive`` of PYSKL's / mmaction2's released checkpoints of this model.
+        pyskl_adaptive (str): ``gcn_adaptive`` of PYSKL's / mmaction2's released checkpoints of this model
+            (``''`` for the backbones without it).
+        graph_kwargs (dict): Further ``graph_cfg`` entries of PYSKL's configs (DG-STGCN: ``num_filter=8``).
+        defaults (dict): Backbone kwargs of PYSKL's configs, used unless ``model.backbone`` sets them.
     """
 
     cls: type[nn.Module]
     graph_mode: str
     pyskl_adaptive: str
+    graph_kwargs: dict = field(default_factory=dict)
+    defaults: dict = field(default_factory=dict)
 
 
 #: ``--model`` name → backbone. The one list of model names.
 MODELS: dict[str, ModelSpec] = {
     "stgcn": ModelSpec(STGCN, "stgcn_spatial", "importance"),
     "stgcn++": ModelSpec(STGCNPlusPlus, "spatial", "init"),
+    "aagcn": ModelSpec(AAGCN, "spatial", ""),
+    "ctrgcn": ModelSpec(CTRGCN, "spatial", ""),
+    "dgstgcn": ModelSpec(DGSTGCN, "random", "", {"num_filter": 8, "init_off": 0.04, "init_std": 0.02},
+                         {"gcn_ratio": 0.125, "gcn_ctr": "T", "gcn_ada": "T"}),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 
@@ -61,16 +70,24 @@ def _backbone_kwargs(cfg: Config) -> dict[str, Any]:
 
 
 def build_backbone(cfg: Config, data: DataBundle, graph_mode: str | None = None,
-                   gcn_adaptive: str | None = None) -> nn.Module:
+                   gcn_adaptive: str | None = None, name: str | None = None) -> nn.Module:
     """The backbone of ``cfg.model`` for ``data`` (``graph_mode`` / ``gcn_adaptive`` override the
-    configuration, e.g. the paper's random learnable graph for the generator)."""
+    configuration, e.g. the paper's random learnable graph for the generator; ``name`` another ``--model``,
+    e.g. one expert of a mixed ensemble). ``gcn_adaptive`` applies to ST-GCN / ST-GCN++ only."""
     m = cfg.model
-    kwargs = _backbone_kwargs(cfg)
-    if gcn_adaptive:
+    name = name or m.name
+    if name not in MODELS:
+        raise ValueError(f"model: unknown backbone {name!r}; valid choices: {', '.join(MODEL_NAMES)}")
+    spec = MODELS[name]
+    kwargs = {**spec.defaults, **_backbone_kwargs(cfg)} if name == m.name else dict(spec.defaults)
+    if gcn_adaptive and spec.pyskl_adaptive:
         kwargs["gcn_adaptive"] = gcn_adaptive
-    graph_cfg = {"layout": data.layout, "mode": _graph_mode(cfg, graph_mode)}
-    return MODELS[m.name].cls(graph_cfg, in_channels=data.in_channels, base_channels=m.base_channels,
-                              num_stages=m.num_stages, num_person=data.num_person, backend=m.backend, **kwargs)
+    mode = graph_mode or (cfg.model.graph_mode if name == m.name else "") or spec.graph_mode
+    graph_cfg = {"layout": data.layout, "mode": mode}
+    if mode == "random":
+        graph_cfg.update(spec.graph_kwargs)
+    return spec.cls(graph_cfg, in_channels=data.in_channels, base_channels=m.base_channels,
+                    num_stages=m.num_stages, num_person=data.num_person, backend=m.backend, **kwargs)
 
 
 def build_classifier(cfg: Config, data: DataBundle, graph_mode: str | None = None,
@@ -207,10 +224,15 @@ def build_ensemble(cfg: Config, data: DataBundle) -> nn.Module:
     if cfg.generator.paper:
         kw = {**paper_code_kwargs(), **kw}
 
-    def make() -> nn.Module:
-        return build_backbone(cfg, data, e.graph_mode or None, e.gcn_adaptive or None)
+    names = list(getattr(e, "models", None) or [cfg.model.name] * len(e.sparsities))
+    if len(names) != len(e.sparsities):
+        raise ValueError(f"ensemble.models names {len(names)} backbones but ensemble.sparsities has "
+                         f"{len(e.sparsities)} levels")
 
-    return MultiSparsityEnsemble(make, data.num_classes, sparsities=tuple(e.sparsities),
+    def factory(name: str) -> Callable[[], nn.Module]:
+        return lambda: build_backbone(cfg, data, e.graph_mode or None, e.gcn_adaptive or None, name=name)
+
+    return MultiSparsityEnsemble([factory(n) for n in names], data.num_classes, sparsities=tuple(e.sparsities),
                                  dropout=cfg.model.dropout, **kw)
 
 
@@ -279,11 +301,21 @@ def load_model(checkpoint: str | Path, cfg: Config, data: DataBundle,
             model = BUILDERS[kind](saved_cfg, data)
             model.load_state_dict(state["model"])
         return model.to(device), {"source": "ours", "kind": kind, "config": saved_cfg.to_dict()}
-    from ..compat.pyskl import load_pyskl_stgcn
+    from ..compat.pyskl import load_pyskl, load_pyskl_stgcn
 
     m = cfg.model
     kwargs = _backbone_kwargs(cfg)
-    adaptive = kwargs.pop("gcn_adaptive", MODELS[m.name].pyskl_adaptive)
+    spec = MODELS[m.name]
+    if not spec.pyskl_adaptive:  # AAGCN, CTR-GCN, DG-STGCN
+        graph_cfg = {"layout": data.layout, "mode": _graph_mode(cfg, None)}
+        if graph_cfg["mode"] == "random":
+            graph_cfg.update({k: v for k, v in spec.graph_kwargs.items() if k != "num_filter"})
+        model = load_pyskl(str(p), m.name, graph_cfg=graph_cfg, num_classes=data.num_classes,
+                           backend=m.backend, head_dropout=m.dropout, in_channels=data.in_channels,
+                           base_channels=m.base_channels, num_stages=m.num_stages, num_person=data.num_person,
+                           **{**spec.defaults, **kwargs})
+        return model.to(device), {"source": "pyskl", "kind": "classifier"}
+    adaptive = kwargs.pop("gcn_adaptive", spec.pyskl_adaptive)
     # ST-GCN++'s residual GCN and multi-scale TCN are inferred from the checkpoint's keys
     model = load_pyskl_stgcn(str(p), layout=data.layout, mode=_graph_mode(cfg, None), adaptive=adaptive,
                              num_classes=data.num_classes, backend=m.backend, head_dropout=m.dropout,

@@ -1,10 +1,12 @@
-"""Layers and models: :class:`STGCNConv` (a PyG ``MessagePassing``), temporal units, blocks, backbones."""
+"""Layers and models: graph convolutions (PyG ``MessagePassing``), temporal units, blocks, backbones."""
 from .block import STGCNBlock
 from .classifier import SkeletonClassifier
-from .conv import BACKENDS, STGCNConv
+from .conv import BACKENDS, AAGCNConv, CTRGCNConv, DGGCNConv, SkeletonMessagePassing, STGCNConv
 from .heads import GCNHead
-from .models import STGCN, STGCNPlusPlus
-from .temporal import MultiScaleTemporalConv, TemporalConv
+from .models import AAGCN, CTRGCN, DGSTGCN, STGCN, AAGCNBlock, CTRGCNBlock, DGBlock, STGCNPlusPlus
+from .temporal import CTRMultiScaleTemporalConv, DGMultiScaleTemporalConv, MultiScaleTemporalConv, TemporalConv
 
-__all__ = ["STGCNConv", "TemporalConv", "MultiScaleTemporalConv", "STGCNBlock", "STGCN", "STGCNPlusPlus",
+__all__ = ["SkeletonMessagePassing", "STGCNConv", "AAGCNConv", "CTRGCNConv", "DGGCNConv", "TemporalConv",
+           "MultiScaleTemporalConv", "DGMultiScaleTemporalConv", "CTRMultiScaleTemporalConv", "STGCNBlock",
+           "AAGCNBlock", "CTRGCNBlock", "DGBlock", "STGCN", "STGCNPlusPlus", "AAGCN", "CTRGCN", "DGSTGCN",
            "GCNHead", "SkeletonClassifier", "BACKENDS"]

@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from ._utils import BatchNormLast, check_features, make_norm
 
-__all__ = ["TemporalConv", "MultiScaleTemporalConv", "StridedLinear", "TemporalMaxPool"]
+__all__ = ["TemporalConv", "MultiScaleTemporalConv", "DGMultiScaleTemporalConv", "CTRMultiScaleTemporalConv",
+           "StridedLinear", "TemporalMaxPool"]
 
 
 def _check_positive(who: str, **values: int) -> None:
@@ -212,3 +213,123 @@ class MultiScaleTemporalConv(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, ms_cfg={list(self.ms_cfg)}, "
                 f"stride={self.stride})")
+
+
+class DGMultiScaleTemporalConv(MultiScaleTemporalConv):
+    r"""DG-STGCN's ``dgmstcn``: :class:`MultiScaleTemporalConv` run on the joints plus a virtual global joint
+    (the mean over the joints), whose branch output is added back to every joint with learned coefficients
+    :math:`\kappa` (``add_coeff``, zero-initialised, sized ``num_joints`` whatever :math:`V` is),
+
+    .. math::
+        \tilde{\mathbf{X}} = [\mathbf{X} \,\|\, \tfrac{1}{V}\textstyle\sum_v \mathbf{X}_v], \quad
+        \mathbf{O} = [\mathbf{B}_1(\tilde{\mathbf{X}}) \,\|\, \dots], \quad
+        \mathbf{F}_v = \mathbf{O}_v + \kappa_v \mathbf{O}_{V}, \quad
+        \mathbf{X}' = \mathrm{Drop}(\mathrm{BN}(\mathbf{W}_f\,\mathrm{ReLU}(\mathrm{BN}(\mathbf{F})))).
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        mid_channels (float, optional): Branch width as a fraction of ``out_channels``. (default: :obj:`None`)
+        num_joints (int, optional): Size of ``add_coeff`` (at least :math:`V`). (default: :obj:`25`)
+        dropout (float, optional): Dropout after the final norm. (default: :obj:`0.0`)
+        ms_cfg (sequence, optional): Branches, as in :class:`MultiScaleTemporalConv`.
+        stride (int, optional): Temporal stride. (default: :obj:`1`)
+
+    Shapes:
+        - **input:** :math:`(B, T, V, C_{in})`
+        - **output:** :math:`(B, \lceil T/s \rceil, V, C_{out})`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, mid_channels: float | None = None,
+                 num_joints: int = 25, dropout: float = 0.0, ms_cfg: Sequence = _DEFAULT_MS_CFG,
+                 stride: int = 1) -> None:
+        super().__init__(in_channels, out_channels, mid_channels, dropout, ms_cfg, stride)
+        _check_positive("DGMultiScaleTemporalConv", num_joints=num_joints)
+        self.num_joints = num_joints
+        self.add_coeff = nn.Parameter(torch.zeros(num_joints))
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        with torch.no_grad():
+            self.add_coeff.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_features(x, self.in_channels, None, "DGMultiScaleTemporalConv", min_dim=4)
+        V = x.size(-2)
+        if V > self.num_joints:
+            raise ValueError(f"DGMultiScaleTemporalConv: V={V} joints but num_joints={self.num_joints}")
+        x = torch.cat([x, x.mean(-2, keepdim=True)], dim=-2)
+        out = torch.cat([branch(x) for branch in self.branches], dim=-1)
+        feat = out[..., :V, :] + out[..., V:, :] * self.add_coeff[:V].view(V, 1)
+        return self.drop(self.bn(self.transform(feat)))
+
+
+class CTRMultiScaleTemporalConv(nn.Module):
+    r"""CTR-GCN's temporal unit (PYSKL ``MSTCN`` of ``msg3d_utils``): one branch per dilation
+    (``Linear → BN → ReLU → TemporalConv(k, stride, d)`` with BN), a max branch (``Linear → BN → ReLU →
+    max-pool 3 × 1 → BN``) and a strided :math:`1 \times 1` branch (``StridedLinear → BN``), concatenated,
+    then ReLU and dropout (no fusion conv),
+
+    .. math::
+        \mathbf{X}' = \mathrm{Drop}\big(\mathrm{ReLU}([\mathbf{B}_1(\mathbf{X}) \,\|\, \dots \,\|\,
+        \mathbf{B}_{n+2}(\mathbf{X})])\big).
+
+    Every branch has :math:`\lfloor C_{out}/(n+2) \rfloor` channels, the **last** one the remainder.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        kernel_size (int or list, optional): Temporal kernel (one per dilation if a list). (default: :obj:`5`)
+        stride (int, optional): Temporal stride. (default: :obj:`1`)
+        dilations (sequence of int, optional): One branch per dilation. (default: :obj:`(1, 2)`)
+        dropout (float, optional): Dropout after the ReLU. (default: :obj:`0.0`)
+
+    Shapes:
+        - **input:** :math:`(B, T, V, C_{in})`
+        - **output:** :math:`(B, \lceil T/s \rceil, V, C_{out})`
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int] = 5,
+                 stride: int = 1, dilations: Sequence[int] = (1, 2), dropout: float = 0.0) -> None:
+        super().__init__()
+        _check_positive("CTRMultiScaleTemporalConv", in_channels=in_channels, out_channels=out_channels,
+                        stride=stride)
+        dilations = list(dilations)
+        kernels = list(kernel_size) if isinstance(kernel_size, (list, tuple)) else [kernel_size] * len(dilations)
+        if len(kernels) != len(dilations):
+            raise ValueError(f"CTRMultiScaleTemporalConv: kernel_size {kernel_size!r} and dilations "
+                             f"{dilations!r} differ in length")
+        nb = len(dilations) + 2
+        mid = out_channels // nb
+        rem = out_channels - mid * (nb - 1)
+        if mid < 1:
+            raise ValueError(f"CTRMultiScaleTemporalConv: out_channels={out_channels} is too small for {nb} "
+                             "branches")
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.kernel_size, self.dilations = kernels, dilations
+        branches: list[nn.Module] = [
+            nn.Sequential(nn.Linear(in_channels, mid), BatchNormLast(mid), nn.ReLU(),
+                          TemporalConv(mid, mid, k, stride, d)) for k, d in zip(kernels, dilations)]
+        branches.append(nn.Sequential(nn.Linear(in_channels, mid), BatchNormLast(mid), nn.ReLU(),
+                                      TemporalMaxPool(3, stride, 1), BatchNormLast(mid)))
+        branches.append(nn.Sequential(StridedLinear(in_channels, rem, stride), BatchNormLast(rem)))
+        self.branches = nn.ModuleList(branches)
+        self.relu = nn.ReLU()
+        self.drop = nn.Dropout(float(dropout))
+
+    def reset_parameters(self) -> None:
+        """PYSKL's ``MSTCN.init_weights``: Kaiming-normal (fan-out) weights, zero biases, BN (1, 0)."""
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm1d):
+                m.reset_parameters()
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_features(x, self.in_channels, None, "CTRMultiScaleTemporalConv", min_dim=4)
+        return self.drop(self.relu(torch.cat([b(x) for b in self.branches], dim=-1)))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"dilations={self.dilations}, stride={self.stride}")

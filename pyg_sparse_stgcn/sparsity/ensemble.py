@@ -35,10 +35,12 @@ class MultiSparsityEnsemble(nn.Module):
     r"""Independent sparse experts at several sparsity levels, fused at the feature level.
 
     Args:
-        make_backbone (callable): ``make_backbone() -> nn.Module`` builds one backbone mapping
-            :math:`(N, M, T, V, C)` to features :math:`(N, M, C', T', V)` (e.g. a
+        make_backbone (callable or sequence of callables): ``make_backbone() -> nn.Module`` builds one
+            backbone mapping :math:`(N, M, T, V, C)` to features :math:`(N, M, C', T', V)` (e.g. a
             :class:`~pyg_sparse_stgcn.nn.STGCN`). Called once per expert, so every expert has its own
-            initialisation (and random graph, if any).
+            initialisation (and random graph, if any). A sequence gives one factory per expert (mixed
+            ensembles, e.g. ST-GCN, AAGCN, CTR-GCN and DG-STGCN experts); their features must have the same
+            :math:`C'` and :math:`T'`.
         num_classes (int): Number of classes.
         sparsities (sequence of float, optional): One target sparsity per expert.
             (default: :obj:`(0.6, 0.8, 0.95, 0.99)`)
@@ -50,6 +52,8 @@ class MultiSparsityEnsemble(nn.Module):
         init_std (float, optional): Std of the heads' normal init (the heads are
             :class:`~pyg_sparse_stgcn.nn.GCNHead`: pool over :math:`(T, V)` and persons, dropout, linear).
             (default: :obj:`0.01`)
+        expert_kwargs (sequence of dict, optional): Per-expert overrides of ``generator_kwargs`` (e.g.
+            ``[{'scope': 'global'}, {'scope': 'block'}, ...]``). (default: :obj:`None`)
         **generator_kwargs: Passed to every :class:`~.generator.SparseGenerator` (e.g. ``warm_up=80``,
             ``scope='block'``, ``kinds``, ``penalty='GSGL'``).
 
@@ -58,13 +62,21 @@ class MultiSparsityEnsemble(nn.Module):
     logits :math:`(N, \text{classes})` only.
     """
 
-    def __init__(self, make_backbone: Callable[[], nn.Module], num_classes: int,
-                 sparsities: Sequence[float] = (0.6, 0.8, 0.95, 0.99), feat_channels: int | None = None,
-                 fusion: str = "mean", dropout: float = 0.0, init_std: float = 0.01,
+    def __init__(self, make_backbone: Callable[[], nn.Module] | Sequence[Callable[[], nn.Module]],
+                 num_classes: int, sparsities: Sequence[float] = (0.6, 0.8, 0.95, 0.99),
+                 feat_channels: int | None = None, fusion: str = "mean", dropout: float = 0.0,
+                 init_std: float = 0.01, expert_kwargs: Sequence[dict] | None = None,
                  **generator_kwargs: Any) -> None:
         super().__init__()
-        if not callable(make_backbone):
-            raise ValueError("make_backbone must be a callable returning a backbone module")
+        factories = list(make_backbone) if isinstance(make_backbone, (list, tuple)) else None
+        if factories is None and not callable(make_backbone):
+            raise ValueError("make_backbone must be a callable returning a backbone module, or one per expert")
+        if factories is not None and (len(factories) != len(tuple(sparsities))
+                                      or not all(callable(f) for f in factories)):
+            raise ValueError(f"make_backbone: {len(factories)} factories for {len(tuple(sparsities))} "
+                             "sparsities; give one callable per expert")
+        if expert_kwargs is not None and len(expert_kwargs) != len(tuple(sparsities)):
+            raise ValueError("expert_kwargs: one dict per expert (as many as sparsities)")
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         sparsities = tuple(check_sparsity(s, "sparsities[i]") for s in sparsities)
@@ -75,17 +87,19 @@ class MultiSparsityEnsemble(nn.Module):
         self.sparsities = sparsities
         self.fusion = fusion
         experts = []
-        for s in sparsities:
-            backbone = make_backbone()
+        for i, s in enumerate(sparsities):
+            backbone = factories[i]() if factories is not None else make_backbone()
             if not isinstance(backbone, nn.Module):
                 raise ValueError(f"make_backbone returned {type(backbone).__name__}, not an nn.Module")
-            experts.append(SparseGenerator(backbone, s, **generator_kwargs))
+            kw = {**generator_kwargs, **(expert_kwargs[i] if expert_kwargs is not None else {})}
+            experts.append(SparseGenerator(backbone, s, **kw))
         self.experts = nn.ModuleList(experts)
         if feat_channels is None:
-            feat_channels = getattr(experts[0].model, "out_channels", None)
+            chans = {getattr(e.model, "out_channels", None) for e in experts}
+            feat_channels = chans.pop() if len(chans) == 1 else None
             if not isinstance(feat_channels, int):
-                raise ValueError("feat_channels is None and the backbone has no int attribute out_channels; "
-                                 "pass feat_channels")
+                raise ValueError("feat_channels is None and the backbones do not share one int attribute "
+                                 "out_channels; pass feat_channels")
         self.feat_channels = feat_channels
         self.alpha = nn.Parameter(torch.ones(len(sparsities))) if fusion == "alpha" else None
         self.heads = nn.ModuleList(GCNHead(num_classes, feat_channels, dropout=dropout, init_std=init_std)
@@ -146,7 +160,8 @@ class MultiSparsityEnsemble(nn.Module):
           (``inference_vs_one_dense`` divides it by one dense backbone with one head).
         """
         rep = report(self)
-        one = sum(t.numel for t in targets(self.experts[0].model, "weight"))
+        maskable = [sum(t.numel for t in targets(e.model, "weight")) for e in self.experts]
+        one = maskable[0]
         per_expert = [report(e).parameters for e in self.experts]
         head_params = sum(p.numel() for p in self.heads[0].parameters())
         all_heads = sum(p.numel() for p in self.heads.parameters())
@@ -158,7 +173,9 @@ class MultiSparsityEnsemble(nn.Module):
             "sparsities": list(self.sparsities),
             "maskable_one_dense_backbone": one,
             "paper_kept_fraction": kept_frac,
-            "paper_params": kept_frac * one,
+            "paper_params": sum((1.0 - s) * n for s, n in zip(self.sparsities, maskable)),
+            "maskable_per_expert": maskable,
+            "experts": [type(e.model).__name__ for e in self.experts],
             "kept_maskable": sum(p["maskable_kept"] for p in per_expert),
             "stored_parameters": sum(p.numel() for p in self.parameters()),
             "training_parameters": sum(p.numel() for p in self.parameters()),

@@ -1,0 +1,161 @@
+r"""What the PYSKL backbones share: ``data_bn``, person folding, per-stage kwargs, stage layout, forward."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ...graph import SkeletonGraph
+from .._utils import check_choice
+from ..conv.skeleton_mp import BACKENDS, SkeletonMessagePassing
+from ..temporal import TemporalConv
+from .stgcn import build_graph
+
+__all__ = ["SkeletonBackbone", "make_residual", "check_keys", "route", "graph_tensor"]
+
+_EPS = 1e-4
+
+
+def graph_tensor(graph: SkeletonGraph) -> Tensor:
+    """The graph's adjacency :math:`(K, V, V)` as a float32 tensor (a copy)."""
+    return torch.as_tensor(np.asarray(graph.A), dtype=torch.float32).clone()
+
+
+def check_keys(who: str, what: str, given: Mapping[str, Any], valid: Sequence[str]) -> None:
+    """:class:`ValueError` naming the unknown keys of ``given`` and the valid ones."""
+    bad = sorted(set(given) - set(valid))
+    if bad:
+        raise ValueError(f"{who}: unknown {what} {bad}; valid: {', '.join(valid) if valid else 'none'}")
+
+
+def make_residual(in_channels: int, out_channels: int, stride: int, residual: bool) -> tuple[str, nn.Module | None]:
+    """PYSKL's block residual: none, identity, or ``unit_tcn(k=1, stride)`` (:math:`1 \\times 1` + BN)."""
+    if not residual:
+        return "none", None
+    if in_channels == out_channels and stride == 1:
+        return "identity", None
+    return "conv", TemporalConv(in_channels, out_channels, kernel_size=1, stride=stride)
+
+
+class SkeletonBackbone(nn.Module):
+    r"""Base of :class:`AAGCN`, :class:`CTRGCN` and :class:`DGSTGCN`: input normalisation ``data_bn``
+    (``'MVC'``: ``BatchNorm1d(M V C)``, ``'VC'``: ``BatchNorm1d(V C)`` shared by the persons, :obj:`None`), the
+    fold :math:`(N, M, T, V, C) \to (N M, T, V, C)`, the blocks (a ``ModuleList``) and the output
+    :math:`(N, M, C', T', V)`. Subclasses build the blocks with :meth:`_stage_plan`.
+    """
+
+    block_attr = "gcn"
+
+    def _setup(self, name: str, graph_cfg: SkeletonGraph | Mapping, in_channels: int, base_channels: int,
+               data_bn_type: str | None, num_person: int, num_stages: int, inflate_stages: Sequence[int],
+               down_stages: Sequence[int], backend: str) -> None:
+        check_choice("backend", backend, BACKENDS)
+        check_choice("data_bn_type", data_bn_type, ("VC", "MVC", None))
+        for key, value in (("in_channels", in_channels), ("base_channels", base_channels),
+                           ("num_person", num_person), ("num_stages", num_stages)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: {key} must be a positive int, got {value!r}")
+        self.graph = build_graph(graph_cfg)
+        V = self.graph.num_nodes
+        self.num_nodes, self.in_channels, self.base_channels = V, in_channels, base_channels
+        self.num_person, self.data_bn_type, self.backend = num_person, data_bn_type, backend
+        self.inflate_stages, self.down_stages = tuple(inflate_stages), tuple(down_stages)
+        if data_bn_type == "MVC":
+            self.data_bn: nn.Module = nn.BatchNorm1d(num_person * in_channels * V)
+        elif data_bn_type == "VC":
+            self.data_bn = nn.BatchNorm1d(in_channels * V)
+        else:
+            self.data_bn = nn.Identity()
+
+    @staticmethod
+    def _stage_kwargs(kwargs: dict[str, Any], num_stages: int, drop_first: Sequence[str]) -> list[dict]:
+        """PYSKL: a tuple of length ``num_stages`` is split per stage; stage 1 loses ``drop_first``."""
+        stage = [copy.deepcopy(kwargs) for _ in range(num_stages)]
+        for key, value in kwargs.items():
+            if isinstance(value, tuple) and len(value) == num_stages:
+                for i in range(num_stages):
+                    stage[i][key] = value[i]
+        for key in drop_first:
+            stage[0].pop(key, None)
+        return stage
+
+    def _stage_plan(self, num_stages: int, ch_ratio: float, always_first: bool) -> list[tuple[int, int, int, int]]:
+        """``(stage index 0-based, in, out, stride)`` of every block, PYSKL's layout."""
+        plan = []
+        if always_first or self.in_channels != self.base_channels:
+            plan.append((0, self.in_channels, self.base_channels, 1))
+        channels, inflate = self.base_channels, 0
+        for i in range(2, num_stages + 1):
+            stride = 1 + (i in self.down_stages)
+            if i in self.inflate_stages:
+                inflate += 1
+            out = int(self.base_channels * ch_ratio ** inflate + _EPS)
+            plan.append((i - 1, channels, out, stride))
+            channels = out
+        if not plan:
+            raise ValueError(f"{type(self).__name__}: no blocks to build (num_stages=1 with in_channels == "
+                             "base_channels)")
+        self.out_channels = channels
+        return plan
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return getattr(self, self.block_attr)
+
+    def convs(self) -> list[SkeletonMessagePassing]:
+        """The graph convolution of every block, in order."""
+        return [m for m in self.modules() if isinstance(m, SkeletonMessagePassing)]
+
+    def set_backend(self, backend: str) -> None:
+        """Switch the aggregation backend of every graph convolution."""
+        check_choice("backend", backend, BACKENDS)
+        self.backend = backend
+        for conv in self.convs():
+            conv.backend = backend
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 5:
+            raise ValueError(f"{type(self).__name__}: x must be (N, M, T, V, C), got shape {tuple(x.shape)}")
+        N, M, T, V, C = x.shape
+        if V != self.num_nodes or C != self.in_channels:
+            raise ValueError(f"{type(self).__name__}: x has V={V}, C={C}; expected V={self.num_nodes} (graph "
+                             f"layout {self.graph.layout.name!r}) and C=in_channels={self.in_channels}")
+        if self.data_bn_type == "MVC":
+            if M != self.num_person:
+                raise ValueError(f"{type(self).__name__}: data_bn_type='MVC' needs M=num_person="
+                                 f"{self.num_person} persons, got M={M}")
+            x = x.permute(0, 2, 1, 3, 4).reshape(N * T, M * V * C)
+            x = self.data_bn(x).view(N, T, M, V, C).permute(0, 2, 1, 3, 4)
+        elif self.data_bn_type == "VC":
+            x = self.data_bn(x.reshape(N * M * T, V * C))
+        x = x.reshape(N * M, T, V, C)
+        for block in self.blocks:
+            x = block(x)
+        _, T2, _, C2 = x.shape
+        return x.view(N, M, T2, V, C2).permute(0, 1, 4, 2, 3).contiguous()
+
+    def extra_repr(self) -> str:
+        return (f"graph={self.graph!r}, in_channels={self.in_channels}, out_channels={self.out_channels}, "
+                f"num_stages={len(self.blocks)}, backend={self.backend!r}")
+
+
+def route(kwargs: dict[str, Any], who: str, gcn_keys: Sequence[str],
+          tcn_keys: Mapping[str, Sequence[str]]) -> tuple[dict, dict]:
+    """PYSKL's ``gcn_*`` / ``tcn_*`` routing with the valid names in every error."""
+    gcn = {k[4:]: v for k, v in kwargs.items() if k.startswith("gcn_")}
+    tcn = {k[4:]: v for k, v in kwargs.items() if k.startswith("tcn_")}
+    other = sorted(k for k in kwargs if not k.startswith(("gcn_", "tcn_")))
+    tcn_all = sorted({k for keys in tcn_keys.values() for k in keys} | {"type"})
+    if other:
+        raise ValueError(f"{who}: unknown argument(s) {other}; unit options are gcn_<name> "
+                         f"({', '.join(gcn_keys)}) or tcn_<name> ({', '.join(tcn_all)})")
+    check_keys(who, "gcn_ option(s)", gcn, gcn_keys)
+    tcn_type = tcn.get("type", next(iter(tcn_keys)))
+    check_choice("tcn_type", tcn_type, tuple(tcn_keys))
+    check_keys(who, f"tcn_ option(s) for tcn_type={tcn_type!r}", {k: v for k, v in tcn.items() if k != "type"},
+               tcn_keys[tcn_type])
+    return gcn, tcn

@@ -402,3 +402,17 @@ def test_cached_operator_is_not_copied_and_copies_stay_correct():
     prune(twin, 0.0, kinds="edge", edge_sparsity=0.5)  # the copy's masks change, the original's do not
     assert not torch.allclose(twin(x), out)
     torch.testing.assert_close(model(x), out)
+
+
+def test_layers_marked_dense_are_left_out_and_listed():
+    from pyg_sparse_stgcn.nn import AAGCN
+
+    bb = AAGCN({"layout": "coco", "mode": "spatial"}, base_channels=8, num_stages=2, inflate_stages=(), down_stages=())
+    names = [t.name for t in targets(bb, "weight")]
+    assert not any(n.split(".")[-2] in ("conv_ta", "conv_sa", "fc1c", "fc2c") for n in names)
+    assert any(".conv_d." in n or ".conv_a." in n for n in names)
+    dense = [d for d in report(bb, "weight").left_out if "sparsity_dense" in d["reason"]]
+    assert {d["name"].split(".")[-2] for d in dense} == {"conv_ta", "conv_sa", "fc1c", "fc2c"}
+    first = next(m for m in bb.modules() if getattr(m, "sparsity_dense", False))
+    first.sparsity_dense = False
+    assert len(targets(bb, "weight")) == len(names) + 1

@@ -19,6 +19,9 @@ classification head is left out — every module whose class name ends in ``Head
 :class:`~pyg_sparse_stgcn.nn.GCNHead`) or whose path has a component ``head``, ``heads``, ``cls_head`` or
 ``fc_cls``; in a model with neither, the *last* weight-bearing layer in module order when it is a linear
 layer outside every ST block (the classifier of a model composed by hand; a bare backbone has none).
+A layer can also ask to stay dense: a module whose attribute ``sparsity_dense`` is true (AAGCN's attention
+layers ``conv_ta``, ``conv_sa``, ``fc1c``, ``fc2c``, dense in the paper) is left out; set it to
+:obj:`False` on a module to make it a target.
 :func:`left_out` lists what was left out and why, and :func:`~.report.report` repeats it.
 """
 from __future__ import annotations
@@ -199,6 +202,9 @@ def _scan(model: nn.Module, kinds: tuple[str, ...], include_head: bool, exclude:
             reason = f"excluded by the pattern {pattern!r}"
         elif _under(name, heads):
             reason = head_reason + "; include_head=True masks it"
+        elif getattr(module, "sparsity_dense", False):
+            reason = ("kept dense by its layer (sparsity_dense=True, as the paper keeps attention layers dense); "
+                      "set the module's sparsity_dense = False to mask it")
         is_res = _component_in(name, frozenset({"residual"}))
         for attr, kind, shape in candidates:
             t = Target(f"{name}.{attr}" if name else attr, name, module, attr, kind,

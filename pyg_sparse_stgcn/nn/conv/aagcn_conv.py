@@ -87,6 +87,9 @@ class AAGCNConv(SkeletonMessagePassing):
             self.conv_sa = nn.Conv1d(out_channels, 1, ks, padding=(ks - 1) // 2)
             self.fc1c = nn.Linear(out_channels, out_channels // 2)
             self.fc2c = nn.Linear(out_channels // 2, out_channels)
+            # the paper keeps the attention layers dense (method.md §3.2): sparsity leaves them out by default
+            for m in (self.conv_ta, self.conv_sa, self.fc1c, self.fc2c):
+                m.sparsity_dense = True
         if in_channels != out_channels:
             self.down: nn.Module | None = nn.Sequential(nn.Linear(in_channels, out_channels),
                                                         BatchNormLast(out_channels))

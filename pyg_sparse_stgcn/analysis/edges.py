@@ -177,7 +177,7 @@ class LayerEdges:
 
     def connections(self) -> tuple[np.ndarray, np.ndarray]:
         """``(real, kept)`` boolean ``(V, V)`` connections: a connection is kept when any subset keeps it."""
-        return self.real.any(0), self.kept.any(0)
+        return np.asarray(self.real.any(0)), np.asarray(self.kept.any(0))
 
     def connection_weight(self) -> np.ndarray:
         """``(V, V)``: summed magnitude of the kept entries of each connection."""
@@ -213,7 +213,7 @@ def _layer(t: Any) -> LayerEdges:
     base = scatter(base_e, 0.0, np.float64)
     weight = np.where(kept, base, 0.0)
     score = None
-    if mask is not None and mask.has_score:
+    if mask is not None and mask.score is not None:  # mask.has_score
         score = scatter(mask.score.detach().float().cpu(), math.nan, np.float64)
     return LayerEdges(t.module_name, t.block, getattr(m, "layout", None), real, kept, weight, base, score, masked)
 
@@ -301,8 +301,9 @@ def _weight_blocks(model: nn.Module) -> dict[str, dict[str, Any]]:
 
 def _table(model: nn.Module, label: str) -> SurvivalTable:
     for module in model.modules():  # scored masks: bring thresholds up to date, as the sparsity report does
-        if callable(getattr(module, "update_thresholds", None)):
-            module.update_thresholds()
+        update = getattr(module, "update_thresholds", None)
+        if callable(update):
+            update()
     units = [t for t in targets(model, "edge", include_head=True)
              if callable(getattr(t.module, "adjacency", None)) and isinstance(getattr(t.module, "edge_index", None),
                                                                               Tensor)]
@@ -450,9 +451,10 @@ def _layer_summary(L: LayerEdges) -> dict[str, Any]:
 
 
 def _sum(parts: list[dict | None]) -> dict[str, Any] | None:
-    if any(p is None for p in parts) or not parts:
+    present = [p for p in parts if p is not None]
+    if len(present) < len(parts) or not parts:
         return None
-    return _c(sum(p["total"] for p in parts), sum(p["kept"] for p in parts))
+    return _c(sum(p["total"] for p in present), sum(p["kept"] for p in present))
 
 
 def summarize(table: SurvivalTable) -> dict[str, Any]:
@@ -500,7 +502,7 @@ def summarize(table: SurvivalTable) -> dict[str, Any]:
         overall["connections"]["rediscovery"] = None
     kept = [L.connections()[1] for L in table.layers]
     jl = [[jaccard(a, b) if a.shape == b.shape else None for b in kept] for a in kept]
-    adjacent = [jl[i][i + 1] for i in range(len(kept) - 1) if jl[i][i + 1] is not None]
+    adjacent = [j for j in (jl[i][i + 1] for i in range(len(kept) - 1)) if j is not None]
     wtot = sum(b["total"] for b in table.weight_blocks.values())
     wkept = sum(b["kept"] for b in table.weight_blocks.values())
     overall["weights"] = _c(wtot, wkept)

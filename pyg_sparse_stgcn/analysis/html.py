@@ -23,7 +23,7 @@ class Section:
     """One section of the page: a heading, optional text, tables ``(caption, rows)`` and figures
     ``(caption, png bytes)``."""
 
-    def __init__(self, title: str, text: str = "", tables: Sequence[tuple[str, list[Mapping[str, Any]]]] = (),
+    def __init__(self, title: str, text: str = "", tables: Sequence[tuple[str, Sequence[Mapping[str, Any]]]] = (),
                  figures: Sequence[tuple[str, bytes]] = ()) -> None:
         self.title, self.text = title, text
         self.tables = list(tables)

@@ -79,6 +79,8 @@ def _draw_skeleton(ax: Any, L: LayerEdges, W: np.ndarray, real: np.ndarray, norm
     xy = np.asarray(L.layout.template_xy, dtype=float)
     V = L.num_nodes
     bones = L.bone_matrix()
+    if bones is None:
+        raise ValueError(f"layer {L.name} has no skeleton layout to draw on")
     und_w = W + W.T
     und_real = real | real.T
     und_kept = (W != 0) | (W.T != 0)
@@ -146,7 +148,7 @@ def skeleton_figure(table: SurvivalTable, per: str = "layer", layer: int = 0, ti
         panels = []
         for L in table.layers:
             cr, ck = L.connections()
-            panels.append((L, np.abs(L.weight).sum(0), L.real.any(0),
+            panels.append((L, np.abs(L.weight).sum(0), np.asarray(L.real.any(0)),
                            f"{_short(L.name)}\n{int(ck.sum())}/{int(cr.sum())} connections kept "
                            f"({_pct(1 - ck.sum() / max(cr.sum(), 1))} sparse)"))
     else:

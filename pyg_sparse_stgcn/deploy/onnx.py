@@ -16,11 +16,14 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from ..nn.conv.stgcn_conv import STGCNConv
 
 __all__ = ["export_onnx", "DenseGraphConv", "OnnxModel", "onnx_ready", "check_onnx_exportable", "ONNX_METADATA_KEY"]
 
@@ -49,7 +52,9 @@ class DenseGraphConv(nn.Module):
         - **output:** :math:`(*, V, C_{out})`
     """
 
-    def __init__(self, conv: nn.Module) -> None:
+    operator: Tensor  # buffer
+
+    def __init__(self, conv: STGCNConv) -> None:
         super().__init__()
         with torch.no_grad():
             A = conv.adjacency().detach().float()  # (K, V, V): [k, v, w] for v -> w

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -96,8 +96,9 @@ def build_classifier(cfg: Config, data: DataBundle, graph_mode: str | None = Non
     from ..nn import GCNHead, SkeletonClassifier
 
     backbone = build_backbone(cfg, data, graph_mode, gcn_adaptive)
-    return SkeletonClassifier(backbone, GCNHead(data.num_classes, backbone.out_channels,
-                                                dropout=cfg.model.dropout))
+    # every backbone of MODELS sets an int out_channels (nn.Module types attributes as Tensor | Module)
+    feat_channels = cast(int, backbone.out_channels)
+    return SkeletonClassifier(backbone, GCNHead(data.num_classes, feat_channels, dropout=cfg.model.dropout))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -189,10 +190,10 @@ def check_generator_options(cfg: Config, section: str = "generator") -> None:
         if "no maskable targets" in msg:  # the stand-in has none under some target rule: nothing checked
             return
         hits = []
-        for arg, key in generator_arg_keys().items():
+        for arg, arg_key in generator_arg_keys().items():
             m = re.search(rf"\b({arg}|{arg.replace('_', ' ')})\b", msg)
             if m:
-                hits.append((m.start(), key))
+                hits.append((m.start(), arg_key))
         key = min(hits)[1] if hits else None
         if section == "ensemble" and key in ("generator.warm_up", "generator.penalty"):
             key = "ensemble." + key.split(".")[1]
@@ -260,7 +261,7 @@ def load_model(checkpoint: str | Path, cfg: Config, data: DataBundle,
         checkpoint's configuration when it has one.
     """
     from ..sparsity.masks import load_masked_state_dict
-    from .config import RANK_DEFAULT, Config, tomllib
+    from .config import RANK_DEFAULT, Config, EnsembleConfig, GeneratorConfig, tomllib
     from .trainer import CHECKPOINT_FORMAT
 
     p = Path(checkpoint)
@@ -291,7 +292,10 @@ def load_model(checkpoint: str | Path, cfg: Config, data: DataBundle,
                              f"{data.num_classes}")
         if kind == "classifier":
             # the dense baseline of generate/ensemble has that mode's graph
-            sec = {"generate": saved_cfg.generator, "ensemble": saved_cfg.ensemble}.get(saved_cfg.run.mode)
+            saved_mode = saved_cfg.run.mode
+            sec: GeneratorConfig | EnsembleConfig | None = (
+                saved_cfg.generator if saved_mode == "generate"
+                else saved_cfg.ensemble if saved_mode == "ensemble" else None)
             gm = ad = None
             if str(state.get("stage")) == "dense" and sec is not None:
                 gm, ad = sec.graph_mode or None, sec.gcn_adaptive or None

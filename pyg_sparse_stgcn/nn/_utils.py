@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["BatchNormLast", "make_norm", "check_features", "check_choice"]
+__all__ = ["BatchNormLast", "make_norm", "check_features", "check_choice", "reset_module"]
 
 
 class BatchNormLast(nn.BatchNorm1d):
@@ -23,6 +23,13 @@ class BatchNormLast(nn.BatchNorm1d):
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         shape = x.shape
         return super().forward(x.reshape(-1, shape[-1])).view(shape)
+
+
+def reset_module(m: nn.Module) -> None:
+    """Call ``m.reset_parameters()`` when ``m`` has one (``nn.Identity``, ``nn.ReLU``, ... have none)."""
+    reset = getattr(m, "reset_parameters", None)
+    if callable(reset):
+        reset()
 
 
 def make_norm(norm: str | None, channels: int) -> nn.Module:

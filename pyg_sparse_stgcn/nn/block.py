@@ -77,13 +77,13 @@ class STGCNBlock(nn.Module):
         self.gcn = STGCNConv(in_channels, out_channels, graph, backend=backend, **gcn_kwargs)
         if tcn_type == "unit_tcn":
             kernel_size = tcn_kwargs.pop("kernel_size", 9)
-            self.tcn: nn.Module = TemporalConv(out_channels, out_channels, kernel_size, stride=stride,
-                                               **tcn_kwargs)
+            self.tcn: TemporalConv | MultiScaleTemporalConv = TemporalConv(out_channels, out_channels, kernel_size,
+                                                                           stride=stride, **tcn_kwargs)
         else:
             self.tcn = MultiScaleTemporalConv(out_channels, out_channels, stride=stride, **tcn_kwargs)
         self.relu = nn.ReLU()
         if not residual:
-            self.residual: nn.Module | None = None
+            self.residual: TemporalConv | None = None
             self.residual_mode = "none"
         elif in_channels == out_channels and stride == 1:
             self.residual = None
@@ -107,6 +107,8 @@ class STGCNBlock(nn.Module):
         if self.residual_mode == "identity":
             out = out + x
         elif self.residual_mode == "conv":
+            if self.residual is None:
+                raise RuntimeError(f"{type(self).__name__}: residual_mode is 'conv' but the residual unit is None")
             out = out + self.residual(x)
         return self.relu(out)
 

@@ -2,12 +2,13 @@ r"""Temporal convolutions on channels-last skeleton sequences (PYSKL ``unit_tcn`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import BatchNormLast, check_features, make_norm
+from ._utils import BatchNormLast, check_features, make_norm, reset_module
 
 __all__ = ["TemporalConv", "MultiScaleTemporalConv", "DGMultiScaleTemporalConv", "CTRMultiScaleTemporalConv",
            "StridedLinear", "TemporalMaxPool"]
@@ -101,7 +102,7 @@ class TemporalConv(nn.Module):
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
         self.pad = (kernel_size + (kernel_size - 1) * (dilation - 1) - 1) // 2
         if kernel_size == 1:
-            self.conv: nn.Module = StridedLinear(in_channels, out_channels, stride)
+            self.conv: StridedLinear | nn.Conv2d = StridedLinear(in_channels, out_channels, stride)
         else:
             self.conv = nn.Conv2d(in_channels, out_channels, (kernel_size, 1), padding=(self.pad, 0),
                                   stride=(stride, 1), dilation=(dilation, 1))
@@ -110,8 +111,7 @@ class TemporalConv(nn.Module):
 
     def reset_parameters(self) -> None:
         for m in (self.conv, self.bn):
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+            reset_module(m)
 
     def forward(self, x: Tensor) -> Tensor:
         check_features(x, self.in_channels, None, "TemporalConv", min_dim=4)
@@ -180,7 +180,7 @@ class MultiScaleTemporalConv(nn.Module):
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.ms_cfg = tuple(ms_cfg)
         self.mid_channels, self.rem_mid_channels = mid, rem
-        branches = []
+        branches: list[nn.Module] = []
         for i, cfg in enumerate(ms_cfg):
             c = rem if i == 0 else mid
             if cfg == "1x1":
@@ -202,8 +202,8 @@ class MultiScaleTemporalConv(nn.Module):
 
     def reset_parameters(self) -> None:
         for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+            if m is not self:
+                reset_module(m)
 
     def forward(self, x: Tensor) -> Tensor:
         check_features(x, self.in_channels, None, "MultiScaleTemporalConv", min_dim=4)
@@ -295,7 +295,8 @@ class CTRMultiScaleTemporalConv(nn.Module):
         _check_positive("CTRMultiScaleTemporalConv", in_channels=in_channels, out_channels=out_channels,
                         stride=stride)
         dilations = list(dilations)
-        kernels = list(kernel_size) if isinstance(kernel_size, (list, tuple)) else [kernel_size] * len(dilations)
+        kernels: list[int] = (list(kernel_size) if isinstance(kernel_size, (list, tuple))
+                              else [cast(int, kernel_size)] * len(dilations))
         if len(kernels) != len(dilations):
             raise ValueError(f"CTRMultiScaleTemporalConv: kernel_size {kernel_size!r} and dilations "
                              f"{dilations!r} differ in length")
@@ -322,7 +323,8 @@ class CTRMultiScaleTemporalConv(nn.Module):
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Conv2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm1d):
                 m.reset_parameters()
 

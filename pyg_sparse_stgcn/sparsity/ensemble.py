@@ -16,7 +16,7 @@ nested.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -88,7 +88,8 @@ class MultiSparsityEnsemble(nn.Module):
         self.fusion = fusion
         experts = []
         for i, s in enumerate(sparsities):
-            backbone = factories[i]() if factories is not None else make_backbone()
+            backbone = (factories[i]() if factories is not None
+                        else cast("Callable[[], nn.Module]", make_backbone)())  # checked callable above
             if not isinstance(backbone, nn.Module):
                 raise ValueError(f"make_backbone returned {type(backbone).__name__}, not an nn.Module")
             kw = {**generator_kwargs, **(expert_kwargs[i] if expert_kwargs is not None else {})}
@@ -105,9 +106,14 @@ class MultiSparsityEnsemble(nn.Module):
         self.heads = nn.ModuleList(GCNHead(num_classes, feat_channels, dropout=dropout, init_std=init_std)
                                    for _ in range(len(sparsities) + 1))
 
+    @property
+    def _experts(self) -> Sequence[SparseGenerator]:
+        """``experts`` typed as what it holds (one :class:`~.generator.SparseGenerator` per expert)."""
+        return cast("Sequence[SparseGenerator]", self.experts)
+
     def set_epoch(self, epoch: int, total_epochs: int | None = None) -> None:
         """Forward the epoch to every expert's generator."""
-        for e in self.experts:
+        for e in self._experts:
             e.set_epoch(epoch, total_epochs)
 
     def forward_features(self, x: Tensor) -> list[Tensor]:
@@ -141,7 +147,7 @@ class MultiSparsityEnsemble(nn.Module):
 
     def extra_loss(self) -> Tensor | None:
         """Sum of the experts' warm-up penalties (:obj:`None` when none is active)."""
-        terms = [t for t in (e.extra_loss() for e in self.experts) if t is not None]
+        terms = [t for t in (e.extra_loss() for e in self._experts) if t is not None]
         if not terms:
             return None
         return torch.stack(terms).sum()
@@ -160,7 +166,7 @@ class MultiSparsityEnsemble(nn.Module):
           (``inference_vs_one_dense`` divides it by one dense backbone with one head).
         """
         rep = report(self)
-        maskable = [sum(t.numel for t in targets(e.model, "weight")) for e in self.experts]
+        maskable = [sum(t.numel for t in targets(e.model, "weight")) for e in self._experts]
         one = maskable[0]
         per_expert = [report(e).parameters for e in self.experts]
         head_params = sum(p.numel() for p in self.heads[0].parameters())

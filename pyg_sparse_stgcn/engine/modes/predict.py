@@ -129,8 +129,8 @@ def load_predictor(checkpoint: str, cfg: Config, runtime: str = "torch",
     if Path(checkpoint).suffix == ".onnx":
         if runtime not in ("onnx", "torch"):
             raise ConfigError(f"--runtime {runtime}: an .onnx checkpoint runs with --runtime onnx")
-        model = OnnxModel(checkpoint, threads=cfg.run.threads)
-        meta = model.metadata.get("pipeline")
+        onnx_model = OnnxModel(checkpoint, threads=cfg.run.threads)
+        meta = onnx_model.metadata.get("pipeline")
         if meta:
             spec = PipelineSpec.from_dict(meta)
         elif "data.name" in explicit:
@@ -142,7 +142,7 @@ def load_predictor(checkpoint: str, cfg: Config, runtime: str = "torch",
         _apply(spec, over)
         if before_model is not None:
             before_model(spec)
-        return Predictor(model, spec, "onnx")
+        return Predictor(onnx_model, spec, "onnx")
     facts = checkpoint_facts(checkpoint)
     if facts is not None:
         _check_agrees(cfg, facts["config"], checkpoint)
@@ -163,7 +163,9 @@ def load_predictor(checkpoint: str, cfg: Config, runtime: str = "torch",
     _apply(spec, over)
     if before_model is not None:
         before_model(spec)
-    data = DataBundle(spec.dataset or "", None, None, None, int(spec.num_classes or 0), spec.layout,
+    # a model-only bundle, no splits (as analyze's): DataBundle types val/test as always present
+    data = DataBundle(spec.dataset or "", None, None, None,  # type: ignore[arg-type]
+                      int(spec.num_classes or 0), spec.layout,
                       spec.in_channels, spec.num_person)
     device = _device(cfg)
     try:

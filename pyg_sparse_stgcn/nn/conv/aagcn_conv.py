@@ -2,6 +2,8 @@ r"""AAGCN's adaptive graph unit (PYSKL ``unit_aagcn``) with spatial, temporal an
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -14,6 +16,11 @@ from ._products import per_sample_subsets
 from .skeleton_mp import SkeletonMessagePassing
 
 __all__ = ["AAGCNConv"]
+
+
+def _linears(modules: nn.ModuleList) -> Sequence[nn.Linear]:
+    """A ``ModuleList`` of :class:`torch.nn.Linear` typed as such (no copy)."""
+    return cast("Sequence[nn.Linear]", modules)
 
 
 class AAGCNConv(SkeletonMessagePassing):
@@ -89,10 +96,10 @@ class AAGCNConv(SkeletonMessagePassing):
             self.fc2c = nn.Linear(out_channels // 2, out_channels)
             # the paper keeps the attention layers dense (method.md §3.2): sparsity leaves them out by default
             for m in (self.conv_ta, self.conv_sa, self.fc1c, self.fc2c):
-                m.sparsity_dense = True
+                m.sparsity_dense = True  # type: ignore[assignment]  # stub: Module.__setattr__ takes Tensor | Module only
         if in_channels != out_channels:
-            self.down: nn.Module | None = nn.Sequential(nn.Linear(in_channels, out_channels),
-                                                        BatchNormLast(out_channels))
+            self.down: nn.Sequential | None = nn.Sequential(nn.Linear(in_channels, out_channels),
+                                                            BatchNormLast(out_channels))
         else:
             self.down = None
         self.bn = BatchNormLast(out_channels)
@@ -105,25 +112,25 @@ class AAGCNConv(SkeletonMessagePassing):
         ``fc2c``, Xavier ``conv_sa``, Kaiming (fan-in) ``fc1c``; ``A`` back to the graph, :math:`\\alpha = 0`."""
         self.reset_graph_parameters()
         K = self.num_subsets
-        convs = [*self.conv_d]
+        convs = [*_linears(self.conv_d)]
         if self.use_adaptive:
-            convs += [*self.conv_a, *self.conv_b]
+            convs += [*_linears(self.conv_a), *_linears(self.conv_b)]
             nn.init.zeros_(self.alpha)
         if self.down is not None:
-            convs.append(self.down[0])
-            self.down[1].reset_parameters()
+            convs.append(cast(nn.Linear, self.down[0]))
+            cast(BatchNormLast, self.down[1]).reset_parameters()
         for m in convs:
             nn.init.kaiming_normal_(m.weight, mode="fan_out")
             nn.init.zeros_(m.bias)
         self.bn.reset_parameters()
         nn.init.constant_(self.bn.weight, 1e-6)
-        for m in self.conv_d:
+        for m in _linears(self.conv_d):
             nn.init.normal_(m.weight, 0, math.sqrt(2.0 / (self.out_channels * self.in_channels * K)))
         if self.attention:
             nn.init.zeros_(self.conv_ta.weight)
-            nn.init.zeros_(self.conv_ta.bias)
+            nn.init.zeros_(cast(Tensor, self.conv_ta.bias))  # the attention convs are built with a bias
             nn.init.xavier_normal_(self.conv_sa.weight)
-            nn.init.zeros_(self.conv_sa.bias)
+            nn.init.zeros_(cast(Tensor, self.conv_sa.bias))
             nn.init.kaiming_normal_(self.fc1c.weight)
             nn.init.zeros_(self.fc1c.bias)
             nn.init.zeros_(self.fc2c.weight)
@@ -133,10 +140,11 @@ class AAGCNConv(SkeletonMessagePassing):
         r"""The data-dependent term :math:`\alpha \mathbf{C}_k` :math:`(B, K, V, V)` (before the connection
         mask) of ``x`` :math:`(B, T, V, C_{in})`."""
         K, Ce, T = self.num_subsets, self.inter_channels, x.size(1)
-        wa = torch.cat([m.weight for m in self.conv_a])
-        wb = torch.cat([m.weight for m in self.conv_b])
-        ba = torch.cat([m.bias for m in self.conv_a])
-        bb = torch.cat([m.bias for m in self.conv_b])
+        conv_a, conv_b = _linears(self.conv_a), _linears(self.conv_b)
+        wa = torch.cat([m.weight for m in conv_a])
+        wb = torch.cat([m.weight for m in conv_b])
+        ba = torch.cat([m.bias for m in conv_a])
+        bb = torch.cat([m.bias for m in conv_b])
         a = F.linear(x, wa, ba).view(*x.shape[:3], K, Ce)
         b = F.linear(x, wb, bb).view(*x.shape[:3], K, Ce)
         # S[n, k, u, v] = sum_{t, c} a[n, t, u, k, c] b[n, t, v, k, c]
@@ -147,8 +155,9 @@ class AAGCNConv(SkeletonMessagePassing):
     def forward(self, x: Tensor) -> Tensor:
         """Run the unit on ``x`` :math:`(B, T, V, C_{in})`."""
         check_features(x, self.in_channels, self.num_nodes, "AAGCNConv", min_dim=4)
-        weight = torch.cat([m.weight for m in self.conv_d], dim=1)  # (C_out, K C_in), column k C_in + c
-        bias = torch.stack([m.bias for m in self.conv_d]).sum(0)
+        conv_d = _linears(self.conv_d)
+        weight = torch.cat([m.weight for m in conv_d], dim=1)  # (C_out, K C_in), column k C_in + c
+        bias = torch.stack([m.bias for m in conv_d]).sum(0)
         if not self.use_adaptive:
             agg = self._aggregate(x, None, self.edge_weight_effective(), pre=False)
         else:

@@ -1,6 +1,9 @@
 r"""CTR-GCN's channel-wise topology refinement unit (PYSKL ``unit_ctrgcn`` with ``CTRGC``)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -114,18 +117,23 @@ class CTRGCNConv(SkeletonMessagePassing):
                 m.reset_parameters()
         nn.init.constant_(self.bn.weight, 1e-6)
 
+    @property
+    def _subsets(self) -> Sequence[CTRGC]:
+        """``convs`` typed as what it holds (one :class:`CTRGC` per subset)."""
+        return cast("Sequence[CTRGC]", self.convs)
+
     def refined_graph(self, x: Tensor) -> Tensor:
         r"""The data-dependent term :math:`\alpha(\mathbf{W}_4 \tanh(\cdot) + \mathbf{b}_4)`,
         :math:`(B, K, C_{out}, V, V)`, before the connection mask."""
         xm = x.mean(1)
-        return self.alpha * torch.stack([c.refinement(xm) for c in self.convs], 1)
+        return self.alpha * torch.stack([c.refinement(xm) for c in self._subsets], 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Run the unit on ``x`` :math:`(B, T, V, C_{in})`."""
         check_features(x, self.in_channels, self.num_nodes, "CTRGCNConv", min_dim=4)
         K, C = self.num_subsets, self.out_channels
-        w3 = torch.cat([c.conv3.weight for c in self.convs])  # (K C_out, C_in), row k C_out + c
-        b3 = torch.cat([c.conv3.bias for c in self.convs])
+        w3 = torch.cat([c.conv3.weight for c in self._subsets])  # (K C_out, C_in), row k C_out + c
+        b3 = torch.cat([cast(Tensor, c.conv3.bias) for c in self._subsets])  # conv3 is built with a bias
         x3 = F.linear(x, w3, b3)  # (B, T, V, K C_out)
         dyn = self.refined_graph(x)  # (B, K, C, U, V)
         gate = self.connection_mask()

@@ -137,13 +137,14 @@ class DGGCNConv(SkeletonMessagePassing):
         q2 = q2.movedim(-3, -1)
         a = self.alpha if self.subset_wise else self.alpha[:1].expand(K)
         b = self.beta if self.subset_wise else self.beta[:1].expand(K)
-        out = 0
+        out: Tensor | None = None
         if self.ctr is not None:
             ctr = _graph_act(self.ctr_act, q1.unsqueeze(-1) - q2.unsqueeze(-2))  # (.., K, m, U, V)
-            out = out + ctr * a.view(K, 1, 1, 1)
+            out = ctr * a.view(K, 1, 1, 1)
         if self.ada is not None:
             ada = _graph_act(self.ada_act, torch.matmul(q1.transpose(-1, -2), q2))  # (.., K, U, V)
-            out = out + (ada * b.view(K, 1, 1)).unsqueeze(-3)
+            ada_term = (ada * b.view(K, 1, 1)).unsqueeze(-3)
+            out = ada_term if out is None else out + ada_term
         return out
 
     def forward(self, x: Tensor) -> Tensor:

@@ -211,6 +211,15 @@ class SkeletonMessagePassing(MessagePassing):
             (default: :obj:`"auto"`)
     """
 
+    # parameters and buffers registered by _init_graph / enable_edge_gate (typed for the checker only)
+    A: Tensor
+    PA: Tensor
+    _A_init: Tensor
+    edge_index: Tensor
+    _flat_index: Tensor
+    edge_real: Tensor
+    edge_gate: Tensor
+
     def __init__(self, graph: SkeletonGraph | Tensor | np.ndarray, adaptive: str | None = None,
                  backend: str = "auto") -> None:
         super().__init__(aggr="add", node_dim=-2)
@@ -530,7 +539,7 @@ class SkeletonMessagePassing(MessagePassing):
             return call
 
         best = best_times({b: run(b) for b in ("dense", "sparse")}, h.device, rounds=3, warmup=1)
-        return min(best, key=best.get)
+        return min(best, key=best.__getitem__)
 
     # --- MessagePassing interface ---
     def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:

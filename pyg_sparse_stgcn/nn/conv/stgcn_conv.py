@@ -6,7 +6,7 @@ from torch import Tensor, nn
 from torch_geometric.typing import SparseTensor
 
 from ...graph import SkeletonGraph
-from .._utils import check_choice, check_features, make_norm
+from .._utils import check_choice, check_features, make_norm, reset_module
 from .skeleton_mp import ADAPTIVE_MODES, BACKENDS, SkeletonMessagePassing, auto_choices, clear_auto_cache
 
 __all__ = ["STGCNConv", "BACKENDS", "ADAPTIVE_MODES", "CONV_POSITIONS", "clear_auto_cache", "auto_choices"]
@@ -105,7 +105,8 @@ class STGCNConv(SkeletonMessagePassing):
         self.bn = make_norm(norm, out_channels)
         self.act = nn.ReLU() if act == "ReLU" else nn.Identity()
         if with_res and in_channels != out_channels:
-            self.down = nn.Sequential(nn.Linear(in_channels, out_channels), make_norm(norm, out_channels))
+            self.down: nn.Sequential | None = nn.Sequential(nn.Linear(in_channels, out_channels),
+                                                             make_norm(norm, out_channels))
         else:
             self.down = None
         self.reset_parameters()
@@ -122,17 +123,18 @@ class STGCNConv(SkeletonMessagePassing):
             if module is None:
                 continue
             for m in module.modules():
-                if hasattr(m, "reset_parameters") and m is not self:
-                    m.reset_parameters()
+                if m is not self:
+                    reset_module(m)
 
     # --- forward ---
     def forward(self, x: Tensor, edge_index: Tensor | SparseTensor | None = None,
                 edge_weight: Tensor | None = None) -> Tensor:
         """Run the unit on ``x`` :math:`(*, V, C_{in})` (see the class docstring for the optional graph)."""
         check_features(x, self.in_channels, self.num_nodes, "STGCNConv", min_dim=2)
-        res = None
+        res: Tensor | None = None
         if self.with_res:
             res = x if self.down is None else self.down(x)
+        ei: Tensor | None
         ei, weight = self._edges(edge_index, edge_weight)
         if edge_index is None:
             ei = None

@@ -32,7 +32,8 @@ def check_keys(who: str, what: str, given: Mapping[str, Any], valid: Sequence[st
         raise ValueError(f"{who}: unknown {what} {bad}; valid: {', '.join(valid) if valid else 'none'}")
 
 
-def make_residual(in_channels: int, out_channels: int, stride: int, residual: bool) -> tuple[str, nn.Module | None]:
+def make_residual(in_channels: int, out_channels: int, stride: int,
+                  residual: bool) -> tuple[str, TemporalConv | None]:
     """PYSKL's block residual: none, identity, or ``unit_tcn(k=1, stride)`` (:math:`1 \\times 1` + BN)."""
     if not residual:
         return "none", None

@@ -2,12 +2,13 @@ r"""AAGCN (PYSKL ``AAGCN``) on channels-last activations."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
+from .._utils import reset_module
 from ..conv.aagcn_conv import AAGCNConv
 from ..temporal import MultiScaleTemporalConv, TemporalConv
 from ._backbone import SkeletonBackbone, graph_tensor, make_residual, route
@@ -51,7 +52,8 @@ class AAGCNBlock(nn.Module):
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.gcn = AAGCNConv(in_channels, out_channels, graph, backend=backend, **gcn_kw)
         if self.tcn_type == "unit_tcn":
-            self.tcn: nn.Module = TemporalConv(out_channels, out_channels, 9, stride=stride, **tcn_kw)
+            self.tcn: TemporalConv | MultiScaleTemporalConv = TemporalConv(out_channels, out_channels, 9,
+                                                                           stride=stride, **tcn_kw)
         else:
             self.tcn = MultiScaleTemporalConv(out_channels, out_channels, stride=stride, **tcn_kw)
         self.residual_mode, self.residual = make_residual(in_channels, out_channels, stride, residual)
@@ -62,9 +64,10 @@ class AAGCNBlock(nn.Module):
         """PYSKL's init: ``unit_tcn`` Kaiming-normal (fan-out), zero bias, BN (1, 0); ``mstcn`` and the
         residual keep PyTorch's defaults; the GCN unit as :meth:`AAGCNConv.reset_parameters`."""
         self.tcn.reset_parameters()
-        if self.tcn_type == "unit_tcn":
+        if isinstance(self.tcn, TemporalConv):  # tcn_type == 'unit_tcn'
             nn.init.kaiming_normal_(self.tcn.conv.weight, mode="fan_out")
-            nn.init.zeros_(self.tcn.conv.bias)
+            if self.tcn.conv.bias is not None:
+                nn.init.zeros_(self.tcn.conv.bias)
         self.gcn.reset_parameters()
         if self.residual is not None:
             self.residual.reset_parameters()
@@ -74,6 +77,8 @@ class AAGCNBlock(nn.Module):
         if self.residual_mode == "identity":
             out = out + x
         elif self.residual_mode == "conv":
+            if self.residual is None:
+                raise RuntimeError(f"{type(self).__name__}: residual_mode is 'conv' but the residual unit is None")
             out = out + self.residual(x)
         return self.relu(out)
 
@@ -123,8 +128,7 @@ class AAGCN(SkeletonBackbone):
         self.num_stages = len(blocks)
 
     def reset_parameters(self) -> None:
-        if hasattr(self.data_bn, "reset_parameters"):
-            self.data_bn.reset_parameters()
-        for block in self.gcn:
+        reset_module(self.data_bn)
+        for block in cast("Sequence[AAGCNBlock]", self.gcn):
             block.reset_parameters()
 

@@ -2,12 +2,13 @@ r"""CTR-GCN (PYSKL ``CTRGCN``) on channels-last activations."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
+from .._utils import reset_module
 from ..conv.ctrgcn_conv import CTRGCNConv
 from ..temporal import CTRMultiScaleTemporalConv
 from ._backbone import SkeletonBackbone, check_keys, graph_tensor, make_residual
@@ -63,6 +64,8 @@ class CTRGCNBlock(nn.Module):
         if self.residual_mode == "identity":
             out = out + x
         elif self.residual_mode == "conv":
+            if self.residual is None:
+                raise RuntimeError(f"{type(self).__name__}: residual_mode is 'conv' but the residual unit is None")
             out = out + self.residual(x)
         return self.relu(out)
 
@@ -117,6 +120,6 @@ class CTRGCN(SkeletonBackbone):
         self.num_stages = len(blocks)
 
     def reset_parameters(self) -> None:
-        self.data_bn.reset_parameters()
-        for block in self.net:
+        reset_module(self.data_bn)
+        for block in cast("Sequence[CTRGCNBlock]", self.net):
             block.reset_parameters()

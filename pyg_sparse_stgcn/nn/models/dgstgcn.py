@@ -2,12 +2,13 @@ r"""DG-STGCN (PYSKL ``DGSTGCN``) on channels-last activations."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
+from .._utils import reset_module
 from ..conv.dggcn_conv import DGGCNConv
 from ..temporal import DGMultiScaleTemporalConv
 from ._backbone import SkeletonBackbone, make_residual, route
@@ -68,6 +69,8 @@ class DGBlock(nn.Module):
         if self.residual_mode == "identity":
             out = out + x
         elif self.residual_mode == "conv":
+            if self.residual is None:
+                raise RuntimeError(f"{type(self).__name__}: residual_mode is 'conv' but the residual unit is None")
             out = out + self.residual(x)
         return self.relu(out)
 
@@ -120,7 +123,6 @@ class DGSTGCN(SkeletonBackbone):
         self.num_stages = len(blocks)
 
     def reset_parameters(self) -> None:
-        if hasattr(self.data_bn, "reset_parameters"):
-            self.data_bn.reset_parameters()
-        for block in self.gcn:
+        reset_module(self.data_bn)
+        for block in cast("Sequence[DGBlock]", self.gcn):
             block.reset_parameters()

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
-from .._utils import check_choice
+from .._utils import check_choice, reset_module
 from ..block import STGCNBlock, split_unit_kwargs
 from ..conv.stgcn_conv import BACKENDS, STGCNConv
 
@@ -125,14 +125,18 @@ class STGCN(nn.Module):
         self.out_channels = channels
 
     def reset_parameters(self) -> None:
-        if hasattr(self.data_bn, "reset_parameters"):
-            self.data_bn.reset_parameters()
-        for block in self.gcn:
+        reset_module(self.data_bn)
+        for block in self._blocks:
             block.reset_parameters()
+
+    @property
+    def _blocks(self) -> Sequence[STGCNBlock]:
+        """``gcn`` typed as what it holds (one :class:`STGCNBlock` per stage)."""
+        return cast("Sequence[STGCNBlock]", self.gcn)
 
     def convs(self) -> list[STGCNConv]:
         """The :class:`STGCNConv` of every block, in order."""
-        return [block.gcn for block in self.gcn]
+        return [block.gcn for block in self._blocks]
 
     def set_backend(self, backend: str) -> None:
         """Switch the aggregation backend of every :class:`STGCNConv`."""

@@ -20,8 +20,9 @@ class DataBundle:
     Attributes:
         name (str): Dataset name (``--data``).
         train (Dataset): Training split (training pipeline); :obj:`None` when the mode does not train.
-        val (Dataset): Test split with one clip per sample (validation during training).
-        test (Dataset): Test split with ``eval.num_clips`` clips per sample.
+        val (Dataset): Test split with one clip per sample (validation during training); :obj:`None` in a
+            bundle of facts only (:meth:`facts`).
+        test (Dataset): Test split with ``eval.num_clips`` clips per sample; :obj:`None` likewise.
         num_classes (int): Number of classes.
         layout (str): Skeleton layout name.
         in_channels (int): Channels :math:`C` of a sample's ``x``.
@@ -31,13 +32,18 @@ class DataBundle:
 
     name: str
     train: Dataset | None
-    val: Dataset
-    test: Dataset
+    val: Dataset | None
+    test: Dataset | None
     num_classes: int
     layout: str
     in_channels: int
     num_person: int
     collate_fn: Callable | None = None
+
+    @classmethod
+    def facts(cls, name: str, num_classes: int, layout: str, in_channels: int, num_person: int) -> DataBundle:
+        """A bundle with no split: the facts a model is built from (analysis and prediction of a checkpoint)."""
+        return cls(name, None, None, None, num_classes, layout, in_channels, num_person)
 
 
 def build_data(cfg: Config, train: bool = True, log: bool = True, clip_len: int = 0) -> DataBundle:

@@ -123,6 +123,8 @@ class Session:
         kw.update(over)
         if self.data.train is None:
             raise RuntimeError("this mode opened no training split")
+        if self.data.test is None:
+            raise RuntimeError("this mode opened no test split")
         return Trainer(model, self.data.train, val_data=self.data.val, test_data=self.data.test,
                        collate_fn=self.data.collate_fn, device=self.device, run_dir=self.run, stage=name,
                        budget=self.budget, progress=self.progress, **kw)
@@ -151,6 +153,8 @@ class Session:
         test = None
         if D.is_main():
             d = self.cfg.data
+            if self.data.test is None:
+                raise RuntimeError("this mode opened no test split")
             loader = DataLoader(self.data.test, batch_size=d.test_batch_size or d.batch_size, shuffle=False,
                                 collate_fn=self.data.collate_fn, num_workers=d.num_workers)
             test = _evaluate(model.to(self.device), loader, self.device, self.cfg.eval.average_clips,

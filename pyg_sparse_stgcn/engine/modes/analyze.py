@@ -30,8 +30,8 @@ def _facts(state: Mapping[str, Any], where: Path) -> Any:
     if missing:
         raise ValueError(f"{where}: the checkpoint does not record {', '.join(missing)}; analyse the run "
                          f"directory (or its checkpoints/model.pt) instead")
-    return DataBundle("(analysis)", None, None, None, int(state["num_classes"]), str(state["layout"]),  # type: ignore[arg-type]
-                      int(state["in_channels"]), int(state["num_person"]))
+    return DataBundle.facts("(analysis)", int(state["num_classes"]), str(state["layout"]),
+                            int(state["in_channels"]), int(state["num_person"]))
 
 
 def _pyskl_facts(cfg: Config) -> Any:
@@ -43,8 +43,8 @@ def _pyskl_facts(cfg: Config) -> Any:
     if not layout or not info.num_classes:
         raise ValueError(f"--data {cfg.data.name} does not fix the layout and the number of classes; pass the "
                          f"--data the PYSKL checkpoint was trained on")
-    return DataBundle(cfg.data.name, None, None, None, int(info.num_classes), str(layout), 3,  # type: ignore[arg-type]
-                      int(cfg.data.num_person or info.num_person))
+    return DataBundle.facts(cfg.data.name, int(info.num_classes), str(layout), 3,
+                            int(cfg.data.num_person or info.num_person))
 
 
 def _level_no(p: Path) -> int:

@@ -164,9 +164,8 @@ def load_predictor(checkpoint: str, cfg: Config, runtime: str = "torch",
     if before_model is not None:
         before_model(spec)
     # a model-only bundle, no splits (as analyze's): DataBundle types val/test as always present
-    data = DataBundle(spec.dataset or "", None, None, None,  # type: ignore[arg-type]
-                      int(spec.num_classes or 0), spec.layout,
-                      spec.in_channels, spec.num_person)
+    data = DataBundle.facts(spec.dataset or "", int(spec.num_classes or 0), spec.layout, spec.in_channels,
+                            spec.num_person)
     device = _device(cfg)
     try:
         model, _ = load_model(checkpoint, saved, data, device)

@@ -78,3 +78,49 @@ def test_bad_input():
         load_pyskl(broken, "ctrgcn", layout="nturgb+d", num_classes=5, **TINY)
     with pytest.raises(ValueError, match="holds a .ctrgcn. backbone"):
         load_pyskl_stgcn(state, layout="nturgb+d", mode="spatial", num_classes=5)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Optional real peer: mmaction2 1.1.0's AAGCN (same keys as PYSKL's; head `cls_head.fc`). Not a dependency:
+# skipped when not importable (e.g. PYTHONPATH=/tmp/mmpeer after `pip install --no-deps --target /tmp/mmpeer
+# mmengine==0.10.7 mmcv-lite==2.0.1 mmaction2==1.1.0` and their small pure-Python dependencies).
+# ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["dense", "sparse", "scatter"])
+@pytest.mark.parametrize("graph_cfg", [dict(layout="nturgb+d", mode="spatial"), dict(layout="coco", mode="spatial")])
+def test_matches_mmaction2_aagcn(graph_cfg, backend):
+    pytest.importorskip("mmaction", reason="mmaction2 (optional test peer) is not installed")
+    from mmaction.models.backbones.aagcn import AAGCN as MMAAGCN
+    from mmaction.models.heads import GCNHead as MMGCNHead
+
+    torch.manual_seed(13)
+    backbone = MMAAGCN(graph_cfg=graph_cfg, base_channels=8, num_stages=4, inflate_stages=[3], down_stages=[3])
+    head = MMGCNHead(num_classes=5, in_channels=16)
+    gen = torch.Generator().manual_seed(14)
+    with torch.no_grad():  # every parameter and BN statistic off its initial value (alpha and zero-init BNs too)
+        for module in (backbone, head):
+            for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+                if name.endswith("num_batches_tracked"):
+                    continue
+                if name.endswith("running_var") or (name.endswith(".weight") and t.dim() == 1):
+                    t.copy_(0.5 + torch.rand(t.shape, generator=gen))
+                elif name.endswith(".A") or name == "A":
+                    t.mul_(1.0 + 0.2 * torch.randn(t.shape, generator=gen))
+                else:
+                    t.copy_(0.5 * torch.randn(t.shape, generator=gen) / max(1, t[0].numel()) ** 0.5)
+    backbone.eval()
+    head.eval()
+    state = {"backbone." + k: v for k, v in backbone.state_dict().items()}
+    state.update({"cls_head." + k: v for k, v in head.state_dict().items()})
+    assert any(k.startswith("cls_head.fc.") for k in state)  # mmaction2 1.x's head name
+    V = 17 if graph_cfg["layout"] == "coco" else 25
+    x = torch.randn(2, 2, 12, V, 3, generator=gen)
+    with torch.no_grad():
+        ref_feat = backbone(x)
+        ref_logits = head(ref_feat)
+    ours = load_pyskl({"state_dict": state}, "aagcn", graph_cfg=graph_cfg, num_classes=5, backend=backend,
+                      base_channels=8, num_stages=4, inflate_stages=(3,), down_stages=(3,))
+    ours.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours.backbone(x), ref_feat, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(ours(x), ref_logits, atol=1e-5, rtol=1e-4)
+    assert ref_logits.abs().max() > 0.05

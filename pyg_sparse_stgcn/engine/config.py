@@ -7,10 +7,11 @@ them (graph modes, feature streams, aggregation backends, generator and pruning 
 schedules, clip averaging, models, modes), so the configuration never restates them.
 
 Layers, lowest precedence first: the defaults < the dataset's shipped recipe (package data,
-:func:`load_recipe`) or the ``--config`` file < explicit CLI options < ``--set`` overrides. Every key a layer sets
-is checked against the fields (an unknown key is an error naming the nearest valid keys); :meth:`Config.validate`
-checks types, ranges and choices in one place. The resolved configuration is written to a run's
-``config.toml`` (:meth:`Config.to_toml`) and read back on ``--resume``.
+:func:`load_recipe`) with, when ``--model`` names a backbone that has one, the model's recipe over it (the
+paper's settings of that backbone), or else the ``--config`` file < explicit CLI options < ``--set`` overrides.
+Every key a layer sets is checked against the fields (an unknown key is an error naming the nearest valid
+keys); :meth:`Config.validate` checks types, ranges and choices in one place. The resolved configuration is
+written to a run's ``config.toml`` (:meth:`Config.to_toml`) and read back on ``--resume``.
 
 Fields whose default is :obj:`None` mean "the default of the component that reads it" (e.g. the
 :class:`~pyg_sparse_stgcn.sparsity.generator.SparseGenerator` options): they are left out of ``config.toml``
@@ -53,8 +54,8 @@ from .trainer import LR_SCHEDULES
 __all__ = ["Config", "Section", "ConfigError", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig",
            "EvalConfig", "SparsityConfig", "GeneratorConfig", "EnsembleConfig", "LotteryConfig", "PruneConfig",
            "DenseConfig", "SECTIONS", "ALIASES", "load_toml", "load_recipe", "recipe_names", "recipe_text",
-           "parse_set", "tomllib", "DEFAULTS", "FREE_TABLES", "merge", "apply_sets", "validate_config",
-           "to_toml", "RANK_DEFAULT", "RANK_FILE", "RANK_CLI", "RESUME_FREE", "resolve_config"]
+           "model_recipe_names", "parse_set", "tomllib", "DEFAULTS", "FREE_TABLES", "merge", "apply_sets",
+           "validate_config", "to_toml", "RANK_DEFAULT", "RANK_FILE", "RANK_CLI", "RESUME_FREE", "resolve_config"]
 
 #: Every scope value some algorithm accepts; each mode narrows it to its own (``Mode.scopes``).
 ALL_SCOPES: tuple[str, ...] = tuple(dict.fromkeys(GENERATOR_SCOPES + PRUNE_SCOPES))
@@ -151,6 +152,13 @@ def _check_sparsities(v: list) -> str | None:
     for s in v:
         if not 0 <= s < 1:
             return f"{s!r} is not a fraction in [0, 1)"
+    return None
+
+
+def _check_models(v: list) -> str | None:
+    for i, name in enumerate(v):
+        if name not in MODEL_NAMES:
+            return f"unknown backbone {name!r} (item {i + 1}); valid choices: {', '.join(MODEL_NAMES)}"
     return None
 
 
@@ -324,6 +332,9 @@ class EnsembleConfig(Section):
     epochs: int = opt(0, "Epochs of the ensemble (and its dense baseline); 0 = train.epochs.", lo=0)
     clip_len: int = opt(0, "Frames per clip in this mode; 0 = data.clip_len (paper: 100).", lo=0)
     sparsities: list[float] = opt([0.6, 0.8, 0.95, 0.99], "One sparsity per expert.", check=_check_sparsities)
+    models: list[str] = opt([], "One backbone (--model name) per expert, as many as sparsities (mixed lists "
+                                "such as [stgcn, aagcn, ctrgcn, dgstgcn]); [] = model.name for every expert.",
+                            check=_check_models)
     warm_up: float = opt(0.8, "Dense warm-up, fraction of the epochs (paper: 80 of 100).", fraction="open",
                          arg="warm_up")
     penalty: str = opt("gsgl", "Warm-up penalty: gl, gsgl or \"\" (none); paper: GSGL.", check=_check_penalty)
@@ -630,6 +641,11 @@ class Config:
                     msg = m["check"](v)
                 if msg:
                     raise ConfigError(f"{self.name(key)}: {msg}")
+        ens = self.ensemble
+        if ens.models and len(ens.models) != len(ens.sparsities):
+            raise ConfigError(f"{self.name('ensemble.models')}: names {len(ens.models)} backbone(s) but "
+                              f"{self.name('ensemble.sparsities')} has {len(ens.sparsities)} level(s); give one "
+                              f"backbone per level, or [] for model.name at every level")
         return self
 
     # ---- dict / TOML ------------------------------------------------------------------------------------
@@ -692,28 +708,60 @@ def _recipes() -> Any:
     return resources.files("pyg_sparse_stgcn") / "configs"
 
 
-def recipe_names() -> list[str]:
-    """The datasets with a shipped recipe (package data ``pyg_sparse_stgcn/configs/<name>.toml``)."""
+def _shipped() -> list[str]:
     return sorted(p.name[:-5] for p in _recipes().iterdir() if p.name.endswith(".toml"))
 
 
+def recipe_names() -> list[str]:
+    """The datasets with a shipped recipe (package data ``pyg_sparse_stgcn/configs/<dataset>.toml``)."""
+    return [n for n in _shipped() if n not in MODEL_NAMES]
+
+
+def model_recipe_names() -> list[str]:
+    """The backbones with a shipped model recipe (``pyg_sparse_stgcn/configs/<model>.toml``): the paper's
+    settings of that backbone, layered over the dataset's recipe when the model is chosen on the command line
+    (:func:`resolve_config`)."""
+    return [n for n in _shipped() if n in MODEL_NAMES]
+
+
 def recipe_text(name: str) -> str | None:
-    """The TOML text of the shipped recipe of dataset ``name``, or :obj:`None` when there is none."""
+    """The TOML text of the shipped recipe ``name`` (a dataset's or a model's), or :obj:`None` when there is
+    none."""
     p = _recipes() / f"{name}.toml"
     return p.read_text(encoding="utf-8") if p.is_file() else None
 
 
 def load_recipe(name: str) -> dict | None:
-    """The shipped recipe of dataset ``name`` as a dict (read with :mod:`importlib.resources`, so it works
-    from an installed wheel), or :obj:`None`."""
+    """The shipped recipe ``name`` (a dataset's or a model's) as a dict (read with :mod:`importlib.resources`,
+    so it works from an installed wheel), or :obj:`None`."""
     text = recipe_text(name)
     return None if text is None else tomllib.loads(text)
+
+
+def _layer_recipe(cfg: Config, recipe: Mapping[str, Any], source: str) -> None:
+    """Apply a model recipe over the dataset's: free tables (``model.backbone``, ``data.kwargs``) are merged
+    key by key instead of replaced, so the dataset's sizing (e.g. ``inflate_stages``) survives."""
+
+    def merged(old: Any, new: Any) -> Any:
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            return {**old, **{k: merged(old.get(k), v) for k, v in new.items()}}
+        return new
+
+    out = {}
+    for sec, body in recipe.items():
+        if sec in SECTIONS and isinstance(body, Mapping):
+            cur = getattr(cfg, sec)
+            body = {k: merged(getattr(cur, k, None), v) for k, v in body.items()}
+        out[sec] = body
+    cfg.update(out, source, RANK_DEFAULT)
 
 
 def _parse_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
+        if text.startswith("[") and text.endswith("]") and "[" not in text[1:-1]:  # [a, b]: bare words
+            return [_parse_value(t.strip()) for t in text[1:-1].split(",") if t.strip()]
         return text  # a bare string
 
 
@@ -736,8 +784,10 @@ def resolve_config(options: Mapping[str, tuple[Any, str]] | None = None, sets: l
                    config_file: str | None = None, resume: str | None = None) -> Config:
     """The configuration of a run, validated.
 
-    Layers, lowest precedence first: the defaults, the dataset's shipped recipe (:func:`load_recipe`; replaced
-    by ``config_file`` when one is given), ``options`` and ``sets``. With ``resume`` the run's own
+    Layers, lowest precedence first: the defaults, the dataset's shipped recipe (:func:`load_recipe`) and over
+    it the model's shipped recipe when ``options`` or ``sets`` name a model that has one
+    (:func:`model_recipe_names`: the paper's settings of that backbone) — both replaced by ``config_file`` when
+    one is given —, then ``options`` and ``sets``. With ``resume`` the run's own
     ``config.toml`` instead, and only the keys of :data:`RESUME_FREE` may change (other options must repeat the
     run's values).
 
@@ -774,12 +824,19 @@ def resolve_config(options: Mapping[str, tuple[Any, str]] | None = None, sets: l
                 cfg.set(key, value, label, RANK_CLI)
         return cfg.apply_sets(sets).validate()
     name = options.get("data.name", (cfg.data.name, ""))[0]
+    model = options.get("model.name", (None, ""))[0]
+    for item in sets:  # --set model.name=... chooses the model too (the last one wins, as when applied)
+        key, value = parse_set(item)
+        if ALIASES.get(key, key) == "model.name":
+            model = value
     if config_file is not None:
         cfg.update(load_toml(config_file), f"--config {config_file}", RANK_FILE)
     else:
         recipe = load_recipe(name) if isinstance(name, str) else None
         if recipe is not None:
             cfg.update(recipe, f"recipe {name}.toml", RANK_DEFAULT)
+        if isinstance(model, str) and model in model_recipe_names():
+            _layer_recipe(cfg, load_recipe(model) or {}, f"recipe {model}.toml")
     for key, (value, label) in options.items():
         cfg.set(key, value, label, RANK_CLI)
     return cfg.apply_sets(sets).validate()

@@ -42,7 +42,7 @@ def bundle(layout: str = "nturgb+d", num_person: int = 2, num_classes: int = 5):
 
 
 def test_model_recipes_ship_for_each_paper_backbone_and_stay_out_of_the_dataset_list():
-    assert set(model_recipe_names()) == set(PAPER_MODELS)
+    assert set(model_recipe_names()) == set(PAPER_MODELS) | {"stgcn++"}  # stgcn++: its own graph only
     assert not set(recipe_names()) & set(MODEL_NAMES)
     for m in PAPER_MODELS:
         assert load_recipe(m)["model"]["name"] == m
@@ -188,3 +188,27 @@ def test_bad_ensemble_models_fail_before_any_work(env, tmp_path, value, match):
     assert res.exit_code == 2, res.output
     assert re.search(match, res.output), res.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_mixed_ensemble_experts_share_the_sizing_of_model_backbone():
+    from pyg_sparse_stgcn.engine.bundle import DataBundle
+    from pyg_sparse_stgcn.engine.config import resolve_config
+    from pyg_sparse_stgcn.engine.models import build_ensemble
+
+    cfg = resolve_config({"data.name": ("demo", "--data"), "run.mode": ("ensemble", "--mode")}, ("model.base_channels=8", "model.num_stages=3",
+                         "model.backbone.inflate_stages=[2]", "model.backbone.down_stages=[2]",
+                         "ensemble.models=[stgcn, aagcn]", "ensemble.sparsities=[0.5, 0.9]"), None, None)
+    data = DataBundle.facts("demo", 4, "openpose", 3, 2)
+    ens = build_ensemble(cfg, data)
+    widths = {int(e.model.out_channels) for e in ens.experts}
+    assert widths == {16}
+
+
+def test_stgcnpp_on_an_ntu_recipe_gets_its_own_spatial_graph():
+    from pyg_sparse_stgcn.engine.config import resolve_config
+
+    cfg = resolve_config({"data.name": ("ntu60-xsub", "--data"), "model.name": ("stgcn++", "--model")}, (), None,
+                         None)
+    assert cfg.model.graph_mode == ""  # "" = the model's default graph, 'spatial'
+    plain = resolve_config({"data.name": ("ntu60-xsub", "--data")}, (), None, None)
+    assert plain.model.graph_mode == "stgcn_spatial"

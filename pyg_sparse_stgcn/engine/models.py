@@ -69,6 +69,11 @@ def _backbone_kwargs(cfg: Config) -> dict[str, Any]:
     return kwargs
 
 
+#: ``model.backbone`` keys that size every backbone alike (PYSKL's common constructor arguments): they reach
+#: every expert of a mixed ensemble, so the experts' features have the same width.
+SIZING_KWARGS = ("ch_ratio", "inflate_stages", "down_stages")
+
+
 def build_backbone(cfg: Config, data: DataBundle, graph_mode: str | None = None,
                    gcn_adaptive: str | None = None, name: str | None = None) -> nn.Module:
     """The backbone of ``cfg.model`` for ``data`` (``graph_mode`` / ``gcn_adaptive`` override the
@@ -79,7 +84,10 @@ def build_backbone(cfg: Config, data: DataBundle, graph_mode: str | None = None,
     if name not in MODELS:
         raise ValueError(f"model: unknown backbone {name!r}; valid choices: {', '.join(MODEL_NAMES)}")
     spec = MODELS[name]
-    kwargs = {**spec.defaults, **_backbone_kwargs(cfg)} if name == m.name else dict(spec.defaults)
+    extra = _backbone_kwargs(cfg)
+    if name != m.name:  # another backbone (an expert of a mixed ensemble): only the sizing every backbone takes
+        extra = {k: v for k, v in extra.items() if k in SIZING_KWARGS}
+    kwargs = {**spec.defaults, **extra}
     if gcn_adaptive and spec.pyskl_adaptive:
         kwargs["gcn_adaptive"] = gcn_adaptive
     mode = graph_mode or (cfg.model.graph_mode if name == m.name else "") or spec.graph_mode

@@ -195,9 +195,9 @@ def test_mixed_ensemble_experts_share_the_sizing_of_model_backbone():
     from pyg_sparse_stgcn.engine.config import resolve_config
     from pyg_sparse_stgcn.engine.models import build_ensemble
 
-    cfg = resolve_config({"data.name": ("demo", "--data"), "run.mode": ("ensemble", "--mode")}, ("model.base_channels=8", "model.num_stages=3",
-                         "model.backbone.inflate_stages=[2]", "model.backbone.down_stages=[2]",
-                         "ensemble.models=[stgcn, aagcn]", "ensemble.sparsities=[0.5, 0.9]"), None, None)
+    sets = ("model.base_channels=8", "model.num_stages=3", "model.backbone.inflate_stages=[2]",
+            "model.backbone.down_stages=[2]", "ensemble.models=[stgcn, aagcn]", "ensemble.sparsities=[0.5, 0.9]")
+    cfg = resolve_config({"data.name": ("demo", "--data"), "run.mode": ("ensemble", "--mode")}, sets, None, None)
     data = DataBundle.facts("demo", 4, "openpose", 3, 2)
     ens = build_ensemble(cfg, data)
     widths = {int(e.model.out_channels) for e in ens.experts}

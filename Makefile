@@ -34,7 +34,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
-# Debian's headless chromium renders the analysis report in tests/test_analysis_cli.py (which skips without it);
+# Debian's headless chromium renders the analysis report in tests/analysis/test_analysis_cli.py (which skips without it);
 # skipped when chromium is present, or when apt-get (or root) is unavailable.
 chromium:
 	@if command -v chromium >/dev/null 2>&1; then echo "chromium: already installed"; \

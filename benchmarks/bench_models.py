@@ -5,7 +5,7 @@ training step (forward + backward). Outputs are checked equal first.
     .venv/bin/python benchmarks/bench_models.py            # NTU shapes, writes benchmarks/results/models.json
     .venv/bin/python benchmarks/bench_models.py --quick    # seconds-long smoke run (tiny shapes), no file
 
-The reference (``tests/test_nn_backbones_reference.py``) is a functional re-implementation of PYSKL's
+The reference (``tests/backbone_reference.py``) is a functional re-implementation of PYSKL's
 equations on ``(N M, C, T, V)`` tensors with ``F.conv2d`` / ``torch.matmul`` / ``einsum`` (PYSKL's own ops).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-import test_nn_backbones_reference as ref  # noqa: E402
+import backbone_reference as ref  # noqa: E402
 
 from pyg_sparse_stgcn.nn import AAGCN, CTRGCN, DGSTGCN  # noqa: E402
 from pyg_sparse_stgcn.timing import best_times  # noqa: E402

@@ -1,10 +1,13 @@
 """Independent channels-first references of PYSKL's AAGCN, CTR-GCN and DG-STGCN (eval-mode BN), written from
 ``reference/backbones.md``'s equations. They run on a state dict with PYSKL's key names (1 x 1 weights may be
-(out, in) or (out, in, 1, 1)). Not a test module: imported by the backbone and compat tests."""
+(out, in) or (out, in, 1, 1)), and the tiny models and randomisation the backbone, compat and compile tests share.
+Not a test module: imported by those tests and by ``benchmarks/bench_models.py``."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from pyg_sparse_stgcn.nn import AAGCN, CTRGCN, DGSTGCN
 
 DEFAULT_MS = [(3, 1), (3, 2), (3, 3), (3, 4), ("max", 3), "1x1"]
 
@@ -183,3 +186,31 @@ def backbone(kind, P, x, strides, tcn="unit_tcn"):
         h = F.relu(t + (0 if first else residual(h, P, b + ".residual", s, identity)))
     _, C2, T2, V = h.shape
     return h.view(N, M, C2, T2, V)
+
+
+# --- tiny models shared by the tests ------------------------------------------------------------------
+SPATIAL = dict(layout="nturgb+d", mode="spatial")
+RANDOM = dict(layout="nturgb+d", mode="random", num_filter=3, init_off=0.04, init_std=0.02, seed=0)
+TINY = dict(base_channels=8, num_stages=4, inflate_stages=(3,), down_stages=(3,))
+
+
+def build(kind: str, backend: str = "dense", **kw):
+    if kind == "aagcn":
+        return AAGCN(SPATIAL, backend=backend, **TINY, **kw)
+    if kind == "ctrgcn":
+        return CTRGCN(SPATIAL, backend=backend, **TINY, **kw)
+    return DGSTGCN(RANDOM, backend=backend, gcn_ratio=0.25, gcn_ctr="T", gcn_ada="T", **TINY, **kw)
+
+
+@torch.no_grad()
+def randomise(model: torch.nn.Module, seed: int = 0) -> None:
+    """Every parameter and BN statistic random (gates included) so that every path is exercised."""
+    g = torch.Generator().manual_seed(seed)
+    for name, p in model.named_parameters():
+        p.copy_(torch.randn(p.shape, generator=g) * (0.3 if p.dim() > 1 else 0.2)
+                + (1.0 if name.endswith("bn.weight") or ".1.weight" in name else 0.0))
+    for name, b in model.named_buffers():
+        if name.endswith("running_mean"):
+            b.copy_(torch.randn(b.shape, generator=g) * 0.1)
+        elif name.endswith("running_var"):
+            b.copy_(torch.rand(b.shape, generator=g) + 0.5)

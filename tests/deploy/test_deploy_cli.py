@@ -15,7 +15,7 @@ from tiny_config import TINY_DEMO
 from pyg_sparse_stgcn.cli import main
 
 HAS_ORT = importlib.util.find_spec("onnx") is not None and importlib.util.find_spec("onnxruntime") is not None
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import torch
 from tiny_config import TINY_DEMO
 from torch.utils.data import Dataset, default_collate
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Skeletons(Dataset):
@@ -76,7 +76,8 @@ def _run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    # the worker runs this file as a script: the repository and tests/ (tiny_config) on its path
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"
     return env
 

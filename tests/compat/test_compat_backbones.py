@@ -1,10 +1,10 @@
 """compat.load_pyskl on AAGCN / CTR-GCN / DG-STGCN state dicts with PYSKL's exact key names and shapes."""
 from __future__ import annotations
 
+import backbone_reference as ref
 import pytest
-import test_nn_backbones_reference as ref
 import torch
-from test_nn_backbones import RANDOM, SPATIAL, TINY, build, randomise
+from backbone_reference import RANDOM, SPATIAL, TINY, build, randomise
 
 from pyg_sparse_stgcn.compat import detect_backbone, load_pyskl, load_pyskl_stgcn
 

@@ -2,38 +2,13 @@
 edge masks (static and dynamic parts), sparsity end to end, bad input."""
 from __future__ import annotations
 
+import backbone_reference as ref
 import pytest
-import test_nn_backbones_reference as ref
 import torch
+from backbone_reference import RANDOM, SPATIAL, TINY, build, randomise
 
 from pyg_sparse_stgcn.nn import AAGCN, CTRGCN, DGSTGCN, GCNHead, SkeletonClassifier
 from pyg_sparse_stgcn.nn.conv import AAGCNConv, CTRGCNConv, DGGCNConv
-
-SPATIAL = dict(layout="nturgb+d", mode="spatial")
-RANDOM = dict(layout="nturgb+d", mode="random", num_filter=3, init_off=0.04, init_std=0.02, seed=0)
-TINY = dict(base_channels=8, num_stages=4, inflate_stages=(3,), down_stages=(3,))
-
-
-def build(kind: str, backend: str = "dense", **kw):
-    if kind == "aagcn":
-        return AAGCN(SPATIAL, backend=backend, **TINY, **kw)
-    if kind == "ctrgcn":
-        return CTRGCN(SPATIAL, backend=backend, **TINY, **kw)
-    return DGSTGCN(RANDOM, backend=backend, gcn_ratio=0.25, gcn_ctr="T", gcn_ada="T", **TINY, **kw)
-
-
-@torch.no_grad()
-def randomise(model: torch.nn.Module, seed: int = 0) -> None:
-    """Every parameter and BN statistic random (gates included) so that every path is exercised."""
-    g = torch.Generator().manual_seed(seed)
-    for name, p in model.named_parameters():
-        p.copy_(torch.randn(p.shape, generator=g) * (0.3 if p.dim() > 1 else 0.2)
-                + (1.0 if name.endswith("bn.weight") or ".1.weight" in name else 0.0))
-    for name, b in model.named_buffers():
-        if name.endswith("running_mean"):
-            b.copy_(torch.randn(b.shape, generator=g) * 0.1)
-        elif name.endswith("running_var"):
-            b.copy_(torch.rand(b.shape, generator=g) + 0.5)
 
 
 def strides(model) -> list[int]:

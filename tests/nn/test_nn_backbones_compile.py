@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch._dynamo
-from test_nn_backbones import RANDOM, SPATIAL, randomise
+from backbone_reference import RANDOM, SPATIAL, randomise
 
 from pyg_sparse_stgcn.nn import AAGCN, CTRGCN, DGSTGCN, GCNHead, SkeletonClassifier
 from pyg_sparse_stgcn.sparsity.generator import SparseGenerator

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["BatchNormLast", "make_norm", "check_features", "check_choice", "reset_module"]
+__all__ = ["BatchNormLast", "make_norm", "make_down", "check_features", "check_choice", "check_positive_ints",
+           "reset_module"]
 
 
 class BatchNormLast(nn.BatchNorm1d):
@@ -39,6 +40,22 @@ def make_norm(norm: str | None, channels: int) -> nn.Module:
     if norm == "BN":
         return BatchNormLast(channels)
     raise ValueError(f"norm must be 'BN' or None, got {norm!r}")
+
+
+def make_down(in_channels: int, out_channels: int, norm: str | None = "BN") -> nn.Sequential | None:
+    """PYSKL's unit residual ``down``: ``Linear`` + :func:`make_norm` when the channel counts differ, else
+    :obj:`None` (the identity)."""
+    if in_channels == out_channels:
+        return None
+    return nn.Sequential(nn.Linear(in_channels, out_channels), make_norm(norm, out_channels))
+
+
+def check_positive_ints(who: str, *named: tuple[str, object]) -> None:
+    r""":class:`ValueError` ``"{who}: {name} must be a positive int"`` for the first ``(name, value)`` that is
+    not an ``int`` :math:`\ge 1` (a ``bool`` is not)."""
+    for name, value in named:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{who}: {name} must be a positive int, got {value!r}")
 
 
 def check_choice(name: str, value, choices) -> None:

@@ -7,10 +7,12 @@ import numpy as np
 from torch import Tensor, nn
 
 from ..graph import SkeletonGraph
+from ._utils import reset_module
+from .conv.skeleton_mp import SkeletonMessagePassing
 from .conv.stgcn_conv import STGCNConv
 from .temporal import MultiScaleTemporalConv, TemporalConv
 
-__all__ = ["STGCNBlock", "split_unit_kwargs"]
+__all__ = ["STGCNBlock", "ResidualBlock", "make_residual", "split_unit_kwargs"]
 
 _GCN_KEYS = ("adaptive", "conv_pos", "with_res", "norm", "act")
 _TCN_KEYS = {"unit_tcn": ("kernel_size", "dilation", "norm", "dropout"),
@@ -29,7 +31,61 @@ def split_unit_kwargs(kwargs: dict[str, Any], who: str = "STGCNBlock") -> tuple[
     return gcn, tcn
 
 
-class STGCNBlock(nn.Module):
+def make_residual(in_channels: int, out_channels: int, stride: int,
+                  residual: bool) -> tuple[str, TemporalConv | None]:
+    """PYSKL's block residual: none, identity, or ``unit_tcn(k=1, stride)`` (:math:`1 \\times 1` + BN)."""
+    if not residual:
+        return "none", None
+    if in_channels == out_channels and stride == 1:
+        return "identity", None
+    return "conv", TemporalConv(in_channels, out_channels, kernel_size=1, stride=stride)
+
+
+class ResidualBlock(nn.Module):
+    r"""What the ST-GCN-family blocks share:
+    :math:`\mathbf{X}' = \mathrm{ReLU}(\mathrm{tcn}(\mathrm{gcn}(\mathbf{X})) + \mathrm{res}(\mathbf{X}))`,
+    the residual of :func:`make_residual` (``residual_mode`` ``'none'`` / ``'identity'`` / ``'conv'``), the
+    default init (``gcn``, ``tcn``, ``residual``) and the ``extra_repr``. Subclasses build ``gcn``, ``tcn``,
+    ``residual`` / ``residual_mode`` and ``relu`` in their own registration order.
+    """
+
+    gcn: SkeletonMessagePassing
+    tcn: nn.Module
+    residual: TemporalConv | None
+    residual_mode: str
+    relu: nn.ReLU
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+
+    def reset_parameters(self) -> None:
+        self.gcn.reset_parameters()
+        reset_module(self.tcn)
+        self._reset_residual()
+
+    def _reset_residual(self) -> None:
+        if self.residual is not None:
+            self.residual.reset_parameters()
+
+    def _add_residual(self, out: Tensor, x: Tensor) -> Tensor:
+        """``ReLU(out + res(x))``."""
+        if self.residual_mode == "identity":
+            out = out + x
+        elif self.residual_mode == "conv":
+            if self.residual is None:
+                raise RuntimeError(f"{type(self).__name__}: residual_mode is 'conv' but the residual unit is None")
+            out = out + self.residual(x)
+        return self.relu(out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._add_residual(self.tcn(self.gcn(x)), x)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}, residual={self.residual_mode!r}"
+
+
+class STGCNBlock(ResidualBlock):
     r"""One ST-GCN block (PYSKL ``STGCNBlock``):
 
     .. math::
@@ -58,7 +114,7 @@ class STGCNBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, graph: SkeletonGraph | Tensor | np.ndarray,
                  stride: int = 1, residual: bool = True, backend: str = "auto", **kwargs: Any) -> None:
-        super().__init__()
+        super().__init__(in_channels, out_channels, stride)
         gcn_kwargs, tcn_kwargs = split_unit_kwargs(kwargs)
         gcn_type = gcn_kwargs.pop("type", "unit_gcn")
         if gcn_type != "unit_gcn":
@@ -73,45 +129,23 @@ class STGCNBlock(nn.Module):
         if bad:
             raise ValueError(f"STGCNBlock: unknown tcn_ option(s) {bad} for tcn_type={tcn_type!r}; valid: "
                              f"{', '.join(_TCN_KEYS[tcn_type])}")
-        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
-        self.gcn = STGCNConv(in_channels, out_channels, graph, backend=backend, **gcn_kwargs)
+        self.gcn: STGCNConv = STGCNConv(in_channels, out_channels, graph, backend=backend, **gcn_kwargs)
         if tcn_type == "unit_tcn":
             kernel_size = tcn_kwargs.pop("kernel_size", 9)
             self.tcn: TemporalConv | MultiScaleTemporalConv = TemporalConv(out_channels, out_channels, kernel_size,
                                                                            stride=stride, **tcn_kwargs)
         else:
             self.tcn = MultiScaleTemporalConv(out_channels, out_channels, stride=stride, **tcn_kwargs)
-        self.relu = nn.ReLU()
-        if not residual:
-            self.residual: TemporalConv | None = None
-            self.residual_mode = "none"
-        elif in_channels == out_channels and stride == 1:
-            self.residual = None
-            self.residual_mode = "identity"
-        else:
-            self.residual = TemporalConv(in_channels, out_channels, kernel_size=1, stride=stride)
-            self.residual_mode = "conv"
-
-    def reset_parameters(self) -> None:
-        self.gcn.reset_parameters()
-        self.tcn.reset_parameters()
-        if self.residual is not None:
-            self.residual.reset_parameters()
+        self.relu = nn.ReLU()  # registered before the residual (the repr order of PYSKL's STGCNBlock)
+        self.residual_mode, self.residual = make_residual(in_channels, out_channels, stride, residual)
 
     def forward(self, x: Tensor, edge_index: Tensor | None = None,
                 edge_weight: Tensor | None = None) -> Tensor:
         """``x`` :math:`(B, T, V, C_{in})`; ``edge_index`` / ``edge_weight`` are passed to the GCN unit."""
         if x.dim() != 4:
             raise ValueError(f"STGCNBlock: x must be (B, T, V, C), got shape {tuple(x.shape)}")
-        out = self.tcn(self.gcn(x, edge_index, edge_weight))
-        if self.residual_mode == "identity":
-            out = out + x
-        elif self.residual_mode == "conv":
-            if self.residual is None:
-                raise RuntimeError(f"{type(self).__name__}: residual_mode is 'conv' but the residual unit is None")
-            out = out + self.residual(x)
-        return self.relu(out)
+        return self._add_residual(self.tcn(self.gcn(x, edge_index, edge_weight)), x)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, "
-                f"residual={self.residual_mode!r})")
+        # the historical repr ends in a stray ')' (kept: the repr is part of the public surface)
+        return super().extra_repr() + ")"

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ...graph import SkeletonGraph
-from .._utils import BatchNormLast, check_features
+from .._utils import BatchNormLast, check_features, check_positive_ints, make_down
 from ._products import per_sample_subsets
 from .skeleton_mp import SkeletonMessagePassing
 
@@ -72,10 +72,8 @@ class AAGCNConv(SkeletonMessagePassing):
                  coff_embedding: int = 4, adaptive: bool = True, attention: bool = True,
                  backend: str = "auto") -> None:
         super().__init__(graph, "init" if adaptive else None, backend)
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("coff_embedding", coff_embedding)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"AAGCNConv: {name} must be a positive int, got {value!r}")
+        check_positive_ints("AAGCNConv", ("in_channels", in_channels), ("out_channels", out_channels),
+                            ("coff_embedding", coff_embedding))
         self.in_channels, self.out_channels = in_channels, out_channels
         self.inter_channels = out_channels // coff_embedding
         self.coff_embedding, self.use_adaptive, self.attention = coff_embedding, bool(adaptive), bool(attention)
@@ -97,11 +95,7 @@ class AAGCNConv(SkeletonMessagePassing):
             # the paper keeps the attention layers dense (method.md §3.2): sparsity leaves them out by default
             for m in (self.conv_ta, self.conv_sa, self.fc1c, self.fc2c):
                 m.sparsity_dense = True  # type: ignore[assignment]  # stub: Module.__setattr__ takes Tensor | Module only
-        if in_channels != out_channels:
-            self.down: nn.Sequential | None = nn.Sequential(nn.Linear(in_channels, out_channels),
-                                                            BatchNormLast(out_channels))
-        else:
-            self.down = None
+        self.down = make_down(in_channels, out_channels)
         self.bn = BatchNormLast(out_channels)
         self.relu = nn.ReLU()
         self.reset_parameters()

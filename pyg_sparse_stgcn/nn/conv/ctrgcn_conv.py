@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ...graph import SkeletonGraph
-from .._utils import BatchNormLast, check_features
+from .._utils import BatchNormLast, check_features, check_positive_ints, make_down
 from .skeleton_mp import SkeletonMessagePassing
 
 __all__ = ["CTRGC", "CTRGCNConv"]
@@ -88,17 +88,11 @@ class CTRGCNConv(SkeletonMessagePassing):
     def __init__(self, in_channels: int, out_channels: int, graph: SkeletonGraph | Tensor | np.ndarray,
                  backend: str = "auto") -> None:
         super().__init__(graph, "init", backend)
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"CTRGCNConv: {name} must be a positive int, got {value!r}")
+        check_positive_ints("CTRGCNConv", ("in_channels", in_channels), ("out_channels", out_channels))
         self.in_channels, self.out_channels = in_channels, out_channels
         self.alpha = nn.Parameter(torch.zeros(1))
         self.convs = nn.ModuleList(CTRGC(in_channels, out_channels) for _ in range(self.num_subsets))
-        if in_channels != out_channels:
-            self.down: nn.Module | None = nn.Sequential(nn.Linear(in_channels, out_channels),
-                                                        BatchNormLast(out_channels))
-        else:
-            self.down = None
+        self.down = make_down(in_channels, out_channels)
         self.bn = BatchNormLast(out_channels)
         self.relu = nn.ReLU()
         self.reset_parameters()

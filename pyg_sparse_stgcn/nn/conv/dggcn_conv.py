@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
-from .._utils import BatchNormLast, check_choice, check_features
+from .._utils import BatchNormLast, check_choice, check_features, check_positive_ints, make_down
 from .skeleton_mp import SkeletonMessagePassing
 
 __all__ = ["DGGCNConv", "GRAPH_ACTIVATIONS"]
@@ -78,9 +78,7 @@ class DGGCNConv(SkeletonMessagePassing):
                  subset_wise: bool = False, ada_act: str = "softmax", ctr_act: str = "tanh",
                  norm: str = "BN", act: str = "ReLU", backend: str = "auto") -> None:
         super().__init__(graph, "init", backend)
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"DGGCNConv: {name} must be a positive int, got {value!r}")
+        check_positive_ints("DGGCNConv", ("in_channels", in_channels), ("out_channels", out_channels))
         check_choice("ctr", ctr, ("T", "NA", None))
         check_choice("ada", ada, ("T", "NA", None))
         check_choice("ada_act", ada_act, GRAPH_ACTIVATIONS)
@@ -103,11 +101,7 @@ class DGGCNConv(SkeletonMessagePassing):
         if ctr is not None or ada is not None:
             self.conv1 = nn.Linear(in_channels, mid * K)
             self.conv2 = nn.Linear(in_channels, mid * K)
-        if in_channels != out_channels:
-            self.down: nn.Module | None = nn.Sequential(nn.Linear(in_channels, out_channels),
-                                                        BatchNormLast(out_channels))
-        else:
-            self.down = None
+        self.down = make_down(in_channels, out_channels)
         self.bn = BatchNormLast(out_channels)
         self.act = nn.ReLU()
         self.reset_parameters()

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 from torch_geometric.typing import SparseTensor
 
 from ...graph import SkeletonGraph
-from .._utils import check_choice, check_features, make_norm, reset_module
+from .._utils import check_choice, check_features, check_positive_ints, make_down, make_norm, reset_module
 from .skeleton_mp import ADAPTIVE_MODES, BACKENDS, SkeletonMessagePassing, auto_choices, clear_auto_cache
 
 __all__ = ["STGCNConv", "BACKENDS", "ADAPTIVE_MODES", "CONV_POSITIONS", "clear_auto_cache", "auto_choices"]
@@ -84,9 +84,7 @@ class STGCNConv(SkeletonMessagePassing):
                  adaptive: str | None = "importance", conv_pos: str = "pre", with_res: bool = False,
                  backend: str = "auto", norm: str | None = "BN", act: str | None = "ReLU") -> None:
         super(SkeletonMessagePassing, self).__init__(aggr="add", node_dim=-2)
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"STGCNConv: {name} must be a positive int, got {value!r}")
+        check_positive_ints("STGCNConv", ("in_channels", in_channels), ("out_channels", out_channels))
         check_choice("adaptive", adaptive, ADAPTIVE_MODES)
         check_choice("conv_pos", conv_pos, CONV_POSITIONS)
         check_choice("backend", backend, BACKENDS)
@@ -104,11 +102,7 @@ class STGCNConv(SkeletonMessagePassing):
             self.conv = nn.Linear(in_channels * K, out_channels)
         self.bn = make_norm(norm, out_channels)
         self.act = nn.ReLU() if act == "ReLU" else nn.Identity()
-        if with_res and in_channels != out_channels:
-            self.down: nn.Sequential | None = nn.Sequential(nn.Linear(in_channels, out_channels),
-                                                             make_norm(norm, out_channels))
-        else:
-            self.down = None
+        self.down = make_down(in_channels, out_channels, norm) if with_res else None
         self.reset_parameters()
 
     # --- parameters ---

@@ -2,7 +2,7 @@ r"""What the PYSKL backbones share: ``data_bn``, person folding, per-stage kwarg
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -10,14 +10,29 @@ import torch
 from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
-from .._utils import check_choice
+from .._utils import check_choice, check_positive_ints, reset_module
+from ..block import make_residual
 from ..conv.skeleton_mp import BACKENDS, SkeletonMessagePassing
-from ..temporal import TemporalConv
-from .stgcn import build_graph
 
-__all__ = ["SkeletonBackbone", "make_residual", "check_keys", "route", "graph_tensor"]
+__all__ = ["SkeletonBackbone", "build_graph", "make_residual", "check_keys", "route", "graph_tensor"]
 
 _EPS = 1e-4
+_GRAPH_KEYS = ("layout", "mode", "max_hop", "num_filter", "init_std", "init_off", "seed")
+
+
+def build_graph(graph_cfg: SkeletonGraph | Mapping) -> SkeletonGraph:
+    """A :class:`SkeletonGraph` from itself or a PYSKL-style ``graph_cfg`` dict (``layout``, ``mode``, …)."""
+    if isinstance(graph_cfg, SkeletonGraph):
+        return graph_cfg
+    if not isinstance(graph_cfg, Mapping):
+        raise ValueError(f"graph_cfg must be a SkeletonGraph or a dict like {{'layout': 'nturgb+d', 'mode': "
+                         f"'spatial'}}, got {type(graph_cfg).__name__}")
+    bad = sorted(set(graph_cfg) - set(_GRAPH_KEYS))
+    if bad:
+        raise ValueError(f"graph_cfg: unknown key(s) {bad}; valid keys: {', '.join(_GRAPH_KEYS)}")
+    if "layout" not in graph_cfg:
+        raise ValueError("graph_cfg: 'layout' is required (e.g. 'nturgb+d', 'openpose', 'coco')")
+    return SkeletonGraph(**dict(graph_cfg))
 
 
 def graph_tensor(graph: SkeletonGraph) -> Tensor:
@@ -32,18 +47,8 @@ def check_keys(who: str, what: str, given: Mapping[str, Any], valid: Sequence[st
         raise ValueError(f"{who}: unknown {what} {bad}; valid: {', '.join(valid) if valid else 'none'}")
 
 
-def make_residual(in_channels: int, out_channels: int, stride: int,
-                  residual: bool) -> tuple[str, TemporalConv | None]:
-    """PYSKL's block residual: none, identity, or ``unit_tcn(k=1, stride)`` (:math:`1 \\times 1` + BN)."""
-    if not residual:
-        return "none", None
-    if in_channels == out_channels and stride == 1:
-        return "identity", None
-    return "conv", TemporalConv(in_channels, out_channels, kernel_size=1, stride=stride)
-
-
 class SkeletonBackbone(nn.Module):
-    r"""Base of :class:`AAGCN`, :class:`CTRGCN` and :class:`DGSTGCN`: input normalisation ``data_bn``
+    r"""Base of :class:`STGCN`, :class:`AAGCN`, :class:`CTRGCN` and :class:`DGSTGCN`: input normalisation ``data_bn``
     (``'MVC'``: ``BatchNorm1d(M V C)``, ``'VC'``: ``BatchNorm1d(V C)`` shared by the persons, :obj:`None`), the
     fold :math:`(N, M, T, V, C) \to (N M, T, V, C)`, the blocks (a ``ModuleList``) and the output
     :math:`(N, M, C', T', V)`. Subclasses build the blocks with :meth:`_stage_plan`.
@@ -53,13 +58,15 @@ class SkeletonBackbone(nn.Module):
 
     def _setup(self, name: str, graph_cfg: SkeletonGraph | Mapping, in_channels: int, base_channels: int,
                data_bn_type: str | None, num_person: int, num_stages: int, inflate_stages: Sequence[int],
-               down_stages: Sequence[int], backend: str) -> None:
+               down_stages: Sequence[int], backend: str, check_kwargs: Callable[[], Any] | None = None) -> None:
+        """Check the common arguments (then ``check_kwargs()``, before the graph is built) and set ``graph``,
+        the common attributes and ``data_bn``."""
         check_choice("backend", backend, BACKENDS)
         check_choice("data_bn_type", data_bn_type, ("VC", "MVC", None))
-        for key, value in (("in_channels", in_channels), ("base_channels", base_channels),
-                           ("num_person", num_person), ("num_stages", num_stages)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: {key} must be a positive int, got {value!r}")
+        check_positive_ints(name, ("in_channels", in_channels), ("base_channels", base_channels),
+                            ("num_person", num_person), ("num_stages", num_stages))
+        if check_kwargs is not None:
+            check_kwargs()
         self.graph = build_graph(graph_cfg)
         V = self.graph.num_nodes
         self.num_nodes, self.in_channels, self.base_channels = V, in_channels, base_channels
@@ -84,8 +91,10 @@ class SkeletonBackbone(nn.Module):
             stage[0].pop(key, None)
         return stage
 
-    def _stage_plan(self, num_stages: int, ch_ratio: float, always_first: bool) -> list[tuple[int, int, int, int]]:
-        """``(stage index 0-based, in, out, stride)`` of every block, PYSKL's layout."""
+    def _stage_plan(self, num_stages: int, ch_ratio: float, always_first: bool,
+                    who: str | None = None) -> list[tuple[int, int, int, int]]:
+        """``(stage index 0-based, in, out, stride)`` of every block, PYSKL's layout; ``who`` names the
+        class in the error (default: its type)."""
         plan = []
         if always_first or self.in_channels != self.base_channels:
             plan.append((0, self.in_channels, self.base_channels, 1))
@@ -98,7 +107,7 @@ class SkeletonBackbone(nn.Module):
             plan.append((i - 1, channels, out, stride))
             channels = out
         if not plan:
-            raise ValueError(f"{type(self).__name__}: no blocks to build (num_stages=1 with in_channels == "
+            raise ValueError(f"{who or type(self).__name__}: no blocks to build (num_stages=1 with in_channels == "
                              "base_channels)")
         self.out_channels = channels
         return plan
@@ -106,6 +115,11 @@ class SkeletonBackbone(nn.Module):
     @property
     def blocks(self) -> nn.ModuleList:
         return getattr(self, self.block_attr)
+
+    def reset_parameters(self) -> None:
+        reset_module(self.data_bn)
+        for block in self.blocks:
+            reset_module(block)
 
     def convs(self) -> list[SkeletonMessagePassing]:
         """The graph convolution of every block, in order."""

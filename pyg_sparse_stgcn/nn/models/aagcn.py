@@ -2,16 +2,16 @@ r"""AAGCN (PYSKL ``AAGCN``) on channels-last activations."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
-from .._utils import reset_module
+from ..block import ResidualBlock, make_residual
 from ..conv.aagcn_conv import AAGCNConv
 from ..temporal import MultiScaleTemporalConv, TemporalConv
-from ._backbone import SkeletonBackbone, graph_tensor, make_residual, route
+from ._backbone import SkeletonBackbone, graph_tensor, route
 
 __all__ = ["AAGCN", "AAGCNBlock"]
 
@@ -19,7 +19,7 @@ GCN_KEYS = ("type", "coff_embedding", "adaptive", "attention")
 TCN_KEYS = {"unit_tcn": ("dilation", "norm", "dropout"), "mstcn": ("mid_channels", "dropout", "ms_cfg")}
 
 
-class AAGCNBlock(nn.Module):
+class AAGCNBlock(ResidualBlock):
     r"""One AAGCN block (PYSKL ``AAGCNBlock``):
     :math:`\mathbf{X}' = \mathrm{ReLU}(\mathrm{tcn}(\mathrm{gcn}(\mathbf{X})) + \mathrm{res}(\mathbf{X}))` with
     ``gcn`` an :class:`AAGCNConv`, ``tcn`` a 9 × 1 :class:`TemporalConv` (no ReLU) or
@@ -43,14 +43,13 @@ class AAGCNBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, graph: SkeletonGraph | Tensor | np.ndarray,
                  stride: int = 1, residual: bool = True, backend: str = "auto", **kwargs: Any) -> None:
-        super().__init__()
+        super().__init__(in_channels, out_channels, stride)
         gcn_kw, tcn_kw = route(kwargs, "AAGCNBlock", GCN_KEYS, TCN_KEYS)
         gcn_type = gcn_kw.pop("type", "unit_aagcn")
         if gcn_type != "unit_aagcn":
             raise ValueError(f"AAGCNBlock: gcn_type must be 'unit_aagcn', got {gcn_type!r}")
         self.tcn_type = tcn_kw.pop("type", "unit_tcn")
-        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
-        self.gcn = AAGCNConv(in_channels, out_channels, graph, backend=backend, **gcn_kw)
+        self.gcn: AAGCNConv = AAGCNConv(in_channels, out_channels, graph, backend=backend, **gcn_kw)
         if self.tcn_type == "unit_tcn":
             self.tcn: TemporalConv | MultiScaleTemporalConv = TemporalConv(out_channels, out_channels, 9,
                                                                            stride=stride, **tcn_kw)
@@ -69,21 +68,7 @@ class AAGCNBlock(nn.Module):
             if self.tcn.conv.bias is not None:
                 nn.init.zeros_(self.tcn.conv.bias)
         self.gcn.reset_parameters()
-        if self.residual is not None:
-            self.residual.reset_parameters()
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.tcn(self.gcn(x))
-        if self.residual_mode == "identity":
-            out = out + x
-        elif self.residual_mode == "conv":
-            if self.residual is None:
-                raise RuntimeError(f"{type(self).__name__}: residual_mode is 'conv' but the residual unit is None")
-            out = out + self.residual(x)
-        return self.relu(out)
-
-    def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}, residual={self.residual_mode!r}"
+        self._reset_residual()
 
 
 class AAGCN(SkeletonBackbone):
@@ -126,9 +111,3 @@ class AAGCN(SkeletonBackbone):
                   self._stage_plan(num_stages, 2, always_first=False)]
         self.gcn = nn.ModuleList(blocks)
         self.num_stages = len(blocks)
-
-    def reset_parameters(self) -> None:
-        reset_module(self.data_bn)
-        for block in cast("Sequence[AAGCNBlock]", self.gcn):
-            block.reset_parameters()
-

@@ -2,23 +2,23 @@ r"""CTR-GCN (PYSKL ``CTRGCN``) on channels-last activations."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
-from .._utils import reset_module
+from ..block import ResidualBlock, make_residual
 from ..conv.ctrgcn_conv import CTRGCNConv
 from ..temporal import CTRMultiScaleTemporalConv
-from ._backbone import SkeletonBackbone, check_keys, graph_tensor, make_residual
+from ._backbone import SkeletonBackbone, check_keys, graph_tensor
 
 __all__ = ["CTRGCN", "CTRGCNBlock"]
 
 BLOCK_KEYS = ("kernel_size", "dilations", "tcn_dropout")
 
 
-class CTRGCNBlock(nn.Module):
+class CTRGCNBlock(ResidualBlock):
     r"""One CTR-GCN block (PYSKL ``CTRGCNBlock``):
     :math:`\mathbf{X}' = \mathrm{ReLU}(\mathrm{tcn1}(\mathrm{gcn1}(\mathbf{X})) + \mathrm{res}(\mathbf{X}))`
     with ``gcn1`` a :class:`CTRGCNConv` and ``tcn1`` a :class:`CTRMultiScaleTemporalConv` (which ends in its
@@ -43,8 +43,7 @@ class CTRGCNBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, graph: SkeletonGraph | Tensor | np.ndarray,
                  stride: int = 1, residual: bool = True, kernel_size: int = 5, dilations: Sequence[int] = (1, 2),
                  tcn_dropout: float = 0.0, backend: str = "auto") -> None:
-        super().__init__()
-        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        super().__init__(in_channels, out_channels, stride)
         self.gcn1 = CTRGCNConv(in_channels, out_channels, graph, backend=backend)
         self.tcn1 = CTRMultiScaleTemporalConv(out_channels, out_channels, kernel_size, stride, dilations,
                                               tcn_dropout)
@@ -56,21 +55,10 @@ class CTRGCNBlock(nn.Module):
         """PYSKL's init: ``tcn1`` then ``gcn1``; the residual keeps PyTorch's defaults."""
         self.tcn1.reset_parameters()
         self.gcn1.reset_parameters()
-        if self.residual is not None:
-            self.residual.reset_parameters()
+        self._reset_residual()
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.tcn1(self.gcn1(x))
-        if self.residual_mode == "identity":
-            out = out + x
-        elif self.residual_mode == "conv":
-            if self.residual is None:
-                raise RuntimeError(f"{type(self).__name__}: residual_mode is 'conv' but the residual unit is None")
-            out = out + self.residual(x)
-        return self.relu(out)
-
-    def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}, residual={self.residual_mode!r}"
+        return self._add_residual(self.tcn1(self.gcn1(x)), x)
 
 
 class CTRGCN(SkeletonBackbone):
@@ -118,8 +106,3 @@ class CTRGCN(SkeletonBackbone):
                   for i, cin, cout, stride in self._stage_plan(num_stages, 2, always_first=True)]
         self.net = nn.ModuleList(blocks)
         self.num_stages = len(blocks)
-
-    def reset_parameters(self) -> None:
-        reset_module(self.data_bn)
-        for block in cast("Sequence[CTRGCNBlock]", self.net):
-            block.reset_parameters()

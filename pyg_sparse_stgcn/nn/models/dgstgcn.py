@@ -2,16 +2,16 @@ r"""DG-STGCN (PYSKL ``DGSTGCN``) on channels-last activations."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
-from .._utils import reset_module
+from ..block import ResidualBlock, make_residual
 from ..conv.dggcn_conv import DGGCNConv
 from ..temporal import DGMultiScaleTemporalConv
-from ._backbone import SkeletonBackbone, make_residual, route
+from ._backbone import SkeletonBackbone, route
 
 __all__ = ["DGSTGCN", "DGBlock"]
 
@@ -20,10 +20,11 @@ TCN_KEYS = {"dgmstcn": ("mid_channels", "num_joints", "dropout", "ms_cfg")}
 _COMMON = ("act", "norm", "g1x1")
 
 
-class DGBlock(nn.Module):
+class DGBlock(ResidualBlock):
     r"""One DG-STGCN block (PYSKL ``DGBlock``):
     :math:`\mathbf{X}' = \mathrm{ReLU}(\mathrm{tcn}(\mathrm{gcn}(\mathbf{X})) + \mathrm{res}(\mathbf{X}))` with
-    ``gcn`` a :class:`DGGCNConv` and ``tcn`` a :class:`DGMultiScaleTemporalConv` (no final ReLU).
+    ``gcn`` a :class:`DGGCNConv` and ``tcn`` a :class:`DGMultiScaleTemporalConv` (no final ReLU);
+    :meth:`reset_parameters` keeps PyTorch's defaults everywhere (PYSKL has no initialiser for DG-STGCN).
 
     Args:
         in_channels (int): Input channels.
@@ -43,7 +44,7 @@ class DGBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, graph: SkeletonGraph | Tensor | np.ndarray,
                  stride: int = 1, residual: bool = True, backend: str = "auto", **kwargs: Any) -> None:
-        super().__init__()
+        super().__init__(in_channels, out_channels, stride)
         kwargs = dict(kwargs)
         for key in _COMMON:
             if key in kwargs:
@@ -51,31 +52,10 @@ class DGBlock(nn.Module):
                 kwargs["gcn_" + key] = kwargs["tcn_" + key] = value
         gcn_kw, tcn_kw = route(kwargs, "DGBlock", GCN_KEYS, TCN_KEYS)
         tcn_kw.pop("type", None)
-        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
-        self.gcn = DGGCNConv(in_channels, out_channels, graph, backend=backend, **gcn_kw)
+        self.gcn: DGGCNConv = DGGCNConv(in_channels, out_channels, graph, backend=backend, **gcn_kw)
         self.tcn = DGMultiScaleTemporalConv(out_channels, out_channels, stride=stride, **tcn_kw)
         self.residual_mode, self.residual = make_residual(in_channels, out_channels, stride, residual)
         self.relu = nn.ReLU()
-
-    def reset_parameters(self) -> None:
-        """PyTorch's defaults everywhere (PYSKL has no initialiser for DG-STGCN)."""
-        self.gcn.reset_parameters()
-        self.tcn.reset_parameters()
-        if self.residual is not None:
-            self.residual.reset_parameters()
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.tcn(self.gcn(x))
-        if self.residual_mode == "identity":
-            out = out + x
-        elif self.residual_mode == "conv":
-            if self.residual is None:
-                raise RuntimeError(f"{type(self).__name__}: residual_mode is 'conv' but the residual unit is None")
-            out = out + self.residual(x)
-        return self.relu(out)
-
-    def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}, residual={self.residual_mode!r}"
 
 
 class DGSTGCN(SkeletonBackbone):
@@ -121,8 +101,3 @@ class DGSTGCN(SkeletonBackbone):
                   for i, cin, cout, stride in self._stage_plan(num_stages, ch_ratio, always_first=False)]
         self.gcn = nn.ModuleList(blocks)
         self.num_stages = len(blocks)
-
-    def reset_parameters(self) -> None:
-        reset_module(self.data_bn)
-        for block in cast("Sequence[DGBlock]", self.gcn):
-            block.reset_parameters()

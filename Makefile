@@ -32,6 +32,7 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 # Debian's headless chromium renders the analysis report in tests/analysis/test_analysis_cli.py (which skips without it);

@@ -1,4 +1,5 @@
-"""Sparsity benchmark: the generator's training-step overhead and the speed of exported sparse models.
+"""Sparsity benchmark: the generator's training-step overhead, the speed of exported sparse models, and the
+aggregation over joints against edge sparsity.
 
 1. ``generator_step``: one training step (forward, backward, SGD step) of a :class:`SparseGenerator`-wrapped
    ST-GCN classifier divided by the same step of the plain dense model with identical weights
@@ -6,18 +7,27 @@
    thresholds (``kthvalue`` over the scores) and applies the masks with the straight-through estimator.
 2. ``export_inference``: eval-mode inference (``torch.no_grad``) of the dense model vs the masked model vs
    :func:`to_sparse_kernels` (default ``layout='auto'``: the channel-major whole-backbone path when it is
-   measured faster than the dense model, else per-layer swaps) of the model pruned by magnitude
+   measured faster than the channels-last model, else per-layer swaps) of the model pruned by magnitude
    (``scope='layer'``, weights and edges) at
    80 / 95 / 99 % sparsity; ``speedup`` = dense median / exported median (target >= 2x at 95 %).
-3. Parameter counts: stored, non-zero, CSR non-zeros and replaced layers per sparsity.
+3. ``edge_aggregation``: the dense-weight model with 0 / 50 / 80 / 95 % of every layer's *real* edge
+   entries removed (smallest ``|base weight|`` first, exact count per layer, masks set directly), folded and
+   its pruned edges removed (``prune_edges_``); then, summed over all graph convolutions of the model on
+   the inputs they receive, (a) the aggregation alone (input: the 1x1 convolution's output) in the layer's
+   ``dense``, ``sparse`` and ``scatter`` backends and in the channel-major export's dense kernel, and (b) the
+   graph convolution (1x1 convolution + aggregation) in the three layer backends and in both channel-major
+   kernels (``dense``; ``sparse``: one product per kept entry). Interleaved rounds; min / median / max.
 
 Both models use the ``'dense'`` aggregation backend so that the comparisons differ only in what is measured.
-Timings are medians on a possibly shared machine; the JSON records the load average.
+Timings are on a possibly shared machine; the JSON records the load average.
 
 Usage (from the repository root)::
 
     python benchmarks/bench_sparsity.py            # ST-GCN (10 stages, 64 ch), NTU layout, CPU (+ CUDA)
-    python benchmarks/bench_sparsity.py --small    # quick run on a small model
+    python benchmarks/bench_sparsity.py --small    # small model and inputs
+    python benchmarks/bench_sparsity.py --quick    # smoke run in seconds (small, 2 repeats, no JSON
+                                                   # unless --out is given)
+    python benchmarks/bench_sparsity.py --sections edges   # only the edge-aggregation section
 """
 from __future__ import annotations
 
@@ -31,15 +41,30 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS_DIR, machine_info, write_results  # noqa: E402
 
-from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier  # noqa: E402
-from pyg_sparse_stgcn.sparsity import SparseGenerator, prune, report, to_sparse_kernels  # noqa: E402
-from pyg_sparse_stgcn.sparsity.export import ChannelMajorSTGCN, CSRLinear, CSRTemporalConv  # noqa: E402
+from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier, STGCNConv  # noqa: E402
+from pyg_sparse_stgcn.sparsity import (  # noqa: E402
+    SparseGenerator,
+    attach_masks,
+    fold,
+    prune,
+    report,
+    set_mask,
+    to_sparse_kernels,
+)
+from pyg_sparse_stgcn.sparsity.export import (  # noqa: E402
+    ChannelMajorSTGCN,
+    CSRLinear,
+    CSRTemporalConv,
+    remove_pruned_edges,
+)
+from pyg_sparse_stgcn.timing import interleaved_times  # noqa: E402
 
 
 def build(small: bool, num_classes: int = 60) -> SkeletonClassifier:
@@ -53,25 +78,15 @@ def build(small: bool, num_classes: int = 60) -> SkeletonClassifier:
 
 def interleaved(fns: dict, rounds: int, device: torch.device, warmup: int = 1,
                 clock: str = "wall") -> dict[str, dict]:
-    """Time every function once per round, in turn, so that load from other processes hits all of them;
-    report min and median seconds per function. ``clock='thread'`` measures the calling thread's CPU time
-    (``time.thread_time``; with ``torch.set_num_threads(1)`` all compute runs on it), which other processes
-    on a shared machine cannot inflate by preempting us."""
+    """Time every function once per round, in turn (:func:`pyg_sparse_stgcn.timing.interleaved_times`), so
+    that load from other processes hits all of them; report min, median and max seconds per function.
+    ``clock='thread'`` measures the calling thread's CPU time (``time.thread_time``; with
+    ``torch.set_num_threads(1)`` all compute runs on it), which other processes on a shared machine cannot
+    inflate by preempting us."""
     tick = time.thread_time if clock == "thread" else time.perf_counter
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = tick()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times[k].append(tick() - t0)
-    return {k: {"min_s": min(v), "median_s": statistics.median(v), "times_s": v} for k, v in times.items()}
+    times = interleaved_times(fns, device, rounds=rounds, warmup=warmup, clock=tick)
+    return {k: {"min_s": min(v), "median_s": statistics.median(v), "max_s": max(v), "times_s": v}
+            for k, v in times.items()}
 
 
 def train_step_fn(model, x, y):
@@ -114,18 +129,19 @@ def bench_generator(small: bool, device: torch.device, repeats: int, clock: str 
     return out
 
 
-def bench_export(small: bool, repeats: int, clock: str = "wall") -> tuple[list[dict], dict]:
-    N, T = (4, 32) if small else (8, 100)
+def bench_export(small: bool, repeats: int, clock: str = "wall", quick: bool = False) -> tuple[list[dict], dict]:
+    N, T = (2, 16) if quick else (4, 32) if small else (8, 100)
     x = torch.randn(N, 2, T, 25, 3)
     torch.manual_seed(0)
     dense = build(small).eval()
     rep0 = report(dense)
     rows = []
-    for s in (0.8, 0.95, 0.99):
+    for s in ((0.95,) if quick else (0.8, 0.95, 0.99)):
         masked = copy.deepcopy(dense)
         prune(masked, s, scope="layer")
         masked.eval()
         exported = to_sparse_kernels(masked, x, repeats=3)
+        res = exported.export_result
         with torch.no_grad():
             err = float((exported(x) - masked(x)).abs().max())
             t = interleaved({"dense": lambda: dense(x), "masked": lambda m=masked: m(x),
@@ -135,9 +151,9 @@ def bench_export(small: bool, repeats: int, clock: str = "wall") -> tuple[list[d
         if isinstance(exported, ChannelMajorSTGCN):
             csr_nnz = sum(p.nnz for p in exported.products() if p.use_csr)
         else:
-            csr_nnz = sum(m.weight_csr.values().numel() if isinstance(m, CSRLinear) else m.nnz
-                          for m in exported.modules() if isinstance(m, (CSRLinear, CSRTemporalConv)))
-        replaced = [c["name"] for c in exported.sparse_kernel_choices if c["sparse"]]
+            csr_nnz = sum(m.nnz for m in exported.modules() if isinstance(m, (CSRLinear, CSRTemporalConv)))
+        replaced = [c.name for c in res.products if c.sparse]
+        sparse_aggs = [a.name for a in res.aggregations if a.choice == "sparse"]
         d, e = t["dense"], t["exported"]
         rows.append({
             "clock": clock, "torch_threads": torch.get_num_threads(), "sparsity": s,
@@ -148,47 +164,216 @@ def bench_export(small: bool, repeats: int, clock: str = "wall") -> tuple[list[d
             "weight_sparsity": rep.kinds["weight"]["sparsity"],
             "edge_sparsity": rep.kinds["edge"]["sparsity"],
             "parameters": rep.parameters, "nonzero_parameters": rep.parameters["effective"],
-            "csr_nonzeros": csr_nnz, "edges_removed": exported.edges_removed,
-            "layers_replaced": len(replaced), "layers_considered": len(exported.sparse_kernel_choices),
-            "layer_choices": exported.sparse_kernel_choices,
-            "layout": exported.layout, "layout_choice": exported.layout_choice,
+            "csr_nonzeros": csr_nnz, "edges_removed": res.edges_removed,
+            "layers_replaced": len(replaced), "layers_considered": len(res.products),
+            "aggregations_sparse": len(sparse_aggs), "aggregations_considered": len(res.aggregations),
+            "export_result": res.to_dict(),
         })
         tag = f"[cpu, {clock} clock, {torch.get_num_threads()} threads]"
         print(f"{tag} export s={s}: dense {1e3 * d['min_s']:.1f} ms, "
               f"masked {1e3 * t['masked']['min_s']:.1f} ms, exported {1e3 * e['min_s']:.1f} ms (min); "
               f"speedup min {rows[-1]['speedup_min']:.2f}x, "
-              f"median {rows[-1]['speedup_median']:.2f}x; replaced {len(replaced)}/"
-              f"{len(exported.sparse_kernel_choices)} ({exported.layout}), err {err:.1e}", flush=True)
+              f"median {rows[-1]['speedup_median']:.2f}x; CSR {len(replaced)}/{len(res.products)}, "
+              f"sparse aggregation {len(sparse_aggs)}/{len(res.aggregations)} ({res.layout}), "
+              f"err {err:.1e}", flush=True)
     return rows, rep0.parameters
+
+
+# --------------------------------------------------------------------------------------------------------
+# aggregation over joints against edge sparsity
+# --------------------------------------------------------------------------------------------------------
+
+def mask_real_edges(model: nn.Module, sparsity: float) -> dict[str, int]:
+    """Mask, in every graph convolution, exactly ``floor(s n + 1/2)`` of its ``n`` real entries
+    (``edge_real``), smallest ``|edge_weight_base()|`` first (ties: lower flat index first); the other
+    candidate entries (never real) are masked too. Returns the real and kept entry counts."""
+    real_total = kept_total = 0
+    for t in attach_masks(model, kinds="edge"):
+        conv = t.module
+        real = conv.edge_real
+        with torch.no_grad():
+            mag = conv.edge_weight_base().abs().flatten()
+        idx = real.flatten().nonzero().flatten()
+        order = torch.sort(mag[idx], stable=True).indices
+        n_drop = int(sparsity * idx.numel() + 0.5)
+        keep = real.clone().flatten()
+        keep[idx[order[:n_drop]]] = False
+        set_mask(t, keep.view(real.shape))
+        real_total += idx.numel()
+        kept_total += int(keep.sum())
+    return {"real_entries": real_total, "kept_entries": kept_total}
+
+
+def _aggregation_only(conv: STGCNConv, backend: str) -> STGCNConv:
+    """A layer that aggregates exactly like the folded, edge-pruned ``conv`` and does nothing else: its graph
+    is ``conv.adjacency()`` (the kept entries), its input what ``conv.conv`` outputs ``(B, T, V, K C)``."""
+    K, C = conv.num_subsets, conv.out_channels
+    agg = STGCNConv(K * C, C, conv.adjacency().detach(), adaptive=None, conv_pos="pre", backend=backend,
+                    norm=None, act=None)
+    agg.conv = nn.Identity()
+    return agg.eval()
+
+
+def _edges_row(dense: nn.Module, x: torch.Tensor, s: float, repeats: int, clock: str) -> dict:
+    """One edge sparsity of :func:`bench_edges`."""
+    cpu = torch.device("cpu")
+    masked = copy.deepcopy(dense)
+    counts = mask_real_edges(masked, s)
+    folded = fold(masked).eval()
+    removed = remove_pruned_edges(folded)
+    convs = [m for m in folded.modules() if isinstance(m, STGCNConv)]
+    inputs: dict[int, torch.Tensor] = {}
+    hooks = [c.register_forward_pre_hook(lambda m, a, i=i: inputs.setdefault(i, a[0]))
+             for i, c in enumerate(convs)]
+    y_ref = folded(x)
+    for h in hooks:
+        h.remove()
+    cm = ChannelMajorSTGCN(folded).eval()
+    gcs = cm.graph_convs()
+    cm_in: dict[int, torch.Tensor] = {}
+    hooks = [g.register_forward_pre_hook(lambda m, a, i=i: cm_in.setdefault(i, a[0].clone()))
+             for i, g in enumerate(gcs)]
+    err_cm = float((cm(x) - y_ref).abs().max())
+    for h in hooks:
+        h.remove()
+
+    # (a) the aggregation alone, on the 1x1 convolution's output
+    h_cl = [c.conv(inputs[i]) for i, c in enumerate(convs)]  # (B, T, V, K C)
+    aggs = {b: [_aggregation_only(c, b) for c in convs] for b in ("dense", "sparse", "scatter")}
+    h_cm = [(g.weight.view(-1, g.in_channels) @ cm_in[i].reshape(g.in_channels, -1)).view(-1, *cm_in[i].shape[1:])
+            for i, g in enumerate(gcs)]  # (L C_out, T, B, V)
+
+    def layer_agg(b: str) -> list:
+        return [a(h) for a, h in zip(aggs[b], h_cl)]
+
+    def cm_agg() -> list:
+        return [g.aggregate_dense(h) for g, h in zip(gcs, h_cm)]
+
+    ref = layer_agg("dense")
+    agg_err = max((float((o - r).abs().max()) for b in aggs for o, r in zip(layer_agg(b), ref)), default=0.0)
+    fns_a = {f"layer_{b}": (lambda b=b: layer_agg(b)) for b in aggs}
+    fns_a["channel_major_dense"] = cm_agg
+    t_a = interleaved(fns_a, repeats, cpu, clock=clock)
+
+    # (b) the graph convolution: 1x1 convolution + aggregation
+    layers = {}
+    for b in ("dense", "sparse", "scatter"):
+        layers[b] = [copy.deepcopy(c) for c in convs]
+        for c in layers[b]:
+            c.backend = b
+
+    def layer_conv(b: str) -> list:
+        return [c(inputs[i]) for i, c in enumerate(layers[b])]
+
+    def cm_conv(kind: str) -> list:
+        out = []
+        for i, g in enumerate(gcs):
+            g.aggregation = kind
+            out.append(g(cm_in[i]))
+        return out
+
+    cm_dense = [o.clone() for o in cm_conv("dense")]
+    cm_err = max((float((a - b).abs().max()) for a, b in zip(cm_dense, cm_conv("sparse"))), default=0.0)
+    fns_b = {f"layer_{b}": (lambda b=b: layer_conv(b)) for b in layers}
+    fns_b["channel_major_dense"] = lambda: cm_conv("dense")
+    fns_b["channel_major_sparse"] = lambda: cm_conv("sparse")
+    t_b = interleaved(fns_b, repeats, cpu, clock=clock)
+    row = {
+        "edge_sparsity_of_real_entries": s, **counts, "edges_removed": removed,
+        "candidate_edges_left": sum(c.num_edges for c in convs),
+        "live_subsets": sum(g.num_subsets for g in gcs),
+        "aggregation_only": t_a, "graph_conv": t_b,
+        "max_abs_diff_between_layer_backends": agg_err,
+        "max_abs_diff_channel_major_dense_vs_sparse": cm_err,
+        "max_abs_err_channel_major_vs_folded_model": err_cm,
+    }
+    print(f"[cpu, {clock} clock, {torch.get_num_threads()} threads] edges s={s}: kept "
+          f"{counts['kept_entries']}/{counts['real_entries']} real entries; aggregation only (median ms) "
+          + ", ".join(f"{k} {1e3 * v['median_s']:.2f}" for k, v in t_a.items())
+          + "; graph conv (median ms) "
+          + ", ".join(f"{k} {1e3 * v['median_s']:.2f}" for k, v in t_b.items()), flush=True)
+    return row
+
+
+@torch.no_grad()
+def bench_edges(small: bool, repeats: int, quick: bool = False, clock: str = "wall") -> dict:
+    N, T = (2, 16) if quick else (4, 32) if small else (8, 100)
+    x = torch.randn(N, 2, T, 25, 3)
+    torch.manual_seed(0)
+    dense = build(small).eval()
+    rows = [_edges_row(dense, x, s, repeats, clock) for s in (0.0, 0.5, 0.8, 0.95)]
+    return {"clock": clock, "torch_threads": torch.get_num_threads(), "input": [N, 2, T, 25, 3],
+            "layers": len(dense.backbone.gcn), "weights": "dense (no weight masks)",
+            "edge_masks": "per layer, exact count of real entries, smallest |edge_weight_base()| first",
+            "timed_over": "all graph convolutions of the model, each on the input it gets from `input`",
+            "rows": rows}
+
+
+SECTIONS = ("generator", "export", "edges")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--small", action="store_true", help="small model and inputs (quick run)")
+    ap.add_argument("--small", action="store_true", help="small model and inputs")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run in seconds: small model, tiny inputs, 2 repeats, one thread setting; "
+                         "writes JSON only with --out")
     ap.add_argument("--repeats", type=int, default=5, help="timed repetitions per measurement")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
     ap.add_argument("--out", default=None,
                     help="output JSON (default benchmarks/results/sparsity[_small].json)")
     args = ap.parse_args()
-    payload = {"machine": machine_info("cpu"), "model": "ST-GCN small (16 ch, 4 stages)" if args.small
+    sections = [x for x in args.sections.split(",") if x]
+    if any(x not in SECTIONS for x in sections):
+        ap.error(f"--sections: unknown section in {args.sections!r}; valid: {', '.join(SECTIONS)}")
+    small = args.small or args.quick
+    repeats = 2 if args.quick else args.repeats
+    payload = {"machine": machine_info("cpu"), "model": "ST-GCN small (16 ch, 4 stages)" if small
                else "ST-GCN (PYSKL default: 10 stages, 64/128/256 ch), NTU layout, spatial graph, 60 classes"}
-    payload["generator_step"] = {"cpu": bench_generator(args.small, torch.device("cpu"), args.repeats)}
-    if torch.cuda.is_available():
-        payload["generator_step"]["cuda"] = bench_generator(args.small, torch.device("cuda"), args.repeats)
-    rows, dense_params = bench_export(args.small, args.repeats)
-    payload["export_inference_cpu"] = rows
-    payload["dense_parameters"] = dense_params
+    loads: dict[str, dict[str, list[float]]] = {}  # the machine is shared: load average around each section
+
+    def section(name: str, fn, *a, **kw):
+        start = [round(v, 2) for v in os.getloadavg()]
+        out = fn(*a, **kw)
+        loads[name] = {"start": start, "end": [round(v, 2) for v in os.getloadavg()]}
+        return out
+
+    if "generator" in sections:
+        payload["generator_step"] = {"cpu": section("generator_step.cpu", bench_generator, small,
+                                                    torch.device("cpu"), repeats)}
+        if torch.cuda.is_available() and not args.quick:
+            payload["generator_step"]["cuda"] = bench_generator(small, torch.device("cuda"), repeats)
+    if "export" in sections:
+        rows, dense_params = section("export_inference_cpu", bench_export, small, repeats, quick=args.quick)
+        payload["export_inference_cpu"] = rows
+        payload["dense_parameters"] = dense_params
+    if "edges" in sections:
+        payload["edge_aggregation_cpu"] = section("edge_aggregation_cpu", bench_edges, small, repeats,
+                                                  quick=args.quick)
     # The same on one thread, timed by the thread's CPU time: robust to other processes on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        payload["generator_step"]["cpu_1thread_cputime"] = bench_generator(
-            args.small, torch.device("cpu"), args.repeats, clock="thread")
-        payload["export_inference_cpu_1thread_cputime"] = bench_export(args.small, args.repeats,
-                                                                       clock="thread")[0]
-    finally:
-        torch.set_num_threads(threads)
+    if not args.quick:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            if "generator" in sections:
+                payload["generator_step"]["cpu_1thread_cputime"] = section(
+                    "generator_step.cpu_1thread_cputime", bench_generator, small, torch.device("cpu"), repeats,
+                    clock="thread")
+            if "export" in sections:
+                payload["export_inference_cpu_1thread_cputime"] = section(
+                    "export_inference_cpu_1thread_cputime", bench_export, small, repeats, clock="thread")[0]
+            if "edges" in sections:
+                payload["edge_aggregation_cpu_1thread_cputime"] = section(
+                    "edge_aggregation_cpu_1thread_cputime", bench_edges, small, repeats, clock="thread")
+        finally:
+            torch.set_num_threads(threads)
+    payload["load_average_per_section"] = loads
     payload["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    name = "sparsity_small.json" if args.small else "sparsity.json"
+    if args.quick and args.out is None:
+        print("--quick: no JSON written (pass --out to write one)")
+        return
+    name = "sparsity_small.json" if small else "sparsity.json"
     out = Path(args.out) if args.out else RESULTS_DIR / name
     write_results(out, payload)
     print(f"wrote {out}")

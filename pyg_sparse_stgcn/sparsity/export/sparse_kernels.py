@@ -1,0 +1,264 @@
+r""":func:`to_sparse_kernels`: an inference model whose pruned weights and edges are removed work, with every
+kernel choice measured on the model's real input."""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+import torch
+from torch import Tensor, nn
+
+from ...timing import best_times
+from ..targets import targets
+from .channel_major import ChannelMajorSTGCN, _CMGraphConv, _CMProduct
+from .csr import CSRLinear, CSRTemporalConv, is_temporal_conv
+from .fold import fold, remove_pruned_edges
+from .result import AGGREGATIONS, LAYOUTS, AggregationChoice, ExportResult, KernelChoice, LayoutChoice
+
+__all__ = ["to_sparse_kernels"]
+
+
+def _capture(model: nn.Module, modules: Mapping[str, nn.Module], example_input: Tensor,
+             clone: bool = False) -> dict[str, tuple[tuple, dict]]:
+    """The positional and keyword arguments each of ``modules`` receives when ``model`` runs on
+    ``example_input`` (first call only)."""
+    captured: dict[str, tuple[tuple, dict]] = {}
+
+    def hook(name: str):
+        def fn(mod: nn.Module, args: tuple, kwargs: dict) -> None:
+            if name not in captured:
+                args = tuple(a.clone() if clone and isinstance(a, Tensor) else a for a in args)
+                captured[name] = (args, dict(kwargs))
+        return fn
+
+    handles = [m.register_forward_pre_hook(hook(n), with_kwargs=True) for n, m in modules.items()]
+    try:
+        model(example_input)
+    finally:
+        for h in handles:
+            h.remove()
+    return captured
+
+
+def _time_two(a: Callable[[], Any], b: Callable[[], Any], device: torch.device,
+              repeats: int) -> tuple[float, float]:
+    """Best milliseconds of ``a`` and ``b`` over ``repeats`` alternating rounds (one warm-up call each)."""
+    t = best_times({"a": a, "b": b}, device, rounds=repeats, warmup=1)
+    return 1e3 * t["a"], 1e3 * t["b"]
+
+
+def _choose_layer_aggregations(model: nn.Module, example_input: Tensor, repeats: int,
+                               aggregation: str) -> list[AggregationChoice]:
+    """Set ``backend`` of every :class:`~pyg_sparse_stgcn.nn.STGCNConv` of ``model`` to ``'dense'`` or
+    ``'sparse'`` (forced, or the faster one on the layer's input from ``example_input``)."""
+    from ...nn.conv.stgcn_conv import STGCNConv
+
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, STGCNConv)}
+    captured = _capture(model, convs, example_input) if aggregation == "auto" and convs else {}
+    choices = []
+    for name, conv in convs.items():
+        entries = int((conv.edge_weight_effective() != 0).sum())
+        rec = AggregationChoice(name, "channels_last", entries, conv.num_edges)
+        if aggregation != "auto":
+            rec.choice, rec.forced = aggregation, True
+        elif name in captured:
+            args, kwargs = captured[name]
+
+            def run(backend: str, conv: STGCNConv = conv, args: tuple = args, kwargs: dict = kwargs) -> None:
+                conv.backend = backend
+                conv(*args, **kwargs)
+
+            rec.dense_ms, rec.sparse_ms = _time_two(lambda: run("dense"), lambda: run("sparse"),
+                                                    example_input.device, repeats)
+            rec.choice = "sparse" if rec.sparse_ms < rec.dense_ms else "dense"
+        conv.backend = rec.choice
+        choices.append(rec)
+    return choices
+
+
+def _choose_products(cm: ChannelMajorSTGCN, example_input: Tensor, min_sparsity: float, repeats: int,
+                     force: bool | None) -> list[KernelChoice]:
+    """Set ``use_csr`` of every product of ``cm`` (measured on the input it gets from ``example_input``)."""
+    prods = cm.products()
+    for p in prods:
+        p.use_csr = False
+    captured = _capture(cm, {p.name: p for p in prods}, example_input, clone=True)
+    device = example_input.device
+    choices = []
+    for p in prods:
+        rec = KernelChoice(p.name, p.kind, list(p.weight.shape), p.sparsity)
+        x = captured.get(p.name, ((None,), {}))[0][0]
+        if p.weight.numel() and rec.sparsity >= min_sparsity and x is not None and force is not False:
+            if force:
+                rec.sparse = True
+            else:
+                def run(csr: bool, p: _CMProduct | _CMGraphConv = p, x: Tensor = x) -> None:
+                    p.use_csr = csr
+                    p(x)
+
+                rec.dense_ms, rec.sparse_ms = _time_two(lambda: run(False), lambda: run(True), device, repeats)
+                rec.sparse = rec.sparse_ms < rec.dense_ms
+        p.use_csr = rec.sparse
+        choices.append(rec)
+    return choices
+
+
+def _choose_graph_aggregations(cm: ChannelMajorSTGCN, example_input: Tensor, repeats: int,
+                               aggregation: str) -> list[AggregationChoice]:
+    """Set ``aggregation`` of every graph convolution of ``cm`` (forced, or measured on its real input)."""
+    gcs = cm.graph_convs()
+    for g in gcs:
+        g.aggregation = "dense"
+    captured = (_capture(cm, {g.name: g for g in gcs}, example_input, clone=True)
+                if aggregation == "auto" else {})
+    choices = []
+    for g in gcs:
+        rec = AggregationChoice(g.name, "channel_major", g.num_entries, g.num_edges)
+        if aggregation != "auto":
+            rec.choice, rec.forced = aggregation, True
+        elif g.num_entries and g.name in captured:
+            x = captured[g.name][0][0]
+
+            def run(kind: str, g: _CMGraphConv = g, x: Tensor = x) -> None:
+                g.aggregation = kind
+                g(x)
+
+            rec.dense_ms, rec.sparse_ms = _time_two(lambda: run("dense"), lambda: run("sparse"),
+                                                    example_input.device, repeats)
+            rec.choice = "sparse" if rec.sparse_ms < rec.dense_ms else "dense"
+        g.aggregation = rec.choice
+        choices.append(rec)
+    return choices
+
+
+def _swap_csr_layers(out: nn.Module, example_input: Tensor, min_sparsity: float, repeats: int,
+                     force: bool | None) -> list[KernelChoice]:
+    """Replace each large enough ``Linear`` / temporal ``Conv2d`` of the channels-last model by its CSR
+    kernel where forced or measured faster on its real input."""
+    cand: dict[str, nn.Linear | nn.Conv2d] = {}
+    for t in targets(out, "weight"):
+        m = t.module
+        if t.module_name and (isinstance(m, nn.Linear) or is_temporal_conv(m)):
+            cand[t.module_name] = m
+    captured = _capture(out, cand, example_input)
+    device = example_input.device
+    choices = []
+    for name, m in cand.items():
+        w = m.weight
+        rec = KernelChoice(name, type(m).__name__, list(w.shape), float((w == 0).float().mean()))
+        x = captured.get(name, ((None,), {}))[0][0]
+        if rec.sparsity >= min_sparsity and x is not None and force is not False:
+            repl = CSRLinear(m) if isinstance(m, nn.Linear) else CSRTemporalConv(m)
+            if force:
+                rec.sparse = True
+            else:
+                rec.dense_ms, rec.sparse_ms = _time_two(functools.partial(m, x), functools.partial(repl, x),
+                                                        device, repeats)
+                rec.sparse = rec.sparse_ms < rec.dense_ms
+            if rec.sparse:
+                parent_name, _, child = name.rpartition(".")
+                parent = out.get_submodule(parent_name) if parent_name else out
+                setattr(parent, child, repl)
+        choices.append(rec)
+    return choices
+
+
+#: The attributes earlier versions set on the exported model; still set (unless the model already has an
+#: attribute of that name) as read-only copies of ``export_result``.
+_LEGACY = ("sparse_kernel_choices", "edges_removed", "layout", "layout_choice")
+
+
+def _finish(model: nn.Module, result: ExportResult) -> nn.Module:
+    cast(Any, model).export_result = result  # a plain attribute on whatever module was exported
+    if not isinstance(model, ChannelMajorSTGCN):
+        legacy = {"sparse_kernel_choices": result.sparse_kernel_choices, "edges_removed": result.edges_removed,
+                  "layout": result.layout, "layout_choice": result.to_dict()["layout_choice"]}
+        for name in _LEGACY:
+            if name not in model.__dict__ and hasattr(model, name):
+                continue  # a property or attribute of the model itself: leave it alone
+            setattr(model, name, legacy[name])
+    return model.eval()
+
+
+@torch.no_grad()
+def to_sparse_kernels(model: nn.Module, example_input: Tensor, min_sparsity: float = 0.5, repeats: int = 5,
+                      force: bool | None = None, layout: str = "auto", aggregation: str = "auto") -> nn.Module:
+    r"""An inference model in which pruned weights and pruned edges are removed work.
+
+    :func:`~pyg_sparse_stgcn.sparsity.export.fold` first, then every candidate edge without a live entry
+    is removed from its graph convolution (``STGCNConv.prune_edges_``), then one of two inference paths:
+
+    * ``layout='channel_major'``: a :class:`ChannelMajorSTGCN` (the whole backbone in :math:`(C, T, B, V)`,
+      batch norms folded). Each weight product is CSR or dense, and each graph convolution aggregates
+      densely (one :math:`(V \times V)` product per live subset) or sparsely (one product per kept entry,
+      so that a removed entry costs nothing): each decided by measurement on the input the product
+      receives from ``example_input``. A :class:`ValueError` names what it does not support (e.g.
+      ``mstcn``).
+    * ``layout='channels_last'``: the folded model. Every graph convolution's ``backend`` becomes
+      ``'dense'`` or ``'sparse'`` (the sparse operator holds the kept entries only), and each
+      :class:`~torch.nn.Linear` / temporal :class:`~torch.nn.Conv2d` whose weight is at least
+      ``min_sparsity`` zeros is replaced by :class:`CSRLinear` / :class:`CSRTemporalConv`, each where
+      measured faster.
+    * ``layout='auto'``: the channel-major model when supported **and** measured faster (whole model, on
+      ``example_input``) than the channels-last model with its aggregation backends chosen, otherwise
+      ``'channels_last'``.
+
+    In no layout does a removed edge send a message: it is absent from the layer's ``edge_index`` and from
+    the sparse operators (the dense kernels multiply by its zero weight).
+
+    Args:
+        model (torch.nn.Module): A masked model (or generator / ensemble); it is not changed.
+        example_input (torch.Tensor): A representative input batch (same device as the model); every
+            candidate kernel is timed on the input it receives from this batch.
+        min_sparsity (float, optional): Weights with fewer zeros than this fraction stay dense without
+            timing. (default: :obj:`0.5`)
+        repeats (int, optional): Timed rounds per decision, alternating the candidates; the best time of
+            each decides. (default: :obj:`5`)
+        force (bool, optional): Weight products: :obj:`True` makes every candidate above ``min_sparsity``
+            CSR, :obj:`False` none, :obj:`None` decides by measurement. (default: :obj:`None`)
+        layout (str, optional): ``'auto'``, ``'channel_major'`` or ``'channels_last'``.
+            (default: :obj:`"auto"`)
+        aggregation (str, optional): Aggregation over joints: ``'dense'`` or ``'sparse'`` for every graph
+            convolution, or ``'auto'`` to decide each by measurement. (default: :obj:`"auto"`)
+
+    Returns:
+        torch.nn.Module: An inference model in eval mode. Its ``export_result``
+        (:class:`~pyg_sparse_stgcn.sparsity.export.ExportResult`) holds every decision with its timings.
+        For compatibility, ``sparse_kernel_choices`` (:attr:`ExportResult.products` as dicts),
+        ``edges_removed``, ``layout`` and ``layout_choice`` (a dict) read the same values.
+    """
+    if layout not in ("auto", *LAYOUTS):
+        raise ValueError(f"to_sparse_kernels: unknown layout {layout!r}; valid values: 'auto', "
+                         "'channel_major', 'channels_last'")
+    if aggregation not in ("auto", *AGGREGATIONS):
+        raise ValueError(f"to_sparse_kernels: unknown aggregation {aggregation!r}; valid values: 'auto', "
+                         "'dense', 'sparse'")
+    out = fold(model).eval()
+    result = ExportResult("channels_last", LayoutChoice(layout), edges_removed=remove_pruned_edges(out))
+    layer_aggs: list[AggregationChoice] | None = None
+    if layout != "channels_last":
+        try:
+            cm: ChannelMajorSTGCN | None = ChannelMajorSTGCN(out).eval()
+        except ValueError as err:
+            if layout == "channel_major":
+                raise
+            cm, result.layout_choice.channel_major_unsupported = None, str(err)
+        if cm is not None:
+            products = _choose_products(cm, example_input, min_sparsity, repeats, force)
+            aggs = _choose_graph_aggregations(cm, example_input, repeats, aggregation)
+            take = layout == "channel_major"
+            if not take:
+                layer_aggs = _choose_layer_aggregations(out, example_input, repeats, aggregation)
+                td, tc = _time_two(lambda: out(example_input), lambda: cm(example_input), example_input.device,
+                                   repeats)
+                result.layout_choice.dense_ms, result.layout_choice.channel_major_ms = td, tc
+                take = tc < td
+            if take:
+                result.layout, result.products, result.aggregations = "channel_major", products, aggs
+                return _finish(cm, result)
+    if layer_aggs is None:
+        layer_aggs = _choose_layer_aggregations(out, example_input, repeats, aggregation)
+    result.aggregations = layer_aggs
+    result.products = _swap_csr_layers(out, example_input, min_sparsity, repeats, force)
+    return _finish(out, result)

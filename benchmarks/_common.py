@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ def command_line() -> str:
 def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
     """Date, command, commit, CPU/GPU model, core count, load average and library versions."""
     info: dict[str, Any] = {
-        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command_line(),
         "git_commit": _git_commit(),
         "platform": platform.platform(),

@@ -26,7 +26,7 @@ import dataclasses
 import difflib
 import functools
 import math
-import sys
+import tomllib
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -34,11 +34,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, Union
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser from PyPI (declared in pyproject.toml)
-    import tomli as tomllib
 
 from ..data.transforms import FEATS, STREAMS
 from ..graph import GRAPH_MODES

@@ -226,6 +226,8 @@ class ModelConfig(Section):
     graph_mode: GraphMode = opt("", "Graph partition; \"\" = the model's default (stgcn: stgcn_spatial, "
                                     "stgcn++: spatial).")
     layout: str = opt("", "Skeleton layout; \"\" = the dataset's.")
+    num_filter: int = opt(0, "Subsets K of a 'random' graph; 0 = the model's default (PYSKL: 3, DG-STGCN: 8).",
+                          lo=0)
     base_channels: int = opt(64, "Channels of the first stages.", lo=1)
     num_stages: int = opt(10, "Number of ST blocks.", lo=1)
     backend: Backend = opt("auto", "Aggregation backend of every STGCNConv.")
@@ -336,6 +338,8 @@ class EnsembleConfig(Section):
     grad_clip: float = opt(45.0, "Max global L2 gradient norm (paper: 45); 0 = off.", lo=0)
     lr_schedule: LRSchedule = opt("cosine_epoch", "The paper's sparse configs anneal per epoch.")
     graph_mode: GraphMode = opt("random", "Graph of this mode; \"\" = model.graph_mode.")
+    num_filter: int = opt(0, "Subsets K of this mode's random graphs (the paper's Assemble: 3); 0 = "
+                             "model.num_filter.", lo=0)
     gcn_adaptive: Adaptive = opt("init", "gcn_adaptive of this mode's backbones; \"\" = model.backbone's.")
 
 

@@ -75,7 +75,7 @@ SIZING_KWARGS = ("ch_ratio", "inflate_stages", "down_stages")
 
 
 def build_backbone(cfg: Config, data: DataBundle, graph_mode: str | None = None,
-                   gcn_adaptive: str | None = None, name: str | None = None) -> nn.Module:
+                   gcn_adaptive: str | None = None, name: str | None = None, num_filter: int = 0) -> nn.Module:
     """The backbone of ``cfg.model`` for ``data`` (``graph_mode`` / ``gcn_adaptive`` override the
     configuration, e.g. the paper's random learnable graph for the generator; ``name`` another ``--model``,
     e.g. one expert of a mixed ensemble). ``gcn_adaptive`` applies to ST-GCN / ST-GCN++ only."""
@@ -91,9 +91,11 @@ def build_backbone(cfg: Config, data: DataBundle, graph_mode: str | None = None,
     if gcn_adaptive and spec.pyskl_adaptive:
         kwargs["gcn_adaptive"] = gcn_adaptive
     mode = graph_mode or (cfg.model.graph_mode if name == m.name else "") or spec.graph_mode
-    graph_cfg = {"layout": data.layout, "mode": mode}
+    graph_cfg: dict[str, Any] = {"layout": data.layout, "mode": mode}
     if mode == "random":
         graph_cfg.update(spec.graph_kwargs)
+        if num_filter or m.num_filter:
+            graph_cfg["num_filter"] = num_filter or m.num_filter
     return spec.cls(graph_cfg, in_channels=data.in_channels, base_channels=m.base_channels,
                     num_stages=m.num_stages, num_person=data.num_person, backend=m.backend, **kwargs)
 
@@ -239,7 +241,8 @@ def build_ensemble(cfg: Config, data: DataBundle) -> nn.Module:
                          f"{len(e.sparsities)} levels")
 
     def factory(name: str) -> Callable[[], nn.Module]:
-        return lambda: build_backbone(cfg, data, e.graph_mode or None, e.gcn_adaptive or None, name=name)
+        return lambda: build_backbone(cfg, data, e.graph_mode or None, e.gcn_adaptive or None, name=name,
+                                      num_filter=e.num_filter)
 
     return MultiSparsityEnsemble([factory(n) for n in names], data.num_classes, sparsities=tuple(e.sparsities),
                                  dropout=cfg.model.dropout, **kw)
@@ -258,6 +261,25 @@ def checkpoint_kind(stage: str) -> str:
     return {"generate": "generator", "ensemble": "ensemble"}.get(stage, "classifier")
 
 
+def read_our_checkpoint(checkpoint: str | Path, who: str, others: str) -> tuple[Path, dict[str, Any] | None]:
+    """The file of ``checkpoint`` (a run directory stands for its ``checkpoints/model.pt``) and its contents
+    when it is one of ours (``format`` = the trainer's ``CHECKPOINT_FORMAT``), else :obj:`None` (e.g. a PYSKL /
+    mmcv checkpoint, not loadable as plain tensors). A missing file raises :class:`ValueError` naming ``who``
+    and the ``others`` files the caller accepts."""
+    from .trainer import CHECKPOINT_FORMAT
+
+    p = Path(checkpoint)
+    if p.is_dir():
+        p = p / "checkpoints" / "model.pt"
+    if not p.is_file():
+        raise ValueError(f"{who} {p} does not exist (pass a run directory, its checkpoints/model.pt, {others})")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:  # not loadable as plain tensors: may be a PYSKL/mmcv checkpoint
+        return p, None
+    return p, state if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT else None
+
+
 def load_model(checkpoint: str | Path, cfg: Config, data: DataBundle,
                device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """Load a model from ``checkpoint``: a run directory (its ``checkpoints/model.pt``), this library's
@@ -270,20 +292,9 @@ def load_model(checkpoint: str | Path, cfg: Config, data: DataBundle,
     """
     from ..sparsity.masks import load_masked_state_dict
     from .config import RANK_DEFAULT, Config, EnsembleConfig, GeneratorConfig, tomllib
-    from .trainer import CHECKPOINT_FORMAT
 
-    p = Path(checkpoint)
-    if p.is_dir():
-        p = p / "checkpoints" / "model.pt"
-    if not p.is_file():
-        raise ValueError(f"--checkpoint: {p} does not exist (pass a run directory, its checkpoints/model.pt, "
-                         f"or a PYSKL .pth file)")
-    state: Any = None
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception:  # not loadable as plain tensors: may be a PYSKL/mmcv checkpoint
-        state = None
-    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+    p, state = read_our_checkpoint(checkpoint, "--checkpoint:", "or a PYSKL .pth file")
+    if state is not None:
         if "kind" in state:
             saved, kind = state["config"], state["kind"]
         else:  # a per-stage trainer checkpoint: the configuration is the run directory's

@@ -212,3 +212,19 @@ def test_stgcnpp_on_an_ntu_recipe_gets_its_own_spatial_graph():
     assert cfg.model.graph_mode == ""  # "" = the model's default graph, 'spatial'
     plain = resolve_config({"data.name": ("ntu60-xsub", "--data")}, (), None, None)
     assert plain.model.graph_mode == "stgcn_spatial"
+
+
+def test_assemble_recipe_builds_random_graphs_with_three_filters():
+    from pyg_sparse_stgcn.engine.bundle import DataBundle
+    from pyg_sparse_stgcn.engine.config import resolve_config
+    from pyg_sparse_stgcn.engine.models import build_backbone, build_ensemble
+    from pyg_sparse_stgcn.nn.conv.skeleton_mp import SkeletonMessagePassing
+
+    opts = {"data.name": ("demo", "--data"), "model.name": ("dgstgcn", "--model"), "run.mode": ("ensemble", "--mode")}
+    cfg = resolve_config(opts, ("model.base_channels=8", "model.num_stages=2"), None, None)
+    data = DataBundle.facts("demo", 4, "openpose", 3, 2)
+    ens = build_ensemble(cfg, data)
+    ks = {m.num_subsets for m in ens.modules() if isinstance(m, SkeletonMessagePassing)}
+    assert ks == {3}  # AssemSTGCN_sparse.py's K = 3
+    single = build_backbone(cfg, data, "random")
+    assert {m.num_subsets for m in single.modules() if isinstance(m, SkeletonMessagePassing)} == {8}

@@ -19,28 +19,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from pyg_sparse_stgcn.cli import main
-
-TINY = """
-[data]
-name = "demo"
-clip_len = 16
-batch_size = 8
-kwargs = {num_train = 32, num_val = 16, num_empty = 1, min_frames = 16, max_frames = 20}
-
-[model]
-base_channels = 8
-num_stages = 3
-backend = "dense"
-backbone = {inflate_stages = [3], down_stages = [3]}
-
-[train]
-epochs = 2
-lr = 0.05
-progress = false
-
-[run]
-threads = 1
-"""
+from pyg_sparse_stgcn.engine.tiny_demo import TINY_DEMO  # the tests' recipe ([ensemble]/[prune] unused here)
 
 #: (run, file under RUN_DIR/analysis, name under --out)
 FIGURES = [
@@ -68,7 +47,7 @@ def main_(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="analysis-figures-"))
     work.mkdir(parents=True, exist_ok=True)
-    (work / "tiny.toml").write_text(TINY)
+    (work / "tiny.toml").write_text(TINY_DEMO)
     common = ["--config", str(work / "tiny.toml"), "--root", str(work / "demo"), "--out", str(work / "runs"),
               "--data", "demo"]
     runs = {}

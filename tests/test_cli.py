@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from tiny_config import TINY_DEMO
+from tiny_config import TINY_DEMO, run_tiny, to_pyskl_state
 
 from pyg_sparse_stgcn.cli import main
 from pyg_sparse_stgcn.engine.config import tomllib
@@ -24,11 +24,7 @@ def env(tmp_path_factory):
 
 
 def run(env: Path, *args: str, ok: bool = True):
-    res = CliRunner().invoke(main, ["--config", str(env / "tiny.toml"), "--root", str(env / "demo"),
-                                    "--out", str(env / "runs"), *args], catch_exceptions=False)
-    if ok:
-        assert res.exit_code == 0, res.output
-    return res
+    return run_tiny(env, *args, ok=ok)[1]
 
 
 def run_dir(res) -> Path:
@@ -216,15 +212,7 @@ def test_resume_rejects_changed_settings(env, train_run):
 def test_pyskl_checkpoint_evaluates_through_checkpoint(env, train_run, tmp_path):
     """Write our trained model in PYSKL's format (``backbone.*`` with (out, in, 1, 1) conv weights,
     ``cls_head.fc_cls.*``, mmcv's ``state_dict``/``meta`` wrapper) and evaluate it via --checkpoint."""
-    ours = torch.load(train_run / "checkpoints" / "model.pt", weights_only=True)["model"]
-    pyskl = {}
-    for k, v in ours.items():
-        if k.startswith("head.fc_cls."):
-            pyskl["cls_head.fc_cls." + k[len("head.fc_cls."):]] = v
-        elif k.startswith("backbone.") and k.endswith(".weight") and v.dim() == 2:
-            pyskl[k] = v[:, :, None, None]  # PYSKL's 1x1 Conv2d
-        else:
-            pyskl[k] = v
+    pyskl = to_pyskl_state(torch.load(train_run / "checkpoints" / "model.pt", weights_only=True)["model"])
     path = tmp_path / "stgcn_pyskl.pth"
     torch.save({"meta": {"epoch": 2}, "state_dict": pyskl}, path)
     d = run_dir(run(env, "--data", "demo", "--mode", "evaluate", "--checkpoint", str(path)))

@@ -87,7 +87,7 @@ def test_bad_input():
 # ----------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", ["dense", "sparse", "scatter"])
 @pytest.mark.parametrize("graph_cfg", [dict(layout="nturgb+d", mode="spatial"), dict(layout="coco", mode="spatial")])
-def test_matches_mmaction2_aagcn(graph_cfg, backend):
+def test_matches_mmaction2_aagcn(graph_cfg, backend, perturb_off_init):
     pytest.importorskip("mmaction", reason="mmaction2 (optional test peer) is not installed")
     from mmaction.models.backbones.aagcn import AAGCN as MMAAGCN
     from mmaction.models.heads import GCNHead as MMGCNHead
@@ -95,18 +95,7 @@ def test_matches_mmaction2_aagcn(graph_cfg, backend):
     torch.manual_seed(13)
     backbone = MMAAGCN(graph_cfg=graph_cfg, base_channels=8, num_stages=4, inflate_stages=[3], down_stages=[3])
     head = MMGCNHead(num_classes=5, in_channels=16)
-    gen = torch.Generator().manual_seed(14)
-    with torch.no_grad():  # every parameter and BN statistic off its initial value (alpha and zero-init BNs too)
-        for module in (backbone, head):
-            for name, t in list(module.named_parameters()) + list(module.named_buffers()):
-                if name.endswith("num_batches_tracked"):
-                    continue
-                if name.endswith("running_var") or (name.endswith(".weight") and t.dim() == 1):
-                    t.copy_(0.5 + torch.rand(t.shape, generator=gen))
-                elif name.endswith(".A") or name == "A":
-                    t.mul_(1.0 + 0.2 * torch.randn(t.shape, generator=gen))
-                else:
-                    t.copy_(0.5 * torch.randn(t.shape, generator=gen) / max(1, t[0].numel()) ** 0.5)
+    gen = perturb_off_init((backbone, head), 14)  # alpha and zero-init BNs too
     backbone.eval()
     head.eval()
     state = {"backbone." + k: v for k, v in backbone.state_dict().items()}

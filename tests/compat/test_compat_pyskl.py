@@ -292,7 +292,7 @@ MM_CASES = {
 
 @pytest.mark.parametrize("backend", ["dense", "sparse", "scatter"])
 @pytest.mark.parametrize("kind", list(MM_CASES))
-def test_matches_mmaction2_stgcn(kind, backend):
+def test_matches_mmaction2_stgcn(kind, backend, perturb_off_init):
     pytest.importorskip("mmaction", reason="mmaction2 (optional test peer) is not installed")
     from mmaction.models.backbones.stgcn import STGCN as MMSTGCN
     from mmaction.models.heads import GCNHead as MMGCNHead
@@ -302,18 +302,7 @@ def test_matches_mmaction2_stgcn(kind, backend):
     backbone = MMSTGCN(graph_cfg=graph_cfg, base_channels=8, num_stages=4, inflate_stages=[3],
                        down_stages=[3], **kwargs)
     head = MMGCNHead(num_classes=5, in_channels=16)
-    gen = torch.Generator().manual_seed(12)
-    with torch.no_grad():  # move every parameter and BN statistic off its initial value
-        for module in (backbone, head):
-            for name, t in list(module.named_parameters()) + list(module.named_buffers()):
-                if name.endswith("num_batches_tracked"):
-                    continue
-                if name.endswith("running_var") or (name.endswith(".weight") and t.dim() == 1):
-                    t.copy_(0.5 + torch.rand(t.shape, generator=gen))
-                elif name.endswith(".A") or name == "A" or name.endswith("PA"):
-                    t.mul_(1.0 + 0.2 * torch.randn(t.shape, generator=gen))
-                else:
-                    t.copy_(0.5 * torch.randn(t.shape, generator=gen) / np.sqrt(max(1, t[0].numel())))
+    gen = perturb_off_init((backbone, head), 12)
     backbone.eval()
     head.eval()
     state = {"backbone." + k: v for k, v in backbone.state_dict().items()}

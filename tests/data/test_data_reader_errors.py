@@ -1,8 +1,8 @@
 """Reader error messages on bad input built from text written here, so they run without ../shared.
 
-Each reader gets a small valid file written by this module (checked to read), then mutated the way the
-``../shared``-based tests in ``test_readers_*.py`` mutate the real files; every error must name the file, the
-line / JSON path / pickle key and the field.
+Each reader gets a small valid file written by this module (checked to read), then mutated; every error must
+name the file, the line / JSON path / pickle key and the field. These are the only bad-input cases of the
+readers (``test_readers_*.py`` keep the facts of the real ``../shared`` files), so they run everywhere.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 from pyg_sparse_stgcn.data import SkeletonFormatError
 from pyg_sparse_stgcn.data.io_safe import load_pickle
 from pyg_sparse_stgcn.data.readers import (
+    iter_pyskl_annotations,
     iter_pyskl_items,
     read_kinetics_json,
-    read_kinetics_labels,
     read_msr_action3d,
     read_ntu_skeleton,
     read_nwucla_json,
@@ -80,6 +80,7 @@ def test_ntu_text_is_valid(tmp_path):
     (lambda ln: ln[:40], "line 41", "file ends early: expected 25 joint lines"),
     (_set(6, "0.1 0.2 0.x3 1 1 1 1 0 0 0 0 2"), "line 7", "'0.x3'"),
     (_set(7, "0.1 0.2 0.3 1 1 1 1 0 0 0 2"), "line 8", "12 values, got 11"),
+    (lambda ln: _set(9, ln[9] + " 7")(_set(8, ln[8].rsplit(" ", 1)[0])(ln)), "line 9", "12 values, got 11"),
     (_set(3, "24"), "line 4", "joint count must be 25, got 24"),
     (_set(2, "72057594037931648 0 1 1 1 1 0 0.01"), "line 3", "10 values, got 8"),
     (_set(2, "7205759403793164x 0 1 1 1 1 0 0.01 -0.2 2"), "line 3", "is not an integer"),
@@ -154,15 +155,6 @@ def test_kinetics_truncated_and_garbled_json(tmp_path):
     p = _write(tmp_path, "garbled.json", text.replace(f'"pose": [{first}', f'"pose": [{first}x', 1))
     with pytest.raises(SkeletonFormatError, match="invalid JSON"):
         read_kinetics_json(p)
-
-
-def test_kinetics_labels_bad_entry(tmp_path):
-    doc = {"v1": {"has_skeleton": True, "label": "abseiling", "label_index": 0},
-           "v2": {"has_skeleton": "yes", "label": "abseiling", "label_index": 0}}
-    p = _write(tmp_path, "labels.json", json.dumps(doc, indent=4))
-    with pytest.raises(SkeletonFormatError) as e:
-        read_kinetics_labels(p)
-    assert str(p) in str(e.value) and "['v2'].has_skeleton" in str(e.value)
 
 
 # --- NW-UCLA JSON -----------------------------------------------------------------------------------------
@@ -367,6 +359,8 @@ def test_pyskl_bad_root_and_split(tmp_path):
             "train, val", path=p)
     single = _dump(tmp_path / "single.pkl", ann)
     _raises(read_pyskl_annotations, single, split="train", where="key 'split'", msg="no 'split' dict")
+    one = _dump(tmp_path / "one.pkl", dict(ann, keypoint=np.zeros(3)))
+    _raises(read_pyskl_annotations, one, where="annotation['keypoint']", msg="4-D", path=one)
 
 
 def test_pyskl_items_isolate_bad_annotations(tmp_path):
@@ -375,10 +369,14 @@ def test_pyskl_items_isolate_bad_annotations(tmp_path):
     p = _dump(tmp_path / "mixed.pkl", {"split": {"train": ["bad", ann["frame_dir"]]},
                                        "annotations": [bad, ann, "not a dict"]})
     items = list(iter_pyskl_items(p))
-    assert [it.where for it in items] == ["annotations[0]", "annotations[1]", "annotations[2]"]
+    assert [(it.frame_dir, it.where) for it in items] == [
+        ("bad", "annotations[0]"), (ann["frame_dir"], "annotations[1]"), ("<annotations[2]>", "annotations[2]")]
     _raises(items[0].load, where="annotations[0]['keypoint']", msg="4-D", path=p)
     assert items[1].load().keypoint.shape == (2, 6, 17, 2)
     _raises(items[2].load, where="annotations[2]", msg="must be a dict", path=p)
+    assert [it.frame_dir for it in iter_pyskl_items(p, split="train")] == ["bad", ann["frame_dir"]]
+    with pytest.raises(SkeletonFormatError, match="annotations"):
+        list(iter_pyskl_annotations(p))
 
 
 def _k400(tmp_path: Path, n: int = 3) -> tuple[Path, list[dict], dict]:
@@ -433,7 +431,8 @@ def _npy(tmp_path: Path) -> Path:
 def test_npy_layout_mismatch_truncated_and_garbled(tmp_path):
     p = _npy(tmp_path)
     assert read_skeleton_npy(p).keypoint.shape == (1, 12, 25, 3)
-    _raises(read_skeleton_npy, p, layout="openpose", where="shape[2]", msg="'openpose' has 18", path=p)
+    text = _raises(read_skeleton_npy, p, layout="openpose", where="shape[2]", msg="'openpose' has 18", path=p)
+    assert "25 joints" in text, text
     data = p.read_bytes()
     cut = tmp_path / "cut.npy"
     cut.write_bytes(data[: len(data) // 2])

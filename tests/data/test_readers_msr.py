@@ -100,35 +100,6 @@ def test_values_against_plain_parse(msr):
     np.testing.assert_allclose(s.meta["confidence"][0, :, 0], raw[:, 6, 3], rtol=1e-6)  # hip centre = 7
 
 
-def _bad(msr, tmp_path, fn):
-    root = msr[0]
-    lines = (root / "real_world_coordinates" / "a01_s01_e01_skeleton3D.txt").read_text().splitlines()
-    p = tmp_path / "a01_s01_e01_skeleton3D.txt"
-    p.write_text("\n".join(fn(lines)) + "\n")
-    return p
-
-
-def _set(i, v):
-    def fn(lines):
-        lines[i] = v
-        return lines
-    return fn
-
-
-@pytest.mark.parametrize("fn, where, msg", [
-    (lambda ln: ln[:-3], "line 1077", "not a multiple of 20"),
-    (_set(41, "0.1 0.2x 0.3 1.0"), "line 42", "'0.2x'"),
-    (_set(42, "0.1 0.2 0.3"), "line 43", "4 values, got 3"),
-    (lambda ln: _set(44, ln[44] + " 1.0")(_set(43, "0.1 0.2 0.3")(ln)), "line 44", "4 values, got 3"),
-    (lambda ln: [], "line 1", "no frames"),
-])
-def test_bad_input(msr, tmp_path, fn, where, msg):
-    p = _bad(msr, tmp_path, fn)
-    with pytest.raises(SkeletonFormatError) as e:
-        read_msr_action3d(p)
-    assert str(p) in str(e.value) and f"({where})" in str(e.value) and msg in str(e.value)
-
-
 def test_file_list_errors(tmp_path):
     p = tmp_path / "list.txt"
     p.write_text("a01_s01_e01\nbogus\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from tiny_config import TINY_DEMO
+from tiny_config import TINY_DEMO, run_tiny, to_pyskl_state
 
 from pyg_sparse_stgcn.cli import main
 
@@ -22,12 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def run(tmp_path_factory):
     d = tmp_path_factory.mktemp("deploy")
     (d / "tiny.toml").write_text(TINY_DEMO)
-    res = CliRunner().invoke(main, ["--config", str(d / "tiny.toml"), "--root", str(d / "demo"), "--out",
-                                    str(d / "runs"), "--data", "demo", "--mode", "train", "--epochs", "1"],
-                             catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    line = [ln for ln in res.output.splitlines() if ln.startswith("run directory: ")][-1]
-    return d, Path(line.split(": ", 1)[1])
+    return d, run_tiny(d, "--data", "demo", "--mode", "train", "--epochs", "1")[0]
 
 
 def predict(*args: str):
@@ -66,15 +61,7 @@ def test_predict_bad_input_fails_before_work(run, realdata):
 
 def test_pyskl_checkpoint_needs_data_then_predicts(run, realdata, tmp_path):
     _, rd = run
-    ours = torch.load(rd / "checkpoints" / "model.pt", weights_only=True)["model"]
-    pyskl = {}
-    for k, v in ours.items():
-        if k.startswith("head.fc_cls."):
-            pyskl["cls_head.fc_cls." + k[len("head.fc_cls."):]] = v
-        elif k.startswith("backbone.") and k.endswith(".weight") and v.dim() == 2:
-            pyskl[k] = v[:, :, None, None]
-        else:
-            pyskl[k] = v
+    pyskl = to_pyskl_state(torch.load(rd / "checkpoints" / "model.pt", weights_only=True)["model"])
     path = tmp_path / "stgcn_pyskl.pth"
     torch.save({"meta": {"epoch": 1}, "state_dict": pyskl}, path)
     f = str(realdata / "__u6odV5hrI.json")

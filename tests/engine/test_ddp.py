@@ -138,19 +138,25 @@ if __name__ == "__main__":
 TINY = TINY_DEMO.replace("epochs = 2\n", "epochs = 1\nsync_bn = true\n")
 
 
+def _torchrun_tiny(tmp_path, mode: str):
+    """``--mode mode`` of the tiny recipe through scripts/run.py under 2 gloo processes: its one run directory."""
+    (tmp_path / "tiny.toml").write_text(TINY)
+    r = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+              "127.0.0.1", "--master_port", str(_free_port()), str(REPO / "scripts" / "run.py"), "--config",
+              str(tmp_path / "tiny.toml"), "--data", "demo", "--root", str(tmp_path / "demo"), "--out",
+              str(tmp_path / "runs"), "--mode", mode, "--device", "cpu"])
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and r.stdout.count("run directory:") == 1
+    return runs[0]
+
+
 @pytest.mark.slow
 def test_cli_under_torchrun_writes_one_run_directory(tmp_path):
     """2 gloo processes through scripts/run.py: rank 0 generates the data first, one run directory."""
     import json
 
-    (tmp_path / "tiny.toml").write_text(TINY)
-    r = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-              "127.0.0.1", "--master_port", str(_free_port()), str(REPO / "scripts" / "run.py"), "--config",
-              str(tmp_path / "tiny.toml"), "--data", "demo", "--root", str(tmp_path / "demo"), "--out",
-              str(tmp_path / "runs"), "--mode", "generate", "--device", "cpu"])
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
-    runs = list((tmp_path / "runs").iterdir())
-    assert len(runs) == 1 and r.stdout.count("run directory:") == 1
+    runs = [_torchrun_tiny(tmp_path, "generate")]
     s = json.loads((runs[0] / "summary.json").read_text())
     assert s["weight_sparsity"] == pytest.approx(0.95, abs=1e-3) and "dense" in s
 
@@ -161,14 +167,7 @@ def test_lottery_under_torchrun_reports_the_accuracy_of_every_level(tmp_path):
     every rank's training function returns (it used to be None on rank 1, which also wrote the files)."""
     import json
 
-    (tmp_path / "tiny.toml").write_text(TINY)
-    r = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
-              "127.0.0.1", "--master_port", str(_free_port()), str(REPO / "scripts" / "run.py"), "--config",
-              str(tmp_path / "tiny.toml"), "--data", "demo", "--root", str(tmp_path / "demo"), "--out",
-              str(tmp_path / "runs"), "--mode", "lottery", "--device", "cpu"])
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
-    runs = list((tmp_path / "runs").iterdir())
-    assert len(runs) == 1 and r.stdout.count("run directory:") == 1
+    runs = [_torchrun_tiny(tmp_path, "lottery")]
     for level in (0, 1):
         m = json.loads((runs[0] / "lottery" / f"level_{level}" / "metrics.json").read_text())
         assert m["top1"] is not None and 0.0 <= m["top1"] <= 1.0, m

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from tiny_config import TINY_DEMO
+from tiny_config import TINY_DEMO, run_tiny
 
 from pyg_sparse_stgcn.cli import main
 
@@ -21,11 +21,7 @@ def env(tmp_path_factory):
 
 
 def run(env: Path, *args: str):
-    res = CliRunner().invoke(main, ["--config", str(env / "tiny.toml"), "--data", "demo", "--root",
-                                    str(env / "demo"), "--out", str(env / "runs"), *args], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    line = [ln for ln in res.output.splitlines() if ln.startswith("run directory: ")][-1]
-    d = Path(line.split(": ", 1)[1])
+    d, res = run_tiny(env, "--data", "demo", *args)
     return d, json.loads((d / "summary.json").read_text()), res.output
 
 

@@ -9,7 +9,7 @@ import typing
 import pytest
 import torch
 from click.testing import CliRunner
-from tiny_config import TINY_DEMO
+from tiny_config import TINY_DEMO, TINY_MODEL
 
 from pyg_sparse_stgcn.cli import main
 from pyg_sparse_stgcn.engine.bundle import DataBundle
@@ -31,13 +31,7 @@ from pyg_sparse_stgcn.engine.models import (
 )
 from pyg_sparse_stgcn.engine.modes import Invocation, get_mode, mode_names
 
-TOML_FLAGS = """
-[model]
-base_channels = 8
-num_stages = 3
-backend = "dense"
-backbone = {inflate_stages = [3], down_stages = [3]}
-
+TOML_FLAGS = TINY_MODEL + """
 [train]
 epochs = 10
 

@@ -1,8 +1,10 @@
 """MSR Action3D: the "real world coordinates" skeleton files, odd subjects train."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 from ..readers.msr import msr_action3d_split, read_msr_action3d, read_msr_file_list
 from .base import DatasetSource, Item
@@ -47,14 +49,21 @@ class MSRAction3DSource(DatasetSource):
         self.used = set(read_msr_file_list(listing)) if subset == "cvpr12" and listing.is_file() else None
 
     def items(self, split: str) -> Iterator[Item]:
-        for f in self.files:
-            key = f.name.replace("_skeleton3D.txt", "")
-            if self.used is not None and key not in self.used:
-                continue
-            try:
-                sub = msr_action3d_split(key)
-            except ValueError as e:
-                yield Item(key, str(f), skip=str(e))
-                continue
-            if sub == split:
-                yield Item(key, str(f), partial(read_msr_action3d, f))
+        keyed = ((f.name.replace("_skeleton3D.txt", ""), f) for f in self.files)
+        yield from split_items(((k, f) for k, f in keyed if self.used is None or k in self.used), split,
+                               msr_action3d_split, read_msr_action3d)
+
+
+def split_items(keyed: Iterable[tuple[str, Path]], split: str, split_of: Callable[[str], str],
+                reader: Callable[..., Any], *args: Any) -> Iterator[Item]:
+    """One :class:`Item` per ``(key, file)`` whose ``split_of(key)`` is ``split``, read by
+    ``reader(file, *args)``; a key ``split_of`` rejects (:class:`ValueError`) is a skipped item with its message.
+    Shared by the one-file-per-recording sources (MSR Action3D, UTKinect)."""
+    for key, f in keyed:
+        try:
+            sub = split_of(key)
+        except ValueError as e:
+            yield Item(key, str(f), skip=str(e))
+            continue
+        if sub == split:
+            yield Item(key, str(f), partial(reader, f, *args))

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import partial
 
 from ..readers.utkinect import read_utkinect, read_utkinect_labels, utkinect_split
 from .base import DatasetSource, Item
 from .locate import data_folder, glob_files
+from .msr import split_items
 from .registry import register_source
 
 __all__ = ["UTKinectSource"]
@@ -40,13 +40,5 @@ class UTKinectSource(DatasetSource):
             raise self.not_found(detail)
 
     def items(self, split: str) -> Iterator[Item]:
-        table = read_utkinect_labels(self.label_file)
-        for f in self.files:
-            key = f.stem.replace("joints_", "")
-            try:
-                sub = utkinect_split(key)
-            except ValueError as e:
-                yield Item(key, str(f), skip=str(e))
-                continue
-            if sub == split:
-                yield Item(key, str(f), partial(read_utkinect, f, table))
+        yield from split_items(((f.stem.replace("joints_", ""), f) for f in self.files), split, utkinect_split,
+                               read_utkinect, read_utkinect_labels(self.label_file))

@@ -10,6 +10,7 @@ from ..config import RANK_CLI, Config, ConfigError, EnsembleConfig, GeneratorCon
 from ..models import build_ensemble, check_generator_options
 from ..session import Session
 from .base import COMMON_READS, Invocation, Mode, register_mode
+from .generate import dense_then_sparse
 
 #: The ``[generator]`` settings the ensemble's experts take (the rest ``[ensemble]`` sets itself).
 GENERATOR_KEYS = tuple(f"generator.{f.name}" for f in dataclasses.fields(GeneratorConfig)
@@ -39,13 +40,8 @@ class EnsembleMode(Mode):
         check_generator_options(cfg, "ensemble")
 
     def run(self, session: Session) -> dict[str, Any]:
-        e = session.cfg.ensemble
-        dense = session.dense_baseline("ensemble", e.graph_mode or None, e.gcn_adaptive or None)
-        ens = build_ensemble(session.cfg, session.data)
-        out = session.fit("ensemble", ens, epochs=session.epochs("ensemble"), lr_schedule=e.lr_schedule,
-                          grad_clip=e.grad_clip)
-        session.export(ens, "ensemble", "ensemble", out)
-        return {**out, **({"dense": dense} if dense else {})}
+        return dense_then_sparse(session, "ensemble", "ensemble", build_ensemble,
+                                 grad_clip=session.cfg.ensemble.grad_clip)
 
     def extra_lines(self, summary: Mapping[str, Any]) -> list[str]:
         inf, tr = summary.get("inference_parameters"), summary.get("training_parameters")

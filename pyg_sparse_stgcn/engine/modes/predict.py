@@ -58,19 +58,10 @@ def checkpoint_facts(checkpoint: str | Path) -> dict[str, Any] | None:
     """The configuration and facts (``layout``, ``num_person``, ``num_classes``) of one of our checkpoints (a
     run directory, ``model.pt`` or a stage checkpoint), or :obj:`None` for any other file (PYSKL)."""
     from ..config import tomllib
-    from ..trainer import CHECKPOINT_FORMAT
+    from ..models import read_our_checkpoint
 
-    p = Path(checkpoint)
-    if p.is_dir():
-        p = p / "checkpoints" / "model.pt"
-    if not p.is_file():
-        raise ValueError(f"predict: checkpoint {p} does not exist (pass a run directory, its "
-                         f"checkpoints/model.pt, a PYSKL .pth or an .onnx file)")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    if not (isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT):
+    p, state = read_our_checkpoint(checkpoint, "predict: checkpoint", "a PYSKL .pth or an .onnx file")
+    if state is None:
         return None
     if "config" in state:
         config = state["config"]

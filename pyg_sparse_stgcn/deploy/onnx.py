@@ -6,8 +6,15 @@ PyG-style graph layers export badly to ONNX: their message passing becomes ``Sca
 (:func:`~pyg_sparse_stgcn.sparsity.export.fold`), then replaces every
 :class:`~pyg_sparse_stgcn.nn.STGCNConv` by :class:`DenseGraphConv`, which holds the layer's effective
 adjacency as one constant :math:`(V \times VK)` (or :math:`(VK \times V)`) operator and aggregates with a
-single ``MatMul``; pruned edge entries are zeros of that constant. Everything else (``Linear``, temporal
-``Conv2d``, batch norms, pooling, the head) exports as plain ONNX operators.
+single ``MatMul``; pruned edge entries are zeros of that constant. Every other graph unit (AAGCN's
+:class:`~pyg_sparse_stgcn.nn.conv.AAGCNConv`, CTR-GCN's :class:`~pyg_sparse_stgcn.nn.conv.CTRGCNConv`,
+DG-STGCN's :class:`~pyg_sparse_stgcn.nn.conv.DGGCNConv`: any
+:class:`~pyg_sparse_stgcn.nn.conv.skeleton_mp.SkeletonMessagePassing`) is frozen the same way
+(:meth:`~pyg_sparse_stgcn.nn.conv.skeleton_mp.SkeletonMessagePassing.freeze_dense_`): its static adjacency
+and its connection mask become constants, the static aggregation one ``MatMul``, and the data-dependent
+terms (attention, refined and dynamic graphs) stay the dense per-sample products they are, multiplied by
+the constant connection mask, so a pruned connection carries no message in ONNX either. Everything else
+(``Linear``, temporal ``Conv2d``, batch norms, pooling, the head) exports as plain ONNX operators.
 """
 from __future__ import annotations
 
@@ -23,9 +30,11 @@ import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
+    from ..nn.conv.skeleton_mp import SkeletonMessagePassing
     from ..nn.conv.stgcn_conv import STGCNConv
 
-__all__ = ["export_onnx", "DenseGraphConv", "OnnxModel", "onnx_ready", "check_onnx_exportable", "ONNX_METADATA_KEY"]
+__all__ = ["export_onnx", "DenseGraphConv", "dense_graph_unit", "OnnxModel", "onnx_ready", "check_onnx_exportable",
+           "ONNX_METADATA_KEY"]
 
 #: The ``metadata_props`` key under which :func:`export_onnx` stores its ``metadata`` (JSON).
 ONNX_METADATA_KEY = "pyg_sparse_stgcn"
@@ -56,8 +65,7 @@ class DenseGraphConv(nn.Module):
 
     def __init__(self, conv: STGCNConv) -> None:
         super().__init__()
-        with torch.no_grad():
-            A = conv.adjacency().detach().float()  # (K, V, V): [k, v, w] for v -> w
+        A = conv.dense_operator()[0].float()  # (K, V, V): [k, v, w] for v -> w
         K, V, _ = A.shape
         self.pre = conv.conv_pos == "pre"
         self.num_nodes, self.num_subsets = int(V), int(K)
@@ -100,18 +108,21 @@ def check_onnx_exportable(model: nn.Module) -> None:
             channel-major model of :func:`~pyg_sparse_stgcn.sparsity.export.to_sparse_kernels`, which run
             only in torch.
     """
-    from ..nn.conv.stgcn_conv import STGCNConv
+    from ..nn.conv.skeleton_mp import SkeletonMessagePassing
 
     skip: tuple[str, ...] = ()
     for name, m in model.named_modules():
         if skip and name.startswith(skip):
             continue
-        if isinstance(m, STGCNConv):  # replaced whole by DenseGraphConv (its PyG internals do not matter)
+        if isinstance(m, SkeletonMessagePassing):
+            # replaced whole (DenseGraphConv) or frozen whole (freeze_dense_): its PyG internals do not matter,
+            # and its own sub-layers are checked by the trace itself
             skip += (name + ".",)
             continue
         if type(m).__module__.startswith("pyg_sparse_stgcn.nn.conv") and type(m).__name__.endswith("Conv"):
             raise ValueError(f"export_onnx: graph convolution {name!r} ({type(m).__name__}) has no dense ONNX "
-                             f"form yet (supported: STGCNConv, i.e. ST-GCN and ST-GCN++)")
+                             f"form yet (supported: the SkeletonMessagePassing units of ST-GCN, ST-GCN++, "
+                             f"AAGCN, CTR-GCN and DG-STGCN)")
         if name.split(".")[-1] in ("parametrizations", "original") or _is_mask_machinery(m):
             continue  # folded away
         mod = type(m).__module__
@@ -132,12 +143,13 @@ def _is_mask_machinery(m: nn.Module) -> bool:
 def onnx_ready(model: nn.Module) -> nn.Module:
     r"""A copy of ``model`` ready for ONNX export: masks folded
     (:func:`~pyg_sparse_stgcn.sparsity.export.fold`), every :class:`~pyg_sparse_stgcn.nn.STGCNConv`
-    replaced by a :class:`DenseGraphConv`, eval mode. Outputs equal the model's in eval mode.
+    replaced by a :class:`DenseGraphConv`, every other graph unit frozen into its dense inference form
+    (:func:`dense_graph_unit`), eval mode. Outputs equal the model's in eval mode.
 
     Raises:
         ValueError: For a module that cannot be exported (see :func:`check_onnx_exportable`).
     """
-    from ..nn.conv.stgcn_conv import STGCNConv
+    from ..nn.conv.skeleton_mp import SkeletonMessagePassing
     from ..sparsity.export import fold
 
     check_onnx_exportable(model)
@@ -145,12 +157,32 @@ def onnx_ready(model: nn.Module) -> nn.Module:
     out.eval()
     for m in list(out.modules()):
         for cname, child in list(m.named_children()):
-            if isinstance(child, STGCNConv):
-                setattr(m, cname, DenseGraphConv(child))
+            if isinstance(child, SkeletonMessagePassing):
+                setattr(m, cname, dense_graph_unit(child))
     for name, m in out.named_modules():
         if type(m).__name__ == "STGCNConv":  # pragma: no cover - replaced above
             raise ValueError(f"export_onnx: graph convolution {name!r} was not replaced")
     return out.eval()
+
+
+def dense_graph_unit(unit: SkeletonMessagePassing) -> nn.Module:
+    r"""The dense inference form of one graph unit, for ONNX (no gather, scatter or sparse operator).
+
+    A :class:`~pyg_sparse_stgcn.nn.STGCNConv` becomes a :class:`DenseGraphConv`; any other
+    :class:`~pyg_sparse_stgcn.nn.conv.skeleton_mp.SkeletonMessagePassing` (AAGCN, CTR-GCN, DG-STGCN units)
+    is frozen in place (:meth:`~pyg_sparse_stgcn.nn.conv.skeleton_mp.SkeletonMessagePassing.freeze_dense_`:
+    its :meth:`~pyg_sparse_stgcn.nn.conv.skeleton_mp.SkeletonMessagePassing.dense_operator` — the static
+    adjacency and the connection mask — held as constants) and set to its fused ``'dense'`` backend, in which
+    the data-dependent terms are dense per-sample products multiplied by the constant connection mask.
+    ``unit`` should be a folded copy (it is changed for the second kind).
+    """
+    from ..nn.conv.stgcn_conv import STGCNConv
+
+    if isinstance(unit, STGCNConv):
+        return DenseGraphConv(unit)
+    unit.freeze_dense_()
+    unit.backend = "dense"
+    return unit
 
 
 def _has_masks(model: nn.Module) -> bool:
@@ -252,8 +284,10 @@ def _torch_export(model: nn.Module, x: Tensor, path: Path, dynamic_batch: bool, 
 
 
 def _infer_joints(model: nn.Module) -> int:
+    from ..nn.conv.skeleton_mp import SkeletonMessagePassing
+
     for m in model.modules():
-        if isinstance(m, DenseGraphConv):
+        if isinstance(m, (DenseGraphConv, SkeletonMessagePassing)):
             return m.num_nodes
     raise ValueError("export_onnx: cannot tell the number of joints V (no graph convolution): pass num_joints")
 
@@ -270,6 +304,9 @@ def _infer_channels(model: nn.Module) -> int:
         if isinstance(m, DenseGraphConv):
             lin = m.conv
             return lin.in_features // (1 if m.pre else m.num_subsets)
+        in_channels = getattr(m, "in_channels", None)
+        if type(m).__name__.endswith("Conv") and isinstance(in_channels, int):  # a graph unit
+            return in_channels
     raise ValueError("export_onnx: cannot tell the input channels C: pass in_channels")
 
 

@@ -127,8 +127,10 @@ class DGGCNConv(SkeletonMessagePassing):
         src = x if per_frame else x.mean(1)
         q1 = self.conv1(src).unflatten(-1, (K, m))  # (B, [T,] V, K, m)
         q2 = self.conv2(src).unflatten(-1, (K, m))
-        q1 = q1.movedim(-3, -1)  # (B, [T,] K, m, V)
-        q2 = q2.movedim(-3, -1)
+        # (B, [T,] K, m, V); non-negative dims: the ONNX exporter writes negative ones into Transpose's perm
+        d = q1.dim()
+        q1 = q1.movedim(d - 3, d - 1)
+        q2 = q2.movedim(d - 3, d - 1)
         a = self.alpha if self.subset_wise else self.alpha[:1].expand(K)
         b = self.beta if self.subset_wise else self.beta[:1].expand(K)
         out: Tensor | None = None

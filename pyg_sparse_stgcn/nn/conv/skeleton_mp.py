@@ -219,6 +219,8 @@ class SkeletonMessagePassing(MessagePassing):
     _flat_index: Tensor
     edge_real: Tensor
     edge_gate: Tensor
+    _frozen_adjacency: Tensor
+    _frozen_mask: Tensor | None
 
     def __init__(self, graph: SkeletonGraph | Tensor | np.ndarray, adaptive: str | None = None,
                  backend: str = "auto") -> None:
@@ -258,6 +260,7 @@ class SkeletonMessagePassing(MessagePassing):
         self._graph_version = 0
         self._edge_gate_enabled = False
         self._plans: dict[tuple, _Plan] = _PlanCache()
+        self._frozen = False
 
     @torch.no_grad()
     def reset_graph_parameters(self) -> None:
@@ -279,6 +282,8 @@ class SkeletonMessagePassing(MessagePassing):
         :class:`DGGCNConv`) multiply their dynamic term by it, so that a removed connection carries no
         message at all, static or dynamic.
         """
+        if self.is_frozen:
+            return self._frozen_mask
         if not self._edge_gate_enabled and self._all_pairs and self._graph_version == 0:
             return None
         K, V = self.num_subsets, self.num_nodes
@@ -343,6 +348,50 @@ class SkeletonMessagePassing(MessagePassing):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 
+    @torch.no_grad()
+    def dense_operator(self) -> tuple[Tensor, Tensor | None]:
+        r"""The layer's own graph as dense constants: ``(adjacency, connection_mask)``.
+
+        ``adjacency`` is :meth:`adjacency` :math:`(K, V, V)` (the effective, masked static weights) and
+        ``connection_mask`` is :meth:`connection_mask` (:math:`(K, V, V)`, or :obj:`None` when nothing is
+        pruned), both detached copies. Together they are everything a dense inference form needs: the
+        static aggregation is a product with ``adjacency``, and a unit with a data-dependent adjacency
+        multiplies its dynamic term by ``connection_mask`` (a removed connection carries no message).
+        """
+        mask = self.connection_mask()
+        return self.adjacency().detach().clone(), None if mask is None else mask.detach().clone()
+
+    @property
+    def is_frozen(self) -> bool:
+        """Whether :meth:`freeze_dense_` froze the graph (``adjacency`` / ``connection_mask`` are constants)."""
+        return bool(self.__dict__.get("_frozen", False))
+
+    def freeze_dense_(self) -> SkeletonMessagePassing:
+        r"""Freeze, in place, the layer's own graph into the constants of :meth:`dense_operator` (an
+        inference form, e.g. for ONNX export; returns the layer).
+
+        Afterwards :meth:`adjacency` and :meth:`connection_mask` return those constants (non-persistent
+        buffers ``_frozen_adjacency`` / ``_frozen_mask``: the state dict is unchanged) and the aggregation
+        over the layer's own graph is one ``matmul`` with the stacked dense operator, whatever the backend:
+        no gather, scatter or sparse operator is left, so the layer traces to plain ``MatMul`` s. Changes
+        to ``A``, ``PA`` or the edge gate made later are not seen. Outputs are unchanged.
+        """
+        adjacency, mask = self.dense_operator()
+        self.register_buffer("_frozen_adjacency", adjacency, persistent=False)
+        self.register_buffer("_frozen_mask", mask, persistent=False)
+        self._frozen = True
+        return self
+
+    def _frozen_aggregate(self, h: Tensor, pre: bool) -> Tensor:
+        """:meth:`_aggregate` over the frozen graph: one dense ``matmul`` with the stacked operator."""
+        K, V = self.num_subsets, self.num_nodes
+        A = self._frozen_adjacency
+        op = A.permute(2, 1, 0).reshape(V, V * K) if pre else A.permute(2, 0, 1).reshape(V * K, V)
+        lead = h.shape[:-2]
+        C = h.size(-1) // K if pre else h.size(-1)
+        out = torch.matmul(op.to(h.dtype), h.reshape(-1, op.size(1), C))
+        return out.reshape(*lead, V, C if pre else C * K)
+
     def edge_weight_base(self) -> Tensor:
         r"""The adaptive base weights :math:`(K, E)` over the candidate edges, without the gate.
 
@@ -369,6 +418,8 @@ class SkeletonMessagePassing(MessagePassing):
 
     def adjacency(self) -> Tensor:
         """The effective weights as a dense :math:`(K, V, V)` adjacency (``[k, v, w]``: ``v`` → ``w``)."""
+        if self.is_frozen:
+            return self._frozen_adjacency
         K, V = self.num_subsets, self.num_nodes
         w = self.edge_weight_effective()
         return w.new_zeros(K, V * V).index_add(1, self._flat_index, w).view(K, V, V)
@@ -479,6 +530,8 @@ class SkeletonMessagePassing(MessagePassing):
         K, V = self.num_subsets, self.num_nodes
         lead = h.shape[:-2]
         C = h.size(-1) // K if pre else h.size(-1)
+        if edge_index is None and self.is_frozen:
+            return self._frozen_aggregate(h, pre)
         if self.backend == "dense" or (self.backend == "auto" and torch.compiler.is_compiling()):
             # every candidate entry, masked ones as zeros: no operator cache, nothing that breaks a graph
             rows, cols, n_rows, n_cols = _op_index(self.edge_index if edge_index is None else edge_index, K, V,

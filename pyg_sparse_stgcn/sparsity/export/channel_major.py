@@ -53,7 +53,21 @@ def _workspace(owner: nn.Module, key: str, shape: tuple[int, ...], like: Tensor)
     return buf
 
 
-class _CMProduct(nn.Module):
+class _WeightStats(nn.Module):
+    """``sparsity`` and ``nnz`` of the buffer ``weight`` (shared by the channel-major products)."""
+
+    weight: Tensor
+
+    @property
+    def sparsity(self) -> float:
+        return float((self.weight == 0).float().mean()) if self.weight.numel() else 0.0
+
+    @property
+    def nnz(self) -> int:
+        return int((self.weight != 0).sum())
+
+
+class _CMProduct(_WeightStats):
     r"""``Y = Σ_j W_j X_j`` (+ per-row bias) on channel-major activations :math:`(C, T, B, V)`: a 1×1
     (``k = 1``) or temporal :math:`(k, 1)` convolution whose taps are column shifts of :math:`(C, T B V)`.
 
@@ -86,14 +100,6 @@ class _CMProduct(nn.Module):
     @property
     def kind(self) -> str:
         return "channel_major_1x1" if self.k == 1 else "channel_major_temporal"
-
-    @property
-    def sparsity(self) -> float:
-        return float((self.weight == 0).float().mean()) if self.weight.numel() else 0.0
-
-    @property
-    def nnz(self) -> int:
-        return int((self.weight != 0).sum())
 
     def weights_csr(self) -> list[Tensor]:
         """CSR copies of the taps (rebuilt when ``weight`` changes)."""
@@ -151,7 +157,7 @@ class _CMProduct(nn.Module):
                 f"dilation={self.dilation}, sparsity={self.sparsity:.3f}, csr={self.use_csr}")
 
 
-class _CMGraphConv(nn.Module):
+class _CMGraphConv(_WeightStats):
     r"""The 1×1 convolution and the aggregation over joints of one folded graph convolution, on channel-major
     activations :math:`(C_{in}, T, B, V)`:
 
@@ -209,14 +215,6 @@ class _CMGraphConv(nn.Module):
     def num_edges(self) -> int:
         """Distinct edges ``(v, w)`` with a non-zero entry."""
         return len({(v, w) for _, v, w in self._entry_list()})
-
-    @property
-    def sparsity(self) -> float:
-        return float((self.weight == 0).float().mean()) if self.weight.numel() else 0.0
-
-    @property
-    def nnz(self) -> int:
-        return int((self.weight != 0).sum())
 
     def _entry_list(self) -> list[tuple[int, int, int]]:
         return derived(self, "entries", (self.entries,),

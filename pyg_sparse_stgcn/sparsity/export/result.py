@@ -26,6 +26,8 @@ class KernelChoice:
         dense_ms (float, optional): Best measured milliseconds with the dense kernel (:obj:`None`: not timed).
         sparse_ms (float, optional): Best measured milliseconds with the CSR kernel (:obj:`None`: not timed).
         sparse (bool): Whether the CSR kernel is used.
+        note (str, optional): Why the layer fell back to the dense kernel although it qualified (e.g. its
+            weight is read inside a unit's fused product), :obj:`None` otherwise.
     """
 
     name: str
@@ -35,6 +37,7 @@ class KernelChoice:
     dense_ms: float | None = None
     sparse_ms: float | None = None
     sparse: bool = False
+    note: str | None = None
 
 
 @dataclass
@@ -100,6 +103,17 @@ class ExportResult:
     products: list[KernelChoice] = field(default_factory=list)
     aggregations: list[AggregationChoice] = field(default_factory=list)
     edges_removed: int = 0
+
+    def fallbacks(self) -> list[str]:
+        """One message per fallback: the channel-major layout when it was requested through ``'auto'`` but
+        is unsupported, and every layer kept on another kernel than the one it qualified for (which and
+        why)."""
+        out = []
+        reason = self.layout_choice.channel_major_unsupported
+        if reason and self.layout == "channels_last":
+            out.append(f"layout: channels_last instead of channel_major ({reason})")
+        out += [c.note for c in self.products if c.note]
+        return out
 
     @property
     def sparse_kernel_choices(self) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@ kernel choice measured on the model's real input."""
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -48,13 +49,28 @@ def _time_two(a: Callable[[], Any], b: Callable[[], Any], device: torch.device,
     return 1e3 * t["a"], 1e3 * t["b"]
 
 
+def _time_aggregation(rec: AggregationChoice, select: Callable[[str], None], call: Callable[[], Any],
+                      device: torch.device, repeats: int) -> None:
+    """Time ``call`` after ``select('dense')`` and after ``select('sparse')``; record both and the faster."""
+    def run(kind: str) -> None:
+        select(kind)
+        call()
+
+    rec.dense_ms, rec.sparse_ms = _time_two(lambda: run("dense"), lambda: run("sparse"), device, repeats)
+    rec.choice = "sparse" if rec.sparse_ms < rec.dense_ms else "dense"
+
+
 def _choose_layer_aggregations(model: nn.Module, example_input: Tensor, repeats: int,
                                aggregation: str) -> list[AggregationChoice]:
-    """Set ``backend`` of every :class:`~pyg_sparse_stgcn.nn.STGCNConv` of ``model`` to ``'dense'`` or
-    ``'sparse'`` (forced, or the faster one on the layer's input from ``example_input``)."""
-    from ...nn.conv.stgcn_conv import STGCNConv
+    """Set ``backend`` of every graph convolution (any
+    :class:`~pyg_sparse_stgcn.nn.conv.skeleton_mp.SkeletonMessagePassing`: ST-GCN, AAGCN, CTR-GCN and
+    DG-STGCN units) of ``model`` to ``'dense'`` or ``'sparse'`` (forced, or the faster one on the layer's
+    input from ``example_input``). Both backends of every unit are exact; for the units with a
+    data-dependent adjacency ``'dense'`` is their fused per-sample product, ``'sparse'`` the static part
+    through the sparse operator plus the dynamic term densely."""
+    from ...nn.conv.skeleton_mp import SkeletonMessagePassing
 
-    convs = {n: m for n, m in model.named_modules() if isinstance(m, STGCNConv)}
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, SkeletonMessagePassing)}
     captured = _capture(model, convs, example_input) if aggregation == "auto" and convs else {}
     choices = []
     for name, conv in convs.items():
@@ -64,14 +80,8 @@ def _choose_layer_aggregations(model: nn.Module, example_input: Tensor, repeats:
             rec.choice, rec.forced = aggregation, True
         elif name in captured:
             args, kwargs = captured[name]
-
-            def run(backend: str, conv: STGCNConv = conv, args: tuple = args, kwargs: dict = kwargs) -> None:
-                conv.backend = backend
-                conv(*args, **kwargs)
-
-            rec.dense_ms, rec.sparse_ms = _time_two(lambda: run("dense"), lambda: run("sparse"),
-                                                    example_input.device, repeats)
-            rec.choice = "sparse" if rec.sparse_ms < rec.dense_ms else "dense"
+            _time_aggregation(rec, functools.partial(setattr, conv, "backend"),
+                              functools.partial(cast(nn.Module, conv), *args, **kwargs), example_input.device, repeats)
         conv.backend = rec.choice
         choices.append(rec)
     return choices
@@ -118,15 +128,8 @@ def _choose_graph_aggregations(cm: ChannelMajorSTGCN, example_input: Tensor, rep
         if aggregation != "auto":
             rec.choice, rec.forced = aggregation, True
         elif g.num_entries and g.name in captured:
-            x = captured[g.name][0][0]
-
-            def run(kind: str, g: _CMGraphConv = g, x: Tensor = x) -> None:
-                g.aggregation = kind
-                g(x)
-
-            rec.dense_ms, rec.sparse_ms = _time_two(lambda: run("dense"), lambda: run("sparse"),
-                                                    example_input.device, repeats)
-            rec.choice = "sparse" if rec.sparse_ms < rec.dense_ms else "dense"
+            _time_aggregation(rec, functools.partial(setattr, g, "aggregation"),
+                              functools.partial(g, captured[g.name][0][0]), example_input.device, repeats)
         g.aggregation = rec.choice
         choices.append(rec)
     return choices
@@ -148,6 +151,13 @@ def _swap_csr_layers(out: nn.Module, example_input: Tensor, min_sparsity: float,
         w = m.weight
         rec = KernelChoice(name, type(m).__name__, list(w.shape), float((w == 0).float().mean()))
         x = captured.get(name, ((None,), {}))[0][0]
+        if x is None and rec.sparsity >= min_sparsity and force is not False:
+            # e.g. AAGCN's conv_d / conv_a / conv_b and CTR-GCN's conv3 / conv4: the unit concatenates their
+            # weights into one fused product, so a CSR module in their place would never run
+            owner = name.rpartition(".")[0] or "<root>"
+            rec.note = (f"{name} ({type(m).__name__}) kept dense: it is never called as a module (its unit "
+                        f"{owner!r} reads the weight inside a fused product), so a CSR kernel cannot "
+                        f"replace it")
         if rec.sparsity >= min_sparsity and x is not None and force is not False:
             repl = CSRLinear(m) if isinstance(m, nn.Linear) else CSRTemporalConv(m)
             if force:
@@ -171,6 +181,10 @@ _LEGACY = ("sparse_kernel_choices", "edges_removed", "layout", "layout_choice")
 
 def _finish(model: nn.Module, result: ExportResult) -> nn.Module:
     cast(Any, model).export_result = result  # a plain attribute on whatever module was exported
+    notes = [c.note for c in result.products if c.note]  # per layer (the layout's reason is recorded only)
+    if notes:
+        warnings.warn("to_sparse_kernels: fell back for some layers (see export_result.fallbacks()):\n  "
+                      + "\n  ".join(notes), UserWarning, stacklevel=3)
     if not isinstance(model, ChannelMajorSTGCN):
         legacy = {"sparse_kernel_choices": result.sparse_kernel_choices, "edges_removed": result.edges_removed,
                   "layout": result.layout, "layout_choice": result.to_dict()["layout_choice"]}
@@ -206,6 +220,13 @@ def to_sparse_kernels(model: nn.Module, example_input: Tensor, min_sparsity: flo
 
     In no layout does a removed edge send a message: it is absent from the layer's ``edge_index`` and from
     the sparse operators (the dense kernels multiply by its zero weight).
+
+    AAGCN, CTR-GCN and DG-STGCN models take the channels-last path with the same per-layer decisions (the
+    channel-major model is ST-GCN only: ``layout='auto'`` falls back with the reason recorded, and
+    ``'channel_major'`` raises it). Where one layer cannot get the requested kernel it falls back alone —
+    e.g. a ``Linear`` whose weight the unit reads inside its fused product (AAGCN's ``conv_d`` /
+    ``conv_a`` / ``conv_b``, CTR-GCN's ``conv3`` / ``conv4``) stays dense — and a :class:`UserWarning`
+    names every such layer and why (also in ``export_result.fallbacks()``).
 
     Args:
         model (torch.nn.Module): A masked model (or generator / ensemble); it is not changed.

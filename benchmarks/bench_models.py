@@ -11,7 +11,6 @@ equations on ``(N M, C, T, V)`` tensors with ``F.conv2d`` / ``torch.matmul`` / `
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,8 +19,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import backbone_reference as ref  # noqa: E402
+from _common import machine_info, write_results  # noqa: E402
 
 from pyg_sparse_stgcn.nn import AAGCN, CTRGCN, DGSTGCN  # noqa: E402
 from pyg_sparse_stgcn.timing import best_times  # noqa: E402
@@ -96,7 +97,8 @@ def main() -> None:
     rounds = 1 if args.quick else args.rounds
     torch.manual_seed(0)
     x = torch.randn(N, M, T, V, 3)
-    results = {"shape": dict(N=N, M=M, T=T, V=V), "threads": torch.get_num_threads(), "models": {}}
+    results = {"machine": machine_info(), "rounds": rounds, "shape": dict(N=N, M=M, T=T, V=V),
+               "threads": torch.get_num_threads(), "models": {}}
     for kind in ("aagcn", "ctrgcn", "dgstgcn"):
         row = bench_one(kind, args.quick, x, rounds)
         results["models"][kind] = row
@@ -105,7 +107,7 @@ def main() -> None:
               f"(ref/ours {row['inference_ratio_ref_over_ours']:.2f}) | train ours {train['ours']:.3f}s "
               f"ref {train['reference']:.3f}s (ref/ours {row['train_ratio_ref_over_ours']:.2f})", flush=True)
     if not args.quick:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        write_results(args.out, results)
         print("wrote", args.out)
 
 

@@ -12,7 +12,6 @@ import shlex
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 
 from pyg_sparse_stgcn.atomic import atomic_write_json
+from pyg_sparse_stgcn.timing import interleaved_times
 
 __all__ = ["machine_info", "command_line", "time_fn", "time_interleaved", "write_results", "RESULTS_DIR"]
 
@@ -85,47 +85,19 @@ def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
     return info
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_fn(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1,
             device: torch.device | str = "cpu") -> dict[str, Any]:
     """Median (and all) wall-clock seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
-    device = torch.device(device)
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times}
+    return time_interleaved({"fn": fn}, repeats, warmup, device)["fn"]
 
 
 def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1,
                      device: torch.device | str = "cpu") -> dict[str, dict[str, Any]]:
-    """Time several functions round-robin (one run of each per round), so that a machine whose load changes
-    during the benchmark (a shared CPU) affects every candidate alike. Returns :func:`time_fn`-style dicts."""
-    device = torch.device(device)
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    _sync(device)
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            _sync(device)
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: {"median_s": statistics.median(t), "min_s": min(t), "times_s": t}
-            for name, t in times.items()}
+    """Time several functions round-robin with the library's one timer
+    (:func:`pyg_sparse_stgcn.timing.interleaved_times`: one run of each per round, so that a machine whose load
+    changes during the benchmark affects every candidate alike). Returns median, min and every time per name."""
+    times = interleaved_times(fns, torch.device(device), rounds=repeats, warmup=warmup)
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "times_s": t} for name, t in times.items()}
 
 
 def write_results(path: str | Path, payload: dict[str, Any]) -> Path:

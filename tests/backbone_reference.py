@@ -214,3 +214,28 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> None:
             b.copy_(torch.randn(b.shape, generator=g) * 0.1)
         elif name.endswith("running_var"):
             b.copy_(torch.rand(b.shape, generator=g) + 0.5)
+
+
+def live_classifier(kind: str, backend: str = "auto"):
+    """A tiny classifier whose data-dependent terms matter: gates alpha / beta non-zero, attention layers not zero,
+    non-trivial batch-norm statistics, logits of order 1 (so that an absolute 1e-4 means something)."""
+    from torch import nn
+
+    from pyg_sparse_stgcn.nn import GCNHead, SkeletonClassifier
+
+    torch.manual_seed(0)
+    bb = build(kind, backend=backend)
+    m = SkeletonClassifier(bb, GCNHead(5, bb.out_channels))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+            if name.endswith(("alpha", "beta")):
+                p.fill_(1.0)
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.running_mean.uniform_(-0.1, 0.1, generator=g)
+                mod.running_var.uniform_(0.5, 1.5, generator=g)
+                mod.weight.uniform_(0.2, 0.4, generator=g)
+        m.head.fc_cls.weight.mul_(20.0)
+    return m

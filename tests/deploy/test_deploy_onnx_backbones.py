@@ -7,10 +7,9 @@ import importlib.util
 
 import pytest
 import torch
-from backbone_reference import build
+from backbone_reference import live_classifier
 from torch import nn
 
-from pyg_sparse_stgcn.nn import GCNHead, SkeletonClassifier
 from pyg_sparse_stgcn.nn.conv.skeleton_mp import SkeletonMessagePassing
 
 HAS_ORT = importlib.util.find_spec("onnx") is not None and importlib.util.find_spec("onnxruntime") is not None
@@ -21,24 +20,7 @@ SCATTER = ("ScatterND", "ScatterElements", "Scatter", "ScatterAdd", "IndexAdd")
 
 
 def model_of(kind: str) -> nn.Module:
-    """A tiny classifier whose data-dependent terms matter (gates α / β non-zero, attention layers not
-    zero, non-trivial batch-norm statistics)."""
-    torch.manual_seed(0)
-    bb = build(kind, backend="auto")
-    m = SkeletonClassifier(bb, GCNHead(5, bb.out_channels))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-            if name.endswith(("alpha", "beta")):
-                p.fill_(1.0)
-        for mod in m.modules():
-            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                mod.running_mean.uniform_(-0.1, 0.1, generator=g)
-                mod.running_var.uniform_(0.5, 1.5, generator=g)
-                mod.weight.uniform_(0.2, 0.4, generator=g)
-        m.head.fc_cls.weight.mul_(20.0)  # logits of order 1, so that an absolute 1e-4 means something
-    return m.eval()
+    return live_classifier(kind, backend="auto").eval()
 
 
 def generator_trained(kind: str) -> nn.Module:

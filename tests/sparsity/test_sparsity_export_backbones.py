@@ -6,11 +6,10 @@ import warnings
 
 import pytest
 import torch
-from backbone_reference import build
+from backbone_reference import live_classifier
 from torch import nn
 from torch.nn.utils import parametrize
 
-from pyg_sparse_stgcn.nn import GCNHead, SkeletonClassifier
 from pyg_sparse_stgcn.nn.conv.skeleton_mp import SkeletonMessagePassing
 from pyg_sparse_stgcn.sparsity import fold, prune, to_sparse_kernels
 from pyg_sparse_stgcn.sparsity.export import CSRLinear
@@ -20,21 +19,7 @@ KINDS = ("aagcn", "ctrgcn", "dgstgcn")
 
 def masked(kind: str, backend: str = "auto") -> nn.Module:
     """A pruned (weights 80 %, edges 50 %) tiny classifier whose dynamic terms matter."""
-    torch.manual_seed(0)
-    bb = build(kind, backend=backend)
-    m = SkeletonClassifier(bb, GCNHead(5, bb.out_channels))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
-            if name.endswith(("alpha", "beta")):
-                p.fill_(1.0)
-        for mod in m.modules():
-            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
-                mod.running_mean.uniform_(-0.1, 0.1, generator=g)
-                mod.running_var.uniform_(0.5, 1.5, generator=g)
-                mod.weight.uniform_(0.2, 0.4, generator=g)
-        m.head.fc_cls.weight.mul_(20.0)
+    m = live_classifier(kind, backend)
     prune(m, 0.8, edge_sparsity=0.5)
     return m.eval()
 

@@ -8,6 +8,7 @@ mode's part of ``summary.json``.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +94,7 @@ class Invocation:
             raise ConfigError("--fuse conflicts with --checkpoint: fusion reads saved scores, it runs no model")
 
 
-class Mode:
+class Mode(ABC):
     """One thing the CLI runs.
 
     Class attributes (read by the CLI and by :func:`~pyg_sparse_stgcn.engine.session.execute`):
@@ -175,8 +176,11 @@ class Mode:
             raise ConfigError(f"{cfg.name('sparsity.scope')}: --mode {self.name} does not support scope "
                               f"{cfg.sparsity.scope!r}; valid choices: {', '.join(self.scopes)}")
         if self.needs_data(inv):
+            from ...data.datasets import get_source
+
             root = cfg.data.root
-            if root and cfg.rank("data.root") >= RANK_FILE and not Path(root).is_dir() and cfg.data.name != "demo":
+            if (root and cfg.rank("data.root") >= RANK_FILE and not Path(root).is_dir()
+                    and not get_source(cfg.data.name).synthetic):
                 raise ConfigError(f"--root: directory {root} does not exist (point --root at the dataset files)")
         self.resolve(cfg, inv)
 
@@ -185,9 +189,9 @@ class Mode:
         the result is what ``config.toml`` records. Default: nothing."""
 
     # ---- work -----------------------------------------------------------------------------------------
+    @abstractmethod
     def run(self, session: Session) -> dict[str, Any]:
         """Do the work; returns the mode's part of ``summary.json``."""
-        raise NotImplementedError
 
     # ---- output ---------------------------------------------------------------------------------------
     def format_summary(self, summary: Mapping[str, Any]) -> str:

@@ -294,9 +294,7 @@ def _weight_blocks(model: nn.Module) -> dict[str, dict[str, Any]]:
         b = out.setdefault(row["block"], {"total": 0, "kept": 0})
         b["total"] += row["total"]
         b["kept"] += row["kept"]
-    for b in out.values():
-        b["sparsity"] = 1.0 - b["kept"] / b["total"] if b["total"] else 0.0
-    return out
+    return {k: _c(b["total"], b["kept"]) for k, b in out.items()}
 
 
 def _table(model: nn.Module, label: str) -> SurvivalTable:
@@ -401,7 +399,11 @@ def rediscovery(real: np.ndarray, kept: np.ndarray, bones: np.ndarray | None) ->
     off = ~np.eye(real.shape[-1], dtype=bool)
     R, S = real & off, kept & real & off
     B = bones & R
-    nR, nB, nS, hit = int(R.sum()), int(B.sum()), int(S.sum()), int((S & B).sum())
+    return _rediscovery_stats(int(R.sum()), int(B.sum()), int(S.sum()), int((S & B).sum()))
+
+
+def _rediscovery_stats(nR: int, nB: int, nS: int, hit: int) -> dict[str, Any]:
+    """The :func:`rediscovery` figures from its counts (one layer's, or pooled over layers)."""
     p = hit / nS if nS else None
     ep = nB / nR if nR else None
     return {"candidates": nR, "bones": nB, "kept": nS, "bones_kept": hit, "precision": p,
@@ -488,16 +490,8 @@ def summarize(table: SurvivalTable) -> dict[str, Any]:
         overall["connections"]["symmetry"] = None
     red = [s["connections"]["rediscovery"] for s in layers]
     if red and all(r is not None for r in red):
-        keys = ("candidates", "bones", "kept", "bones_kept")
-        n = {k: sum(r[k] for r in red) for k in keys}
-        p = n["bones_kept"] / n["kept"] if n["kept"] else None
-        ep = n["bones"] / n["candidates"] if n["candidates"] else None
-        overall["connections"]["rediscovery"] = {
-            **n, "precision": p, "recall": n["bones_kept"] / n["bones"] if n["bones"] else None,
-            "expected_precision": ep, "expected_recall": n["kept"] / n["candidates"] if n["candidates"] else None,
-            "lift": p / ep if p is not None and ep else None,
-            "p_value": _hypergeom_sf(n["candidates"], n["bones"], n["kept"], n["bones_kept"]) if n["candidates"]
-            else None, "trivial": n["candidates"] == n["bones"]}
+        overall["connections"]["rediscovery"] = _rediscovery_stats(
+            *(sum(r[k] for r in red) for k in ("candidates", "bones", "kept", "bones_kept")))
     else:
         overall["connections"]["rediscovery"] = None
     kept = [L.connections()[1] for L in table.layers]

@@ -49,7 +49,7 @@ __all__ = [
     "PadTo", "RandomRot", "RandomScale", "RandomGaussianNoise", "JointToBone", "ToMotion", "GenSkeFeat",
     "FormatGCNInput", "build_pipeline", "standard_pipeline", "build_transform", "register_transform",
     "TRANSFORMS", "results_to_data", "data_to_results", "parse_feats", "PIPELINE_KINDS", "STREAMS", "FEATS",
-    "FEATURES", "TWO_D_LAYOUTS",
+    "TWO_D_LAYOUTS",
 ]
 
 #: Layouts whose third channel (when ``C == 3``) is a confidence score, not a coordinate.
@@ -63,8 +63,6 @@ STREAMS = ("j", "b", "jm", "bm")
 #: ``"j+b+jm+bm"``; 64 values). The one list of stream choices (the configuration takes it from here).
 FEATS: tuple[str, ...] = tuple("+".join(p) for r in range(1, len(STREAMS) + 1)
                                for p in itertools.permutations(STREAMS, r))
-#: Old name of :data:`STREAMS`.
-FEATURES = STREAMS
 
 _DEFAULT_LAYOUT = {"3d": "nturgb+d", "2d": "coco", "2d-normalized": "openpose"}
 

@@ -293,9 +293,9 @@ def _infer_joints(model: nn.Module) -> int:
 
 
 def _infer_channels(model: nn.Module) -> int:
+    V = _infer_joints(model)
     for m in model.modules():
         bn = getattr(m, "data_bn", None)
-        V = _infer_joints(model)
         if isinstance(bn, nn.BatchNorm1d):
             nf = bn.num_features
             if getattr(m, "data_bn_type", "VC") == "MVC":

@@ -205,13 +205,6 @@ class PipelineSpec:
 # --------------------------------------------------------------------------------------------------------
 # reading inputs
 # --------------------------------------------------------------------------------------------------------
-def _layout_name(layout: str) -> tuple[str, int]:
-    from ..graph import get_layout
-
-    lay = get_layout(layout)
-    return lay.name, lay.num_nodes
-
-
 def read_input(path: str | os.PathLike, spec: PipelineSpec, *, index: int | None = None,
                frame_dir: str | None = None) -> list[SkeletonSample]:
     r"""Read a skeleton file for a model of ``spec``, by suffix: NTU ``.skeleton``, Kinetics-skeleton (or
@@ -295,14 +288,12 @@ def check_sample(sample: SkeletonSample, spec: PipelineSpec, source: str = "inpu
     Raises:
         ValueError: Naming the file's layout / shape and the model's.
     """
-    lay, V = _layout_name(spec.layout)
+    lay, V = spec.layout, spec.num_joints  # spec.layout is the canonical name (PipelineSpec.__post_init__)
     kp = sample.keypoint
     c = kp.shape[-1] + (1 if sample.keypoint_score is not None else 0)
-    same_v = kp.shape[2] == V
-    if sample.layout != lay or not same_v:
-        if not (same_v and _compatible_layouts(sample.layout, lay)):
-            raise ValueError(f"{source}: the file has layout {sample.layout!r} ({kp.shape[2]} joints) but the "
-                             f"model expects layout {lay!r} ({V} joints, {spec.kind} pipeline)")
+    if sample.layout != lay or kp.shape[2] != V:
+        raise ValueError(f"{source}: the file has layout {sample.layout!r} ({kp.shape[2]} joints) but the "
+                         f"model expects layout {lay!r} ({V} joints, {spec.kind} pipeline)")
     if c != 3:
         want = "x, y, score" if spec.dims == 2 else "x, y, z"
         raise ValueError(f"{source}: the file gives {c} channels per joint but the model expects 3 ({want}; "
@@ -311,11 +302,6 @@ def check_sample(sample: SkeletonSample, spec: PipelineSpec, source: str = "inpu
     if spec.dims == 3 and has_score:
         raise ValueError(f"{source}: the file holds 2-D poses with scores (layout {sample.layout!r}) but the "
                          f"model expects 3-D joints (layout {lay!r})")
-
-
-def _compatible_layouts(a: str, b: str) -> bool:
-    """Layouts with the same joints under two names (e.g. ``.npy`` files read with the model's layout)."""
-    return a == b
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,17 +150,19 @@ class StreamingRecognizer:
         self.max_persons = max_persons or self.spec.num_person
         self.num_joints = self.spec.num_joints
         self.channel_names = "x, y, score" if self.spec.dims == 2 else "x, y, z"
-        self._frames: deque[np.ndarray] = deque(maxlen=window)
+        # ring buffer of the window: frame i of the stream lives in slot i % window (no per-frame allocation)
+        self._ring = np.zeros((self.max_persons, window, self.num_joints, 3), dtype=np.float32)
+        self._scratch = np.zeros((self.max_persons, self.num_joints, 3), dtype=np.float64)
         self.frames_seen = 0
 
     def reset(self) -> None:
         """Forget the window (a new stream)."""
-        self._frames.clear()
         self.frames_seen = 0
 
-    def _convert(self, frame: np.ndarray) -> np.ndarray:
-        """A parsed :math:`(P, V, 3)` frame as the reader of the checkpoint's format would deliver it, with
-        exactly ``max_persons`` person slots: :math:`(M, V, 3)` float32."""
+    def _convert(self, frame: Any, out: np.ndarray) -> None:
+        """Write a parsed :math:`(P, V, 3)` frame, as the reader of the checkpoint's format would deliver it,
+        into ``out`` :math:`(M, V, 3)` (exactly ``max_persons`` person slots; ``out`` is untouched when the
+        frame is refused)."""
         V = self.num_joints
         arr = np.asarray(frame, dtype=np.float64)
         if arr.size == 0:
@@ -169,20 +170,21 @@ class StreamingRecognizer:
         if arr.ndim != 3 or arr.shape[1:] != (V, 3):
             raise ValueError(f"StreamingRecognizer: a frame must be (persons, {V}, 3) [{self.channel_names}], got "
                              f"shape {arr.shape}")
-        out = np.zeros((self.max_persons, V, 3), dtype=np.float64)
+        f = self._scratch  # float64 like the readers, cast to float32 once on the way into the ring
+        f.fill(0.0)
         n = min(len(arr), self.max_persons)
-        out[:n] = arr[:n]
+        f[:n] = arr[:n]
         if self.spec.kind == "2d-normalized":  # as read_kinetics_json: centre, zero the unscored joints
-            out[:, :, :2] -= 0.5
-            out[:, :, :2][out[:, :, 2] == 0] = 0.0
-        return out.astype(np.float32)
+            f[:, :, :2] -= 0.5
+            f[:, :, :2][f[:, :, 2] == 0] = 0.0
+        out[...] = f
 
     def window_sample(self) -> SkeletonSample:
         r"""The current window as a :class:`~pyg_sparse_stgcn.data.SkeletonSample` :math:`(M, T_w, V, C)`."""
-        if not self._frames:
+        if not self.frames_seen:
             raise ValueError("StreamingRecognizer: no frame yet")
-        arr = np.stack(list(self._frames), axis=1)  # (M, T, V, 3)
-        start = self.frames_seen - len(self._frames)
+        start = self.frames_seen - min(self.frames_seen, self.window)
+        arr = self._ring[:, np.arange(start, self.frames_seen) % self.window]  # (M, T, V, 3), oldest first; a copy
         meta = {"source": "stream", "start": start}
         if self.spec.dims == 2:
             return SkeletonSample(np.ascontiguousarray(arr[..., :2]), None, f"stream@{start}", arr.shape[1],
@@ -194,7 +196,7 @@ class StreamingRecognizer:
         r"""Add one frame (:math:`(P, V, 3)` array-like; ``[]`` for no person) and return a prediction when
         one is due (every ``stride`` frames once ``min_frames`` have arrived), else :obj:`None`."""
         t0 = time.perf_counter()
-        self._frames.append(self._convert(frame))
+        self._convert(frame, self._ring[:, self.frames_seen % self.window])
         self.frames_seen += 1
         n = self.frames_seen
         if n < self.min_frames or (n - self.min_frames) % self.stride:

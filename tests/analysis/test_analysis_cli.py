@@ -89,6 +89,11 @@ def test_compare_two_runs(runs):
 
 
 def test_pyskl_checkpoint_is_analysed_dense(runs, tmp_path):
+    import sys
+
+    compat = str(Path(__file__).resolve().parents[1] / "compat")  # on sys.path only when tests/compat is collected
+    if compat not in sys.path:
+        sys.path.insert(0, compat)
     from test_compat_pyskl import make_pyskl_state
 
     from pyg_sparse_stgcn.graph import SkeletonGraph

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from .deploy.predict import RUNTIMES
 from .engine.config import Config, ConfigError, resolve_config
 from .engine.models import MODEL_NAMES
 from .engine.modes import Invocation, get_mode, mode_names
@@ -103,7 +104,7 @@ def _settings_help(ctx: click.Context, param: Any, value: bool) -> None:
 @click.option("--skip-bad", is_flag=True, default=None,
               help="predict --stream: count and skip malformed lines instead of stopping.")
 @click.option("--top-k", type=int, help="predict: classes shown per prediction (default 5).")
-@click.option("--runtime", type=click.Choice(["torch", "sparse", "onnx"]),
+@click.option("--runtime", type=click.Choice(RUNTIMES),
               help="predict: torch (default), sparse (exported sparse kernels) or onnx (onnxruntime).")
 @click.option("--window", type=int, help="predict --stream: frames per window (default: the clip length).")
 @click.option("--stride", type=int, help="predict --stream: frames between predictions (default: window/4).")

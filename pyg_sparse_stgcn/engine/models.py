@@ -57,8 +57,8 @@ MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 # --------------------------------------------------------------------------------------------------------
 # classifiers
 # --------------------------------------------------------------------------------------------------------
-def _graph_mode(cfg: Config, override: str | None) -> str:
-    return override or cfg.model.graph_mode or MODELS[cfg.model.name].graph_mode
+def _graph_mode(cfg: Config) -> str:
+    return cfg.model.graph_mode or MODELS[cfg.model.name].graph_mode
 
 
 def _backbone_kwargs(cfg: Config) -> dict[str, Any]:
@@ -172,10 +172,18 @@ def paper_code_kwargs() -> dict[str, Any]:
     return dict(PAPER_CODE)
 
 
-def _generator_factory(cfg: Config) -> Callable[..., nn.Module]:
+def _generator_factory(cfg: Config, section: str = "generator") -> Callable[..., nn.Module]:
+    """``SparseGenerator.from_paper_code`` for the generator with ``generator.paper``, else ``SparseGenerator``
+    (the ensemble's experts take the paper preset as keyword arguments, :func:`_ensemble_kwargs`)."""
     from ..sparsity.generator import SparseGenerator
 
-    return SparseGenerator.from_paper_code if cfg.generator.paper else SparseGenerator
+    return SparseGenerator.from_paper_code if section == "generator" and cfg.generator.paper else SparseGenerator
+
+
+def _ensemble_kwargs(cfg: Config, epochs: int | None = None) -> dict[str, Any]:
+    """:func:`generator_kwargs` of the ensemble's experts, over the paper preset with ``generator.paper``."""
+    kw = generator_kwargs(cfg, "ensemble", epochs)
+    return {**paper_code_kwargs(), **kw} if cfg.generator.paper else kw
 
 
 def check_generator_options(cfg: Config, section: str = "generator") -> None:
@@ -185,12 +193,11 @@ def check_generator_options(cfg: Config, section: str = "generator") -> None:
 
     from .config import ConfigError
 
-    kw = generator_kwargs(cfg, section, epochs=max(getattr(cfg, section).epochs or cfg.train.epochs, 1))
+    epochs = max(getattr(cfg, section).epochs or cfg.train.epochs, 1)
+    kw = generator_kwargs(cfg, section, epochs) if section == "generator" else _ensemble_kwargs(cfg, epochs)
     kw.update(kinds=("weight",), scope="global")
     kw.pop("edge_sparsity", None)
-    if section == "ensemble" and cfg.generator.paper:
-        kw = {**paper_code_kwargs(), **kw}
-    factory = _generator_factory(cfg) if section == "generator" else _generator_class()
+    factory = _generator_factory(cfg, section)
     sparsities = [cfg.sparsity.sparsity] if section == "generator" else list(cfg.ensemble.sparsities)
     try:
         for s in sparsities:
@@ -210,12 +217,6 @@ def check_generator_options(cfg: Config, section: str = "generator") -> None:
         raise ConfigError(f"{cfg.name(key) if key else '[' + section + ']'}: {msg}") from None
 
 
-def _generator_class() -> Callable[..., nn.Module]:
-    from ..sparsity.generator import SparseGenerator
-
-    return SparseGenerator
-
-
 def build_generator(cfg: Config, data: DataBundle) -> nn.Module:
     """The paper's sparse generator (:class:`~pyg_sparse_stgcn.sparsity.generator.SparseGenerator`, or
     ``from_paper_code`` with ``generator.paper``) around a classifier with the generator's graph."""
@@ -231,11 +232,8 @@ def build_ensemble(cfg: Config, data: DataBundle) -> nn.Module:
     from ..sparsity.ensemble import MultiSparsityEnsemble
 
     e = cfg.ensemble
-    kw = generator_kwargs(cfg, "ensemble")
-    if cfg.generator.paper:
-        kw = {**paper_code_kwargs(), **kw}
-
-    names = list(getattr(e, "models", None) or [cfg.model.name] * len(e.sparsities))
+    kw = _ensemble_kwargs(cfg)
+    names = list(e.models or [cfg.model.name] * len(e.sparsities))
     if len(names) != len(e.sparsities):
         raise ValueError(f"ensemble.models names {len(names)} backbones but ensemble.sparsities has "
                          f"{len(e.sparsities)} levels")
@@ -330,7 +328,7 @@ def load_model(checkpoint: str | Path, cfg: Config, data: DataBundle,
     kwargs = _backbone_kwargs(cfg)
     spec = MODELS[m.name]
     if not spec.pyskl_adaptive:  # AAGCN, CTR-GCN, DG-STGCN
-        graph_cfg = {"layout": data.layout, "mode": _graph_mode(cfg, None)}
+        graph_cfg = {"layout": data.layout, "mode": _graph_mode(cfg)}
         if graph_cfg["mode"] == "random":
             graph_cfg.update({k: v for k, v in spec.graph_kwargs.items() if k != "num_filter"})
         model = load_pyskl(str(p), m.name, graph_cfg=graph_cfg, num_classes=data.num_classes,
@@ -340,7 +338,7 @@ def load_model(checkpoint: str | Path, cfg: Config, data: DataBundle,
         return model.to(device), {"source": "pyskl", "kind": "classifier"}
     adaptive = kwargs.pop("gcn_adaptive", spec.pyskl_adaptive)
     # ST-GCN++'s residual GCN and multi-scale TCN are inferred from the checkpoint's keys
-    model = load_pyskl_stgcn(str(p), layout=data.layout, mode=_graph_mode(cfg, None), adaptive=adaptive,
+    model = load_pyskl_stgcn(str(p), layout=data.layout, mode=_graph_mode(cfg), adaptive=adaptive,
                              num_classes=data.num_classes, backend=m.backend, head_dropout=m.dropout,
                              in_channels=data.in_channels, base_channels=m.base_channels,
                              num_stages=m.num_stages, num_person=data.num_person, **kwargs)

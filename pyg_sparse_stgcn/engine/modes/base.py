@@ -184,7 +184,7 @@ class Mode(ABC):
                 raise ConfigError(f"--root: directory {root} does not exist (point --root at the dataset files)")
         self.resolve(cfg, inv)
 
-    def resolve(self, cfg: Config, inv: Invocation) -> None:
+    def resolve(self, cfg: Config, inv: Invocation) -> None:  # noqa: B027 (an optional hook; default: nothing)
         """Reconcile related settings of this mode in ``cfg`` (in place) and check what only the mode knows;
         the result is what ``config.toml`` records. Default: nothing."""
 

@@ -9,7 +9,7 @@ from ...sparsity.generator import SCOPES
 from ..config import RANK_CLI, Config, ConfigError, EnsembleConfig, GeneratorConfig
 from ..models import build_ensemble, check_generator_options
 from ..session import Session
-from .base import COMMON_READS, Invocation, Mode, register_mode
+from .base import COMMON_READS, Invocation, Mode, _fmt, register_mode
 from .generate import dense_then_sparse
 
 #: The ``[generator]`` settings the ensemble's experts take (the rest ``[ensemble]`` sets itself).
@@ -47,8 +47,6 @@ class EnsembleMode(Mode):
         inf, tr = summary.get("inference_parameters"), summary.get("training_parameters")
         if inf is None and tr is None:
             return []
-        def f(v: int | None) -> str:
-            return "-" if v is None else f"{v:,}"
-
-        return [f"ensemble parameters: inference {f(inf)} (kept weights, fused head only), training {f(tr)} "
+        return [f"ensemble parameters: inference {_fmt(inf, False)} (kept weights, fused head only), training "
+                f"{_fmt(tr, False)} "
                 f"(every expert, scores and all heads)"]

@@ -13,12 +13,12 @@ from .. import distributed as D
 from ..config import RANK_FILE, Config, ConfigError
 from ..models import build_classifier
 from ..rundir import json_safe
-from ..session import Session
+from ..session import METRIC_KEYS, Session
 from .base import COMMON_READS, Invocation, Mode, register_mode
 
 #: The figures of a level copied into the summary when the level finished in an earlier invocation.
-SUMMARY_KEYS = ("top1", "top5", "mean_class_accuracy", "weight_sparsity", "edge_sparsity",
-                "edge_sparsity_connections", "params_stored", "params_kept")
+SUMMARY_KEYS = (*METRIC_KEYS, "weight_sparsity", "edge_sparsity", "edge_sparsity_connections", "params_stored",
+                "params_kept")
 
 
 def _setting(cfg: Config, key: str) -> str:

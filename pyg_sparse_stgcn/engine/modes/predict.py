@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..config import RANK_CLI, Config, ConfigError
 from ..session import Session
+from ..trainer import resolve_device
 from .base import Invocation, Mode, register_mode
 
 __all__ = ["PredictMode", "PredictRequest", "load_predictor", "checkpoint_facts"]
@@ -73,13 +72,6 @@ def checkpoint_facts(checkpoint: str | Path) -> dict[str, Any] | None:
         config = tomllib.loads(run_cfg.read_text())
     return {"config": config, "layout": state.get("layout"), "num_person": state.get("num_person"),
             "num_classes": state.get("num_classes"), "in_channels": state.get("in_channels")}
-
-
-def _device(cfg: Config) -> torch.device:
-    name = cfg.run.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def _check_agrees(cfg: Config, saved: Mapping[str, Any], checkpoint: str) -> None:
@@ -157,7 +149,7 @@ def load_predictor(checkpoint: str, cfg: Config, runtime: str = "torch",
     # a model-only bundle, no splits (as analyze's): DataBundle types val/test as always present
     data = DataBundle.facts(spec.dataset or "", int(spec.num_classes or 0), spec.layout, spec.in_channels,
                             spec.num_person)
-    device = _device(cfg)
+    device = resolve_device(cfg.run.device)
     try:
         model, _ = load_model(checkpoint, saved, data, device)
     except (ValueError, KeyError, RuntimeError) as e:

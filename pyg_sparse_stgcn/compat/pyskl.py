@@ -116,14 +116,16 @@ def _infer_backbone_kwargs(state: Mapping[str, Tensor], kwargs: dict[str, Any]) 
 def load_pyskl_stgcn(checkpoint: str | os.PathLike | Mapping[str, Any], *, layout: str | Mapping,
                      mode: str, adaptive: str | None = "importance", num_classes: int, backend: str = "auto",
                      head_dropout: float = 0.0, **backbone_kwargs: Any) -> SkeletonClassifier:
-    """:func:`load_pyskl` with ``model='stgcn'`` (ST-GCN and ST-GCN++ checkpoints; see there)."""
-    return load_pyskl(checkpoint, "stgcn", layout=layout, mode=mode, adaptive=adaptive, num_classes=num_classes,
-                      backend=backend, head_dropout=head_dropout, **backbone_kwargs)
+    """:func:`load_pyskl` with ``model='stgcn'`` (ST-GCN and ST-GCN++ checkpoints; see there), where
+    ``adaptive=None`` is a fixed graph (``gcn_adaptive=None``), not the model's default."""
+    return _load_stgcn(_checked_state(checkpoint, "stgcn", num_classes), layout=layout, mode=mode,
+                       adaptive=adaptive, num_classes=num_classes, backend=backend, head_dropout=head_dropout,
+                       **backbone_kwargs)
 
 
-def _load_stgcn(checkpoint: str | os.PathLike | Mapping[str, Any], *, layout: str | Mapping,
-                mode: str, adaptive: str | None = "importance", num_classes: int, backend: str = "auto",
-                head_dropout: float = 0.0, **backbone_kwargs: Any) -> SkeletonClassifier:
+def _load_stgcn(state: Mapping[str, Tensor], *, layout: str | Mapping, mode: str, adaptive: str | None,
+                num_classes: int, backend: str = "auto", head_dropout: float = 0.0,
+                **backbone_kwargs: Any) -> SkeletonClassifier:
     r"""Build an ST-GCN / ST-GCN++ :class:`SkeletonClassifier` and load a PYSKL or mmaction2 checkpoint.
 
     In eval mode the model reproduces PYSKL's logits and ``model.backbone(x)`` its features
@@ -132,8 +134,7 @@ def _load_stgcn(checkpoint: str | os.PathLike | Mapping[str, Any], *, layout: st
     (ST-GCN++ checkpoints: pass ``adaptive='init'`` and ``mode='spatial'``).
 
     Args:
-        checkpoint (str or dict): A ``.pth`` path (read with ``weights_only=True``) or a state dict, possibly
-            wrapped as ``{'state_dict': ...}``.
+        state (dict): The flat state dict (:func:`_checked_state`).
         layout (str or dict): Skeleton layout (``'nturgb+d'``, ``'coco'``, ``'openpose'``, ...).
         mode (str): Graph mode (``'stgcn_spatial'`` for ST-GCN, ``'spatial'`` for ST-GCN++).
         adaptive (str, optional): ``gcn_adaptive`` of the checkpoint's model. (default: :obj:`"importance"`)
@@ -146,11 +147,6 @@ def _load_stgcn(checkpoint: str | os.PathLike | Mapping[str, Any], *, layout: st
     Returns:
         SkeletonClassifier: the loaded model, in eval mode.
     """
-    state = load_checkpoint_state(checkpoint)
-    fc = state.get("cls_head.fc_cls.weight", state.get("cls_head.fc.weight"))
-    if fc is not None and fc.size(0) != num_classes:
-        raise ValueError(f"num_classes={num_classes} but the checkpoint's classifier has {fc.size(0)} "
-                         "classes")
     if "gcn_adaptive" in backbone_kwargs:
         raise ValueError("pass the adaptive mode as adaptive=..., not gcn_adaptive=...")
     kwargs = _infer_backbone_kwargs(state, dict(backbone_kwargs))
@@ -187,6 +183,21 @@ def detect_backbone(state: Mapping[str, Tensor]) -> str | None:
         if any(marker in k for k in state):
             return family
     return None
+
+
+def _checked_state(checkpoint: str | os.PathLike | Mapping[str, Any], model: str,
+                   num_classes: int) -> dict[str, Tensor]:
+    """:func:`load_checkpoint_state`, checked against the backbone family of ``model`` and ``num_classes``."""
+    state = load_checkpoint_state(checkpoint)
+    found = detect_backbone(state)
+    if found is not None and found != _FAMILY[model]:
+        raise ValueError(f"model={model!r} but the checkpoint holds a {found!r} backbone; valid choices for "
+                         f"model: {', '.join(m for m in PYSKL_MODELS if _FAMILY[m] == found)}")
+    fc = state.get("cls_head.fc_cls.weight", state.get("cls_head.fc.weight"))
+    if fc is not None and fc.size(0) != num_classes:
+        raise ValueError(f"num_classes={num_classes} but the checkpoint's classifier has {fc.size(0)} "
+                         "classes")
+    return state
 
 
 def load_pyskl(checkpoint: str | os.PathLike | Mapping[str, Any], model: str = "stgcn", *,
@@ -236,15 +247,7 @@ def load_pyskl(checkpoint: str | os.PathLike | Mapping[str, Any], model: str = "
     graph_cfg.setdefault("mode", _DEFAULT_MODE[model])
     if adaptive is not None and _FAMILY[model] != "stgcn":
         raise ValueError(f"adaptive: only ST-GCN takes it, not model={model!r}")
-    state = load_checkpoint_state(checkpoint)
-    found = detect_backbone(state)
-    if found is not None and found != _FAMILY[model]:
-        raise ValueError(f"model={model!r} but the checkpoint holds a {found!r} backbone; valid choices for "
-                         f"model: {', '.join(m for m in PYSKL_MODELS if _FAMILY[m] == found)}")
-    fc = state.get("cls_head.fc_cls.weight", state.get("cls_head.fc.weight"))
-    if fc is not None and fc.size(0) != num_classes:
-        raise ValueError(f"num_classes={num_classes} but the checkpoint's classifier has {fc.size(0)} "
-                         "classes")
+    state = _checked_state(checkpoint, model, num_classes)
     if _FAMILY[model] == "stgcn":
         extra = {k: v for k, v in graph_cfg.items() if k not in ("layout", "mode")}
         if extra:

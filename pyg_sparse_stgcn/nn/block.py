@@ -70,12 +70,10 @@ class ResidualBlock(nn.Module):
 
     def _add_residual(self, out: Tensor, x: Tensor) -> Tensor:
         """``ReLU(out + res(x))``."""
-        if self.residual_mode == "identity":
-            out = out + x
-        elif self.residual_mode == "conv":
-            if self.residual is None:
-                raise RuntimeError(f"{type(self).__name__}: residual_mode is 'conv' but the residual unit is None")
+        if self.residual is not None:  # residual_mode 'conv'
             out = out + self.residual(x)
+        elif self.residual_mode == "identity":
+            out = out + x
         return self.relu(out)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -8,16 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import BatchNormLast, check_features, make_norm, reset_module
+from ._utils import BatchNormLast, check_features, check_positive_ints, make_norm, reset_module
 
 __all__ = ["TemporalConv", "MultiScaleTemporalConv", "DGMultiScaleTemporalConv", "CTRMultiScaleTemporalConv",
            "StridedLinear", "TemporalMaxPool"]
 
 
 def _check_positive(who: str, **values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{who}: {name} must be a positive int, got {value!r}")
+    check_positive_ints(who, *values.items())
 
 
 class StridedLinear(nn.Linear):

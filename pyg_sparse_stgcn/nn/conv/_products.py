@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["per_sample_subsets", "per_channel"]
+__all__ = ["per_sample_subsets"]
 
 
 def per_sample_subsets(x: Tensor, M: Tensor) -> Tensor:
@@ -18,10 +18,3 @@ def per_sample_subsets(x: Tensor, M: Tensor) -> Tensor:
     out = torch.matmul(Mt.to(x.dtype), x)  # (B, T, V K, C)
     return out.reshape(x.size(0), x.size(1), V, K * x.size(-1))
 
-
-def per_channel(x: Tensor, M: Tensor) -> Tensor:
-    r"""``out[b, c, t, v] = Σ_u M[b, c, u, v] x[b, t, u, c]``, channels-first :math:`(B, C, T, V)`.
-
-    ``x`` :math:`(B, T, U, C)`, ``M`` :math:`(B, C, U, V)` (one graph per sample and channel).
-    """
-    return torch.matmul(x.permute(0, 3, 1, 2), M.to(x.dtype))

@@ -134,14 +134,13 @@ class CTRGCNConv(SkeletonMessagePassing):
         if gate is not None:
             dyn = dyn * gate.unsqueeze(1)
         B, T, V = x.shape[:3]
+        xk = x3.view(B, T, V, K, C).permute(0, 3, 4, 1, 2)  # (B, K, C, T, U)
         if self.backend in ("dense", "auto"):
             M = dyn + self.adjacency().unsqueeze(1)  # (B, K, C, U, V)
             # one product over (k, c): sum over subsets of per-channel aggregations
-            xk = x3.view(B, T, V, K, C).permute(0, 3, 4, 1, 2)  # (B, K, C, T, U)
             out = torch.matmul(xk, M.to(x.dtype)).sum(1).permute(0, 2, 3, 1)
         else:
             static = self._aggregate(x3, None, self.edge_weight_effective(), pre=True)  # (B, T, V, C)
-            xk = x3.view(B, T, V, K, C).permute(0, 3, 4, 1, 2)
             out = static + torch.matmul(xk, dyn.to(x.dtype)).sum(1).permute(0, 2, 3, 1)
         h = self.bn(out)
         return self.relu(h + (x if self.down is None else self.down(x)))

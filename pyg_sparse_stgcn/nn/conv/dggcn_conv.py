@@ -156,11 +156,10 @@ class DGGCNConv(SkeletonMessagePassing):
             dyn = dyn * gate.unsqueeze(1)
         per_frame = dyn is not None and dyn.dim() == 6
         fused = self.backend in ("dense", "auto")
-        if fused or dyn is None:
-            static = None if not fused else self.adjacency().unsqueeze(1)  # (K, 1, U, V)
-            G = dyn if static is None else (static if dyn is None else dyn + static)
-        else:
-            G = dyn
+        G = dyn
+        if fused:
+            static = self.adjacency().unsqueeze(1)  # (K, 1, U, V)
+            G = static if dyn is None else dyn + static
         Y = None
         if G is not None:
             if per_frame:  # (B, T, K, m, U, V)

@@ -189,7 +189,6 @@ class _SparseAggregate(torch.autograd.Function):
         return grad_values, grad_h, None, None
 
 
-
 class SkeletonMessagePassing(MessagePassing):
     r"""Base class of the skeleton graph convolutions: a PyG :class:`MessagePassing` over the joints of
     channels-last sequences :math:`(*, V, C)` (``node_dim=-2``) that owns the static graph.

@@ -13,6 +13,7 @@ __all__ = ["STGCNConv", "BACKENDS", "ADAPTIVE_MODES", "CONV_POSITIONS", "clear_a
 
 CONV_POSITIONS = ("pre", "post")
 
+
 class STGCNConv(SkeletonMessagePassing):
     r"""The spatial graph convolution of ST-GCN (Yan et al., AAAI 2018) in PYSKL's ``unit_gcn`` form, on
     channels-last skeleton sequences :math:`(B, T, V, C)` with the joints as PyG nodes (``node_dim=-2``).
@@ -79,21 +80,19 @@ class STGCNConv(SkeletonMessagePassing):
         - **output:** node features :math:`(*, V, C_{out})`
     """
 
-
     def __init__(self, in_channels: int, out_channels: int, graph: SkeletonGraph | Tensor | np.ndarray,
                  adaptive: str | None = "importance", conv_pos: str = "pre", with_res: bool = False,
                  backend: str = "auto", norm: str | None = "BN", act: str | None = "ReLU") -> None:
-        super(SkeletonMessagePassing, self).__init__(aggr="add", node_dim=-2)
         check_positive_ints("STGCNConv", ("in_channels", in_channels), ("out_channels", out_channels))
         check_choice("adaptive", adaptive, ADAPTIVE_MODES)
         check_choice("conv_pos", conv_pos, CONV_POSITIONS)
         check_choice("backend", backend, BACKENDS)
         check_choice("act", act, ("ReLU", None))
+        super().__init__(graph, adaptive, backend)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.conv_pos = conv_pos
         self.with_res = with_res
-        self._init_graph(graph, adaptive, backend)
         K = self.num_subsets
 
         if conv_pos == "pre":
@@ -114,10 +113,8 @@ class STGCNConv(SkeletonMessagePassing):
         super().reset_parameters()
         self.reset_graph_parameters()
         for module in (self.conv, self.bn, self.down):
-            if module is None:
-                continue
-            for m in module.modules():
-                if m is not self:
+            if module is not None:
+                for m in module.modules():
                     reset_module(m)
 
     # --- forward ---
@@ -140,7 +137,6 @@ class STGCNConv(SkeletonMessagePassing):
         if res is not None:
             out = out + res
         return self.act(out)
-
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "

@@ -5,16 +5,13 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-import torch
 from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
 from .._utils import check_choice, check_positive_ints, reset_module
-from ..block import make_residual
-from ..conv.skeleton_mp import BACKENDS, SkeletonMessagePassing
+from ..conv.skeleton_mp import BACKENDS, SkeletonMessagePassing, _graph_to_A
 
-__all__ = ["SkeletonBackbone", "build_graph", "make_residual", "check_keys", "route", "graph_tensor"]
+__all__ = ["SkeletonBackbone", "build_graph", "check_keys", "route", "graph_tensor"]
 
 _EPS = 1e-4
 _GRAPH_KEYS = ("layout", "mode", "max_hop", "num_filter", "init_std", "init_off", "seed")
@@ -37,7 +34,7 @@ def build_graph(graph_cfg: SkeletonGraph | Mapping) -> SkeletonGraph:
 
 def graph_tensor(graph: SkeletonGraph) -> Tensor:
     """The graph's adjacency :math:`(K, V, V)` as a float32 tensor (a copy)."""
-    return torch.as_tensor(np.asarray(graph.A), dtype=torch.float32).clone()
+    return _graph_to_A(graph)[0]
 
 
 def check_keys(who: str, what: str, given: Mapping[str, Any], valid: Sequence[str]) -> None:

@@ -318,3 +318,10 @@ def test_matches_mmaction2_stgcn(kind, backend, perturb_off_init):
         torch.testing.assert_close(ours.backbone(x), ref_feat, atol=1e-5, rtol=0)
         torch.testing.assert_close(ours(x), ref_logits, atol=1e-5, rtol=0)
     assert ref_logits.abs().max() > 0.05
+
+
+def test_adaptive_none_builds_a_fixed_graph():
+    cfg, sd, x = _case("stgcn", seed=5)
+    sd = {k: v for k, v in sd.items() if not k.endswith(".PA")}
+    model = load_pyskl_stgcn(sd, num_classes=5, backend="dense", **{**cfg, "adaptive": None}, **SMALL)
+    assert all(conv.adaptive is None and not hasattr(conv, "PA") for conv in model.backbone.convs())

@@ -12,6 +12,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,11 +93,12 @@ def time_fn(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1,
 
 
 def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1,
-                     device: torch.device | str = "cpu") -> dict[str, dict[str, Any]]:
+                     device: torch.device | str = "cpu",
+                     clock: Callable[[], float] = time.perf_counter) -> dict[str, dict[str, Any]]:
     """Time several functions round-robin with the library's one timer
     (:func:`pyg_sparse_stgcn.timing.interleaved_times`: one run of each per round, so that a machine whose load
     changes during the benchmark affects every candidate alike). Returns median, min and every time per name."""
-    times = interleaved_times(fns, torch.device(device), rounds=repeats, warmup=warmup)
+    times = interleaved_times(fns, torch.device(device), rounds=repeats, warmup=warmup, clock=clock)
     return {name: {"median_s": statistics.median(t), "min_s": min(t), "times_s": t} for name, t in times.items()}
 
 

@@ -11,7 +11,7 @@ aggregation over joints against edge sparsity.
    (``scope='layer'``, weights and edges) at
    80 / 95 / 99 % sparsity; ``speedup`` = dense median / exported median (target >= 2x at 95 %).
 3. ``edge_aggregation``: the dense-weight model with 0 / 50 / 80 / 95 % of every layer's *real* edge
-   entries removed (smallest ``|base weight|`` first, exact count per layer, masks set directly), folded and
+   entries removed (smallest ``|base weight|`` first, exact count per layer: ``prune(scope="layer")``), folded and
    its pruned edges removed (``prune_edges_``); then, summed over all graph convolutions of the model on
    the inputs they receive, (a) the aggregation alone (input: the 1x1 convolution's output) in the layer's
    ``dense``, ``sparse`` and ``scatter`` backends and in the channel-major export's dense kernel, and (b) the
@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,16 +45,14 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS_DIR, machine_info, write_results  # noqa: E402
+from _common import RESULTS_DIR, machine_info, time_interleaved, write_results  # noqa: E402
 
 from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier, STGCNConv  # noqa: E402
 from pyg_sparse_stgcn.sparsity import (  # noqa: E402
     SparseGenerator,
-    attach_masks,
     fold,
     prune,
     report,
-    set_mask,
     to_sparse_kernels,
 )
 from pyg_sparse_stgcn.sparsity.export import (  # noqa: E402
@@ -64,7 +61,6 @@ from pyg_sparse_stgcn.sparsity.export import (  # noqa: E402
     CSRTemporalConv,
     remove_pruned_edges,
 )
-from pyg_sparse_stgcn.timing import interleaved_times  # noqa: E402
 
 
 def build(small: bool, num_classes: int = 60) -> SkeletonClassifier:
@@ -84,9 +80,9 @@ def interleaved(fns: dict, rounds: int, device: torch.device, warmup: int = 1,
     ``torch.set_num_threads(1)`` all compute runs on it), which other processes on a shared machine cannot
     inflate by preempting us."""
     tick = time.thread_time if clock == "thread" else time.perf_counter
-    times = interleaved_times(fns, device, rounds=rounds, warmup=warmup, clock=tick)
-    return {k: {"min_s": min(v), "median_s": statistics.median(v), "max_s": max(v), "times_s": v}
-            for k, v in times.items()}
+    times = time_interleaved(fns, rounds, warmup, device, clock=tick)
+    return {k: {"min_s": v["min_s"], "median_s": v["median_s"], "max_s": max(v["times_s"]),
+                "times_s": v["times_s"]} for k, v in times.items()}
 
 
 def train_step_fn(model, x, y):
@@ -185,23 +181,10 @@ def bench_export(small: bool, repeats: int, clock: str = "wall", quick: bool = F
 
 def mask_real_edges(model: nn.Module, sparsity: float) -> dict[str, int]:
     """Mask, in every graph convolution, exactly ``floor(s n + 1/2)`` of its ``n`` real entries
-    (``edge_real``), smallest ``|edge_weight_base()|`` first (ties: lower flat index first); the other
-    candidate entries (never real) are masked too. Returns the real and kept entry counts."""
-    real_total = kept_total = 0
-    for t in attach_masks(model, kinds="edge"):
-        conv = t.module
-        real = conv.edge_real
-        with torch.no_grad():
-            mag = conv.edge_weight_base().abs().flatten()
-        idx = real.flatten().nonzero().flatten()
-        order = torch.sort(mag[idx], stable=True).indices
-        n_drop = int(sparsity * idx.numel() + 0.5)
-        keep = real.clone().flatten()
-        keep[idx[order[:n_drop]]] = False
-        set_mask(t, keep.view(real.shape))
-        real_total += idx.numel()
-        kept_total += int(keep.sum())
-    return {"real_entries": real_total, "kept_entries": kept_total}
+    (``edge_real``), smallest ``|edge_weight_base()|`` first (ties: lower flat index first): :func:`prune`
+    with ``scope='layer'`` on edges only. Returns the real and kept entry counts."""
+    edges = prune(model, sparsity, scope="layer", kinds="edge").kinds["edge"]
+    return {"real_entries": edges["total"], "kept_entries": edges["kept"]}
 
 
 def _aggregation_only(conv: STGCNConv, backend: str) -> STGCNConv:

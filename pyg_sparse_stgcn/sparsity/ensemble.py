@@ -26,7 +26,6 @@ from ..nn import GCNHead
 from .generator import SparseGenerator
 from .magnitude import check_sparsity
 from .report import SparsityReport, report
-from .targets import targets
 
 __all__ = ["MultiSparsityEnsemble"]
 
@@ -166,9 +165,10 @@ class MultiSparsityEnsemble(nn.Module):
           (``inference_vs_one_dense`` divides it by one dense backbone with one head).
         """
         rep = report(self)
-        maskable = [sum(t.numel for t in targets(e.model, "weight")) for e in self._experts]
-        one = maskable[0]
         per_expert = [report(e).parameters for e in self.experts]
+        maskable = [p["maskable"] for p in per_expert]
+        one = maskable[0]
+        stored = sum(p.numel() for p in self.parameters())
         head_params = sum(p.numel() for p in self.heads[0].parameters())
         all_heads = sum(p.numel() for p in self.heads.parameters())
         alpha = 0 if self.alpha is None else self.alpha.numel()
@@ -183,8 +183,8 @@ class MultiSparsityEnsemble(nn.Module):
             "maskable_per_expert": maskable,
             "experts": [type(e.model).__name__ for e in self.experts],
             "kept_maskable": sum(p["maskable_kept"] for p in per_expert),
-            "stored_parameters": sum(p.numel() for p in self.parameters()),
-            "training_parameters": sum(p.numel() for p in self.parameters()),
+            "stored_parameters": stored,
+            "training_parameters": stored,  # every stored parameter is trained
             "stored_scores": sum(p["scores"] for p in per_expert),
             "heads_parameters": all_heads,
             "inference_parameters": inference,

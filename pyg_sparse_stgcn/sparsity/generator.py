@@ -263,13 +263,13 @@ class SparseGenerator(nn.Module):
         scores' version counters), so evaluation does not rewrite thresholds, and masks (and the edge
         operators cached from them) stay valid.
         """
-        key = (self.training, tuple(self.current_sparsity(k) for k in self._group_kind),
-               tuple((self._score(m).data_ptr(), self._score(m)._version, m.threshold.data_ptr())
-                     for m in self._masks))
+        ps = tuple(self.current_sparsity(k) for k in self._group_kind)
+        key = (self.training, ps, tuple((s.data_ptr(), s._version, m.threshold.data_ptr())
+                                        for s, m in ((self._score(m), m) for m in self._masks)))
         if key == self._threshold_key:
             return
         for gi, members in enumerate(self._group_members):
-            p = self.current_sparsity(self._group_kind[gi])
+            p = ps[gi]
             if p == 0.0 and self.threshold_rule == "exact":
                 tau = None
             else:

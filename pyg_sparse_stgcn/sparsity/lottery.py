@@ -73,8 +73,7 @@ def levels_for(target: float, fraction: float) -> int:
         return 0
     if fraction == 0.0:
         raise ValueError(f"fraction=0 never reaches target_sparsity={target}")
-    levels = max(1, math.ceil(math.log1p(-target) / math.log1p(-fraction) - 1e-9))
-    return levels
+    return max(1, math.ceil(math.log1p(-target) / math.log1p(-fraction) - 1e-9))
 
 
 def level_fractions(fraction: float, levels: int, target: float | None = None) -> list[float]:

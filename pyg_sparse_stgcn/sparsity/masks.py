@@ -143,7 +143,10 @@ class Mask(nn.Module):
         """The boolean mask in effect now (fixed mask, and score above threshold when scored)."""
         if self.score is None:
             return self.mask
-        s = self._ranked().detach()
+        return self._keep(self._ranked().detach())
+
+    def _keep(self, s: Tensor) -> Tensor:
+        """The fixed mask and the (detached) ranked scores ``s`` above the threshold."""
         keep = s >= self.threshold if self.inclusive else s > self.threshold
         return keep & self.mask
 
@@ -151,8 +154,7 @@ class Mask(nn.Module):
         if self.score is None:
             return x * self.mask.to(x.dtype)
         s = self._ranked()
-        keep = s.detach() >= self.threshold if self.inclusive else s.detach() > self.threshold
-        return _MaskSTE.apply(x, s, (keep & self.mask).to(x.dtype))
+        return _MaskSTE.apply(x, s, self._keep(s.detach()).to(x.dtype))
 
     def extra_repr(self) -> str:
         return f"shape={tuple(self.mask.shape)}, scores={self.has_score}"
@@ -316,7 +318,7 @@ def _full_mask(target: Target, mask: Tensor) -> Tensor:
             raise ValueError(f"mask {target.name!r} has shape {tuple(mask.shape)} but the model's target has "
                              f"shape {tuple(target.shape)}")
         return mask.to(torch.bool)
-    n_real = int(real.sum())
+    n_real = target.num_real
     if mask.dim() != 1 or mask.numel() != n_real:
         raise ValueError(f"edge mask {target.name!r} holds {mask.numel()} entries (shape {tuple(mask.shape)}) but "
                          f"the layer has {n_real} real entries (and {target.numel} candidate entries, shape "

@@ -190,11 +190,11 @@ def report(model: nn.Module, kinds: str | Iterable[str] = KINDS,
                     _add_counts(connections[name], conn[name])
         else:
             kept = int(current.sum().item())
-        row.update(total=total, kept=kept, sparsity=_sp(total, kept), scored=bool(m is not None and m.has_score))
+        row.update(**_counts(total, kept), scored=bool(m is not None and m.has_score))
         rows.append(row)
         per_kind[t.kind][0] += total
         per_kind[t.kind][1] += kept
-    kinds_out = {k: {"total": a, "kept": b, "sparsity": _sp(a, b)} for k, (a, b) in per_kind.items()}
+    kinds_out = {k: _counts(a, b) for k, (a, b) in per_kind.items()}
     tot = sum(v[0] for v in per_kind.values())
     kept = sum(v[1] for v in per_kind.values())
 
@@ -215,5 +215,5 @@ def report(model: nn.Module, kinds: str | Iterable[str] = KINDS,
     maskable_kept = sum(r["kept"] for r in weight_rows)
     params = {"maskable": maskable, "maskable_kept": maskable_kept, "unmasked": unmasked, "scores": scores,
               "stored": maskable + unmasked + scores, "effective": maskable_kept + unmasked}
-    return SparsityReport(rows, kinds_out, {"total": tot, "kept": kept, "sparsity": _sp(tot, kept)}, params,
+    return SparsityReport(rows, kinds_out, _counts(tot, kept), params,
                           connections=connections, left_out=left_out(model, kinds, include_head=include_head))

@@ -151,14 +151,15 @@ def _swap_csr_layers(out: nn.Module, example_input: Tensor, min_sparsity: float,
         w = m.weight
         rec = KernelChoice(name, type(m).__name__, list(w.shape), float((w == 0).float().mean()))
         x = captured.get(name, ((None,), {}))[0][0]
-        if x is None and rec.sparsity >= min_sparsity and force is not False:
+        qualifies = rec.sparsity >= min_sparsity and force is not False
+        if x is None and qualifies:
             # e.g. AAGCN's conv_d / conv_a / conv_b and CTR-GCN's conv3 / conv4: the unit concatenates their
             # weights into one fused product, so a CSR module in their place would never run
             owner = name.rpartition(".")[0] or "<root>"
             rec.note = (f"{name} ({type(m).__name__}) kept dense: it is never called as a module (its unit "
                         f"{owner!r} reads the weight inside a fused product), so a CSR kernel cannot "
                         f"replace it")
-        if rec.sparsity >= min_sparsity and x is not None and force is not False:
+        if qualifies and x is not None:
             repl = CSRLinear(m) if isinstance(m, nn.Linear) else CSRTemporalConv(m)
             if force:
                 rec.sparse = True
@@ -174,11 +175,6 @@ def _swap_csr_layers(out: nn.Module, example_input: Tensor, min_sparsity: float,
     return choices
 
 
-#: The attributes earlier versions set on the exported model; still set (unless the model already has an
-#: attribute of that name) as read-only copies of ``export_result``.
-_LEGACY = ("sparse_kernel_choices", "edges_removed", "layout", "layout_choice")
-
-
 def _finish(model: nn.Module, result: ExportResult) -> nn.Module:
     cast(Any, model).export_result = result  # a plain attribute on whatever module was exported
     notes = [c.note for c in result.products if c.note]  # per layer (the layout's reason is recorded only)
@@ -186,12 +182,14 @@ def _finish(model: nn.Module, result: ExportResult) -> nn.Module:
         warnings.warn("to_sparse_kernels: fell back for some layers (see export_result.fallbacks()):\n  "
                       + "\n  ".join(notes), UserWarning, stacklevel=3)
     if not isinstance(model, ChannelMajorSTGCN):
+        # the attributes earlier versions set on the exported model, as copies of ``export_result`` (a
+        # ChannelMajorSTGCN reads them from it through properties)
         legacy = {"sparse_kernel_choices": result.sparse_kernel_choices, "edges_removed": result.edges_removed,
                   "layout": result.layout, "layout_choice": result.to_dict()["layout_choice"]}
-        for name in _LEGACY:
+        for name, value in legacy.items():
             if name not in model.__dict__ and hasattr(model, name):
                 continue  # a property or attribute of the model itself: leave it alone
-            setattr(model, name, legacy[name])
+            setattr(model, name, value)
     return model.eval()
 
 

@@ -161,8 +161,12 @@ def data_bn(x, P, mvc):
     return x.view(N, M, V, C, T).permute(0, 1, 3, 4, 2).reshape(N * M, C, T, V)
 
 
-def backbone(kind, P, x, strides, tcn="unit_tcn"):
+def backbone(kind, P, x, strides, tcn=None, ms_cfg=DEFAULT_MS):
     """Features (N, M, C', T', V) of ``kind`` in {'aagcn', 'ctrgcn', 'dgstgcn'} with state ``P`` (no prefix).
+
+    ``tcn``: the temporal unit, the backbone's own by default (AAGCN ``'unit_tcn'``, DG-STGCN ``'dgmstcn'``);
+    ``'mstcn'`` is PYSKL's plain multi-scale TCN with branches ``ms_cfg`` (AAGCN's option; the paper's sparse
+    DG-STGCN, whose blocks are then ``ReLU(mstcn(dggcn(x)) + R(x))`` without the global joint).
 
     ``strides``: one temporal stride per block; the first block has no residual when its input channels
     differ (``'stage1'`` in the state decides: a block without ``residual.*`` keys and different channels).
@@ -177,11 +181,11 @@ def backbone(kind, P, x, strides, tcn="unit_tcn"):
         cin = h.size(1)
         if kind == "aagcn":
             g = unit_aagcn(h, P, unit, attention=unit + ".conv_sa.weight" in P)
-            t = unit_tcn(g, P, b + ".tcn", 9, s) if tcn == "unit_tcn" else mstcn(g, P, b + ".tcn", s)
+            t = unit_tcn(g, P, b + ".tcn", 9, s) if tcn in (None, "unit_tcn") else mstcn(g, P, b + ".tcn", s, ms_cfg)
         elif kind == "ctrgcn":
             t = ctr_mstcn(unit_ctrgcn(h, P, unit), P, b + ".tcn1", s)
         else:
-            t = mstcn(unit_dggcn(h, P, unit), P, b + ".tcn", s, global_joint=True)
+            t = mstcn(unit_dggcn(h, P, unit), P, b + ".tcn", s, ms_cfg, global_joint=tcn != "mstcn")
         first = i == 0 and (kind == "ctrgcn" or cin != t.size(1))
         h = F.relu(t + (0 if first else residual(h, P, b + ".residual", s, identity)))
     _, C2, T2, V = h.shape

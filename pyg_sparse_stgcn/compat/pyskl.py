@@ -9,54 +9,36 @@ backbone names and ``cls_head.fc.*``. Our modules mirror those names (``backbone
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ..graph import SkeletonGraph
 from ..nn import AAGCN, CTRGCN, DGSTGCN, STGCN, GCNHead, SkeletonClassifier
+from ..nn.models._backbone import match_state, read_state_dict
 
 __all__ = ["load_pyskl", "load_pyskl_stgcn", "load_checkpoint_state", "convert_pyskl_state_dict", "PYSKL_MODELS",
            "detect_backbone"]
-
-_WRAPPERS = ("state_dict", "model", "model_state_dict")
-
 
 def load_checkpoint_state(checkpoint: str | os.PathLike | Mapping[str, Any]) -> dict[str, Tensor]:
     """The flat ``{name: tensor}`` state dict of a checkpoint path or dict.
 
     Files are read with ``torch.load(..., weights_only=True)``. ``{'state_dict': ...}`` (mmcv / mmengine),
-    ``{'model': ...}`` wrappers and a ``module.`` (DDP) prefix are removed.
+    ``{'model': ...}`` wrappers and a ``module.`` (DDP) prefix are removed (the reader the backbones'
+    ``pretrained=`` also uses).
     """
-    if isinstance(checkpoint, (str, os.PathLike)):
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint file not found: {path}")
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True) ({err}). Only plain "
-                             "tensors and containers are accepted; re-save just the state dict with "
-                             "torch.save(ckpt['state_dict'], ...) in a trusted environment.") from None
-    if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"checkpoint must be a path or a state dict, got {type(checkpoint).__name__}")
-    state: Mapping[str, Any] = checkpoint
-    for _ in range(3):
-        wrapped = [k for k in _WRAPPERS if k in state and isinstance(state[k], Mapping)]
-        if not wrapped or any(isinstance(v, Tensor) for v in state.values()):
-            break
-        state = state[wrapped[0]]
-    out = {}
-    for key, value in state.items():
-        if not isinstance(value, Tensor):
-            raise ValueError(f"checkpoint entry {key!r} is a {type(value).__name__}, not a tensor; is this a "
-                             "state dict of a PYSKL/mmaction2 recognizer?")
-        out[key[7:] if key.startswith("module.") else key] = value
-    return out
+    return read_state_dict(checkpoint)
+
+
+def _rename(key: str) -> str | None:
+    """Our name of a PYSKL / mmaction2 recognizer key (:obj:`None`: not a backbone or head key)."""
+    if key.startswith("backbone."):
+        return key
+    for prefix in ("cls_head.fc_cls.", "cls_head.fc."):
+        if key.startswith(prefix):
+            return "head.fc_cls." + key[len(prefix):]
+    return None
 
 
 def convert_pyskl_state_dict(state: Mapping[str, Tensor], model: SkeletonClassifier) -> dict[str, Tensor]:
@@ -64,32 +46,7 @@ def convert_pyskl_state_dict(state: Mapping[str, Tensor], model: SkeletonClassif
 
     Raises :class:`ValueError` listing missing keys, unexpected keys and shape mismatches.
     """
-    own = model.state_dict()
-    converted: dict[str, Tensor] = {}
-    unexpected, mismatched = [], []
-    for key, value in state.items():
-        if key.startswith("backbone."):
-            new = key
-        elif key.startswith("cls_head.fc_cls."):
-            new = "head.fc_cls." + key[len("cls_head.fc_cls."):]
-        elif key.startswith("cls_head.fc."):
-            new = "head.fc_cls." + key[len("cls_head.fc."):]
-        else:
-            unexpected.append(key)
-            continue
-        if new not in own:
-            unexpected.append(key)
-            continue
-        target = own[new]
-        if value.shape != target.shape:
-            if value.dim() == 4 and value.shape[2:] == (1, 1) and target.dim() == 2 and \
-                    value.shape[:2] == target.shape:
-                value = value.reshape(target.shape)
-            else:
-                mismatched.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(target.shape)}")
-                continue
-        converted[new] = value
-    missing = sorted(set(own) - set(converted) - {k for k in own if k.endswith("edge_gate")})
+    converted, missing, unexpected, mismatched = match_state(state, model.state_dict(), _rename)
     if unexpected or missing or mismatched:
         parts = []
         if missing:
@@ -226,7 +183,10 @@ def load_pyskl(checkpoint: str | os.PathLike | Mapping[str, Any], model: str = "
         adaptive (str, optional): ST-GCN only: ``gcn_adaptive`` (default ``'importance'`` for ``'stgcn'``,
             ``'init'`` for ``'stgcn++'``).
         **backbone_kwargs: The backbone's kwargs exactly as PYSKL's config spells them (``gcn_ratio``,
-            ``gcn_ctr='T'``, ``tcn_ms_cfg=[...]``, ``base_channels``, ...).
+            ``gcn_ctr='T'``, ``tcn_ms_cfg=[...]``, ``base_channels``, ...). DG-STGCN: ``tcn_type='mstcn'``
+            (the paper's sparse DG-STGCN / Assemble experts) is inferred from a checkpoint without
+            ``tcn.add_coeff`` keys when not given. ``pretrained`` is accepted (PYSKL's kwarg) and loaded first,
+            then replaced by ``checkpoint``.
 
     Raises:
         ValueError: Unknown ``model``, a checkpoint of another backbone, kwargs the backbone does not take,
@@ -260,6 +220,9 @@ def load_pyskl(checkpoint: str | os.PathLike | Mapping[str, Any], model: str = "
         A = next((v for k, v in state.items() if k.endswith("gcn.A") or k.endswith("gcn1.A")), None)
         if A is not None:
             graph_cfg["num_filter"] = int(A.size(0))
+    if model == "dgstgcn" and "tcn_type" not in backbone_kwargs and any(".tcn.branches." in k for k in state) \
+            and not any(k.endswith(".tcn.add_coeff") for k in state):
+        backbone_kwargs["tcn_type"] = "mstcn"  # the paper's sparse DG-STGCN: PYSKL's mstcn, no global joint
     backbone = _CLASSES[model](graph_cfg, backend=backend, **backbone_kwargs)
     head = GCNHead(num_classes, in_channels=backbone.out_channels, dropout=head_dropout)
     net = SkeletonClassifier(backbone, head)

@@ -16,14 +16,45 @@ class BatchNormLast(nn.BatchNorm1d):
     ``running_mean``, ``running_var``, ``num_batches_tracked``) are those of ``BatchNorm2d``, so PYSKL
     checkpoints map one to one.
 
+    A 4-D input :math:`(B, T, V, C)` runs as its channels-first view :math:`(B, C, T, V)` (a ``permute``, no
+    copy), so PyTorch's 4-D kernels read it in the memory layout it has (channels-last, or channels-first
+    when a unit produced it so); the gradient is given to the backward kernel in that same layout (the CPU
+    kernel is several times slower on mixed layouts).
+
     Shapes:
         - **input:** :math:`(*, C)`
         - **output:** :math:`(*, C)`
     """
 
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.dim() not in (2, 3, 4):
+            raise ValueError(f"BatchNormLast: expected a 2-D, 3-D or 4-D input, got {input.dim()}-D")
+
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        if x.dim() == 4:
+            channels_last = x.is_contiguous()
+            if not channels_last and not x.permute(0, 3, 1, 2).is_contiguous():
+                x, channels_last = x.contiguous(), True
+            y = super().forward(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            return _GradLayout.apply(y, channels_last)
         shape = x.shape
         return super().forward(x.reshape(-1, shape[-1])).view(shape)
+
+
+class _GradLayout(torch.autograd.Function):
+    """Identity on :math:`(B, T, V, C)` whose gradient is made contiguous channels-last (``channels_last``) or
+    channels-first (a copy only when it is not already)."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor, channels_last: bool) -> Tensor:  # type: ignore[override]
+        ctx.channels_last = channels_last
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        if ctx.channels_last:
+            return grad.contiguous(), None
+        return grad.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1), None
 
 
 def reset_module(m: nn.Module) -> None:

@@ -113,3 +113,40 @@ def test_matches_mmaction2_aagcn(graph_cfg, backend, perturb_off_init):
         torch.testing.assert_close(ours.backbone(x), ref_feat, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(ours(x), ref_logits, atol=1e-5, rtol=1e-4)
     assert ref_logits.abs().max() > 0.05
+
+
+def test_load_dgstgcn_mstcn_checkpoint(tmp_path):
+    """The paper's sparse DG-STGCN / Assemble expert (PYSKL's mstcn, no add_coeff): tcn_type='mstcn' given or
+    inferred from the keys; a dgmstcn checkpoint does not load into it."""
+    src = build("dgstgcn", tcn_type="mstcn")
+    randomise(src, 9)
+    state = pyskl_state(src)
+    graph = {k: v for k, v in RANDOM.items() if k != "seed"}
+    x = torch.randn(2, 2, 11, 25, 3)
+    P = {k[len("backbone."):]: v.double() for k, v in state.items() if k.startswith("backbone.")}
+    feat = ref.backbone("dgstgcn", P, x.double(), [b.stride for b in src.blocks], tcn="mstcn")
+    for kw in ({"tcn_type": "mstcn"}, {}):
+        model = load_pyskl(state, "dgstgcn", graph_cfg=graph, num_classes=5, **TINY, **KW["dgstgcn"], **kw)
+        assert all(b.tcn_type == "mstcn" for b in model.backbone.blocks)
+        with torch.no_grad():
+            torch.testing.assert_close(model.backbone(x).double(), feat, rtol=1e-3,
+                                       atol=1e-5 * float(feat.abs().max()))
+    dense = pyskl_state(build("dgstgcn"))
+    with pytest.raises(ValueError, match=r"(?s)unexpected keys.*tcn.add_coeff"):
+        load_pyskl(dense, "dgstgcn", graph_cfg=graph, num_classes=5, tcn_type="mstcn", **TINY, **KW["dgstgcn"])
+
+
+def test_load_pyskl_takes_pretrained(tmp_path):
+    """PYSKL's pretrained= reaches the backbone (read with weights_only=True); the checkpoint then wins."""
+    src, other = build("ctrgcn"), build("ctrgcn")
+    randomise(src, 1)
+    randomise(other, 2)
+    torch.save(other.state_dict(), tmp_path / "pre.pth")
+    model = load_pyskl(pyskl_state(src), "ctrgcn", layout="nturgb+d", num_classes=5,
+                       pretrained=str(tmp_path / "pre.pth"), **TINY)
+    assert model.backbone.pretrained == str(tmp_path / "pre.pth")
+    x = torch.randn(1, 2, 8, 25, 3)
+    torch.testing.assert_close(model.backbone(x), src.eval()(x))
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_pyskl(pyskl_state(src), "ctrgcn", layout="nturgb+d", num_classes=5,
+                   pretrained=str(tmp_path / "missing.pth"), **TINY)

@@ -228,3 +228,141 @@ def test_dg_options_equal_per_channel_einsum():
         Y = torch.einsum("btukm,btkmuv->btvkm", P, G.expand(2, 5, K, m, V, V)).reshape(2, 5, V, K * m)
         want = unit.act(unit.bn(unit.post(Y)) + x)
         torch.testing.assert_close(outs["dense"], want)
+
+
+def _reference_train_step(kind, model, x, tcn=None, ms_cfg=ref.DEFAULT_MS):
+    """Outputs and gradients (input and every parameter) of one training-mode step (batch statistics) of
+    ``model`` and of the channels-first reference on the same weights, float64."""
+    weight = torch.randn(model(x).shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    P = {k: v.detach().clone().requires_grad_(k in dict(model.named_parameters()))
+         for k, v in model.state_dict().items()}
+    xr = x.detach().clone().requires_grad_(True)
+    ref.TRAIN_BN[0] = True
+    try:
+        want = ref.backbone(kind, P, xr, strides(model), tcn=tcn, ms_cfg=ms_cfg)
+    finally:
+        ref.TRAIN_BN[0] = False
+    (want * weight).sum().backward()
+    xo = x.detach().clone().requires_grad_(True)
+    model.zero_grad(set_to_none=True)
+    got = model(xo)
+    (got * weight).sum().backward()
+    grads = {n: (p.grad, P[n].grad) for n, p in model.named_parameters()}
+    return (got, want), (xo.grad, xr.grad), grads
+
+
+@pytest.mark.parametrize("kind,tcn", [("aagcn", None), ("ctrgcn", None), ("dgstgcn", None),
+                                      ("dgstgcn", "mstcn")])
+@pytest.mark.parametrize("backend", ["dense", "sparse"])
+def test_float64_training_gradients_equal_reference(kind, tcn, backend):
+    """Values and gradients of a training step (batch-statistics BN) equal the reference's."""
+    torch.manual_seed(0)
+    model = build(kind, backend=backend, **({"tcn_type": tcn} if tcn else {})).double().train()
+    randomise(model)
+    x = torch.randn(2, 2, 9, 25, 3, dtype=torch.float64)
+    (got, want), (gx, gx_ref), grads = _reference_train_step(kind, model, x, tcn)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-6, atol=1e-6)
+    for name, (g, g_ref) in grads.items():
+        g = torch.zeros_like(g_ref) if g is None and g_ref is not None else g
+        g_ref = torch.zeros_like(g) if g_ref is None and g is not None else g_ref
+        if g is not None:
+            torch.testing.assert_close(g, g_ref.view_as(g), rtol=1e-6, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+    assert sum(g is not None for g, _ in grads.values()) > 0.9 * len(grads)
+
+
+MS_CFG = [(3, 1), (5, 2), ("max", 3), "1x1"]
+
+
+@pytest.mark.parametrize("ms_cfg", [None, MS_CFG])
+def test_dgstgcn_mstcn_equals_reference_every_backend(ms_cfg):
+    """tcn_type='mstcn' (the paper's sparse DG-STGCN): PYSKL's plain mstcn, no global joint, float64."""
+    kw = {"tcn_type": "mstcn"} | ({"tcn_ms_cfg": ms_cfg} if ms_cfg else {})
+    model = build("dgstgcn", **kw).double().eval()
+    randomise(model)
+    assert all(type(b.tcn).__name__ == "MultiScaleTemporalConv" and b.tcn_type == "mstcn" for b in model.gcn)
+    assert not any("add_coeff" in k for k in model.state_dict())
+    x = torch.randn(2, 2, 13, 25, 3, dtype=torch.float64)
+    cfg = ms_cfg or ref.DEFAULT_MS
+    want = ref.backbone("dgstgcn", model.state_dict(), x, strides(model), tcn="mstcn", ms_cfg=cfg)
+    # not the dgmstcn reference: the global joint matters once add_coeff is non-zero
+    coeff = {f"gcn.{i}.tcn.add_coeff": torch.ones(25, dtype=torch.float64) for i in range(len(model.gcn))}
+    other = ref.backbone("dgstgcn", {**model.state_dict(), **coeff}, x, strides(model), ms_cfg=cfg)
+    assert (other - want).abs().max() > 1e-3
+    for backend in ("dense", "sparse", "scatter", "auto"):
+        model.set_backend(backend)
+        torch.testing.assert_close(model(x), want, rtol=1e-6, atol=1e-6, msg=lambda m, b=backend: f"{b}: {m}")
+
+
+def test_dgstgcn_mstcn_sizes_and_routing():
+    # method.md §3.2 / backbones.md §4.7: the sparse DG-STGCN (K = 8) has 10 x 25 add_coeff entries fewer
+    dg = DGSTGCN(dict(RANDOM, num_filter=8), gcn_ratio=0.125, gcn_ctr="T", gcn_ada="T", tcn_type="mstcn")
+    assert sum(p.numel() for p in dg.parameters()) == 1_685_752 - 250
+    # the Assemble's expert (K = 3): 1,038,436 maskable + 40,076 other (method.md §4.3)
+    ex = DGSTGCN(dict(RANDOM, num_filter=3), gcn_ratio=0.125, gcn_ctr="T", gcn_ada="T", tcn_type="mstcn")
+    assert sum(p.numel() for p in ex.parameters()) == 1_038_436 + 40_076
+    with pytest.raises(ValueError, match=r"tcn_type='mstcn'.*num_joints"):
+        build("dgstgcn", tcn_type="mstcn", tcn_num_joints=25)
+    with pytest.raises(ValueError, match=r"unknown tcn_type 'unit_tcn'.*'dgmstcn', 'mstcn'"):
+        build("dgstgcn", tcn_type="unit_tcn")
+
+
+def test_pretrained_loads_a_saved_checkpoint(tmp_path):
+    for kind in KINDS:
+        src = build(kind)
+        randomise(src, 4)
+        path = tmp_path / f"{kind}.pth"
+        torch.save({"state_dict": src.state_dict()}, path)
+        got = build(kind, pretrained=str(path))
+        assert got.pretrained == str(path)
+        x = torch.randn(1, 2, 8, 25, 3)
+        torch.testing.assert_close(got.eval()(x), src.eval()(x), rtol=0, atol=0)
+    # a recognizer checkpoint with PYSKL's (out, in, 1, 1) convs: its backbone.* entries load, the head is ignored
+    state = {"backbone." + k: (v[:, :, None, None] if v.dim() == 2 and k.endswith("conv3.weight") else v)
+             for k, v in src.state_dict().items()}
+    state["cls_head.fc_cls.weight"] = torch.zeros(3, 4)
+    torch.save(state, tmp_path / "recognizer.pth")
+    torch.testing.assert_close(build("dgstgcn", pretrained=tmp_path / "recognizer.pth").eval()(x), src(x))
+
+
+def test_pretrained_stgcn_and_partial_checkpoint_warns(tmp_path):
+    from pyg_sparse_stgcn.nn import STGCN, STGCNPlusPlus
+
+    a = STGCNPlusPlus(SPATIAL, **TINY)
+    randomise(a, 2)
+    state = a.state_dict()
+    torch.save(state, tmp_path / "full.pth")
+    b = STGCNPlusPlus(SPATIAL, **TINY, pretrained=str(tmp_path / "full.pth"))
+    x = torch.randn(1, 2, 8, 25, 3)
+    torch.testing.assert_close(b.eval()(x), a.eval()(x))
+    partial = {k: v for k, v in state.items() if not k.startswith("gcn.0.")}
+    partial["gcn.9.tcn.weight"] = torch.zeros(1)
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.warns(UserWarning, match=r"(?s)missing keys \(\d+\): \['gcn.0.*unexpected keys \(1\): \['gcn.9"):
+        c = STGCNPlusPlus(SPATIAL, **TINY, pretrained=tmp_path / "partial.pth")
+    torch.testing.assert_close(c.gcn[1].gcn.A, a.gcn[1].gcn.A)  # what matched is loaded (strict=False)
+    with pytest.raises(ValueError, match="no key of the checkpoint matches the STGCN"):
+        STGCN(SPATIAL, **TINY, pretrained=_save(tmp_path / "other.pth", {"foo.weight": torch.zeros(1)}))
+
+
+def _save(path, state):
+    torch.save(state, path)
+    return path
+
+
+def test_pretrained_bad_input(tmp_path):
+    missing = tmp_path / "nope" / "j.pth"
+    for kind in KINDS:
+        with pytest.raises(FileNotFoundError, match=f"pretrained checkpoint file not found: {missing}"):
+            build(kind, pretrained=str(missing))
+    with pytest.raises(ValueError, match="pretrained must be a checkpoint path or None"):
+        build("ctrgcn", pretrained=123)
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=f"pretrained=.*{bad.name}.*cannot be read with torch.load"):
+        build("aagcn", pretrained=bad)
+    src = build("aagcn")
+    small = {k: v for k, v in src.state_dict().items()}
+    small["gcn.1.gcn.conv_d.0.weight"] = torch.zeros(2, 2)
+    with pytest.raises(ValueError, match=r"shape mismatches \(1\).*gcn.1.gcn.conv_d.0.weight"):
+        build("aagcn", pretrained=_save(tmp_path / "small.pth", small))

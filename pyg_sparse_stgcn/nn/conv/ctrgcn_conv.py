@@ -16,6 +16,20 @@ from .skeleton_mp import SkeletonMessagePassing
 __all__ = ["CTRGC", "CTRGCNConv"]
 
 
+class _ChannelsLastGrad(torch.autograd.Function):
+    """Identity on a transposed view :math:`(B, C, L)` of channels-last memory; the gradient comes back in that
+    same memory layout (one transposing copy, after autograd summed every use), so the layer below receives a
+    channels-last gradient."""
+
+    @staticmethod
+    def forward(ctx, xt: Tensor) -> Tensor:  # type: ignore[override]
+        return xt.view_as(xt)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return grad.transpose(1, 2).contiguous().transpose(1, 2)
+
+
 class CTRGC(nn.Module):
     r"""One subset of the channel-wise topology refinement (PYSKL ``CTRGC``): the :math:`1 \times 1`
     convolutions ``conv1``/``conv2`` (:math:`C_{in} \to R`, :math:`R = 8` if :math:`C_{in} \le 16` else
@@ -37,12 +51,25 @@ class CTRGC(nn.Module):
         self.conv3 = nn.Linear(in_channels, out_channels)
         self.conv4 = nn.Linear(self.rel_channels, out_channels)
 
-    def refinement(self, xm: Tensor) -> Tensor:
-        r""":math:`\mathrm{conv4}(\tanh(p_u - q_v))` :math:`(B, C_{out}, V, V)` from the temporal mean
-        ``xm`` :math:`(B, V, C_{in})` of the input (``conv4``'s bias included)."""
-        p, q = self.conv1(xm), self.conv2(xm)  # (B, V, R)
-        rel = torch.tanh(p.unsqueeze(2) - q.unsqueeze(1))  # (B, U, V, R)
-        return F.linear(rel, self.conv4.weight, self.conv4.bias).permute(0, 3, 1, 2)
+    def relation(self, xm: Tensor) -> Tensor:
+        r""":math:`\tanh(p_u - q_v)` :math:`(B, R, U, V)` from the temporal mean ``xm`` :math:`(B, V, C_{in})`
+        (``conv1`` / ``conv2`` with their biases)."""
+        p, q = self.conv1(xm).transpose(1, 2), self.conv2(xm).transpose(1, 2)  # (B, R, V)
+        return torch.tanh(p.unsqueeze(-1) - q.unsqueeze(-2))
+
+    def refinement(self, xm: Tensor, scale: Tensor | None = None, base: Tensor | None = None) -> Tensor:
+        r"""``base`` :math:`+\ \mathrm{scale} \cdot \mathrm{conv4}(\tanh(p_u - q_v))` :math:`(B, C_{out}, V, V)`
+        from the temporal mean ``xm`` :math:`(B, V, C_{in})` (``conv4``'s bias included; ``scale`` a scalar
+        tensor folded into ``conv4``'s weight, ``base`` a :math:`(V, V)` term added in the same product)."""
+        rel = self.relation(xm)
+        B, R, U, V = rel.shape
+        weight, bias = self.conv4.weight, cast(Tensor, self.conv4.bias)
+        if scale is not None:
+            weight, bias = weight * scale, bias * scale
+        add = bias.view(-1, 1) if base is None else bias.view(-1, 1) + base.reshape(1, U * V)
+        # one batched GEMM writes the whole (C_out, U V) term, bias and base included
+        out = torch.baddbmm(add.to(rel.dtype), weight.to(rel.dtype).expand(B, -1, -1), rel.view(B, R, U * V))
+        return out.view(B, -1, U, V)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, rel_channels={self.rel_channels}"
@@ -120,30 +147,49 @@ class CTRGCNConv(SkeletonMessagePassing):
         r"""The data-dependent term :math:`\alpha(\mathbf{W}_4 \tanh(\cdot) + \mathbf{b}_4)`,
         :math:`(B, K, C_{out}, V, V)`, before the connection mask."""
         xm = x.mean(1)
-        return self.alpha * torch.stack([c.refinement(xm) for c in self._subsets], 1)
+        return torch.stack([c.refinement(xm, self.alpha) for c in self._subsets], 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Run the unit on ``x`` :math:`(B, T, V, C_{in})`."""
         check_features(x, self.in_channels, self.num_nodes, "CTRGCNConv", min_dim=4)
-        K, C = self.num_subsets, self.out_channels
-        w3 = torch.cat([c.conv3.weight for c in self._subsets])  # (K C_out, C_in), row k C_out + c
-        b3 = torch.cat([cast(Tensor, c.conv3.bias) for c in self._subsets])  # conv3 is built with a bias
-        x3 = F.linear(x, w3, b3)  # (B, T, V, K C_out)
-        dyn = self.refined_graph(x)  # (B, K, C, U, V)
+        B, T, V, C_in = x.shape
+        C = self.out_channels
+        dense = self.backend in ("dense", "auto")
+        xm = x.mean(1)
         gate = self.connection_mask()
-        if gate is not None:
-            dyn = dyn * gate.unsqueeze(1)
-        B, T, V = x.shape[:3]
-        xk = x3.view(B, T, V, K, C).permute(0, 3, 4, 1, 2)  # (B, K, C, T, U)
-        if self.backend in ("dense", "auto"):
-            M = dyn + self.adjacency().unsqueeze(1)  # (B, K, C, U, V)
-            # one product over (k, c): sum over subsets of per-channel aggregations
-            out = torch.matmul(xk, M.to(x.dtype)).sum(1).permute(0, 2, 3, 1)
-        else:
-            static = self._aggregate(x3, None, self.edge_weight_effective(), pre=True)  # (B, T, V, C)
-            out = static + torch.matmul(xk, dyn.to(x.dtype)).sum(1).permute(0, 2, 3, 1)
-        h = self.bn(out)
-        return self.relu(h + (x if self.down is None else self.down(x)))
+        static = self.adjacency()
+        # (B, C_in, T V): a transposed view of the channels-last input, read as it is by the GEMMs below; its
+        # gradient (summed over the subsets) is written back channels-last once
+        xt = _ChannelsLastGrad.apply(x.reshape(B, T * V, C_in).transpose(1, 2))
+        out: Tensor | None = None
+        shift: Tensor | None = None
+        for k, c in enumerate(self._subsets):
+            # M_k = A_k + G_k * alpha (conv4 tanh(.) + b4), (B, C, U, V), channels-first like PYSKL's operator
+            if gate is None:
+                M = c.refinement(xm, self.alpha, static[k] if dense else None)
+            else:
+                M = c.refinement(xm, self.alpha) * gate[k]
+                if dense:
+                    M = M + static[k]
+            M = M.to(x.dtype)
+            # conv3_k without its bias, channels-first (B, C, T V): one GEMM on the transposed view; the bias
+            # b3_k contributes b3_k[c] sum_u M_k[c, u, v] to every frame, added once below
+            x3 = torch.bmm(c.conv3.weight.to(x.dtype).expand(B, -1, -1), xt).view(B * C, T, V)
+            bias = cast(Tensor, c.conv3.bias).view(1, C, 1) * M.sum(2)  # (B, C, V)
+            shift = bias if shift is None else shift + bias
+            # per-sample, per-channel aggregation; the subsets accumulate in place
+            M = M.view(B * C, V, V)
+            out = torch.bmm(x3, M) if out is None else out.baddbmm_(x3, M)
+        assert out is not None and shift is not None
+        out = out.add_(shift.view(B * C, 1, V))
+        h = out.view(B, C, T, V).permute(0, 2, 3, 1)  # channels-last view of the channels-first sum
+        if not dense:
+            w3 = torch.cat([c.conv3.weight for c in self._subsets])  # (K C_out, C_in), row k C_out + c
+            b3 = torch.cat([cast(Tensor, c.conv3.bias) for c in self._subsets])
+            h = self._aggregate(F.linear(x, w3, b3), None, self.edge_weight_effective(), pre=True) + h
+        h = self.bn(h)
+        # the channels-last operand first: the sum is written channels-last for the temporal unit
+        return self.relu((x if self.down is None else self.down(x)) + h)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "

@@ -2,19 +2,97 @@ r"""What the PYSKL backbones share: ``data_bn``, person folding, per-stage kwarg
 from __future__ import annotations
 
 import copy
+import os
+import pickle
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
 from .._utils import check_choice, check_positive_ints, reset_module
 from ..conv.skeleton_mp import BACKENDS, SkeletonMessagePassing, _graph_to_A
 
-__all__ = ["SkeletonBackbone", "build_graph", "check_keys", "route", "graph_tensor"]
+__all__ = ["SkeletonBackbone", "build_graph", "check_keys", "route", "graph_tensor", "read_state_dict",
+           "conform_weight", "match_state"]
 
 _EPS = 1e-4
 _GRAPH_KEYS = ("layout", "mode", "max_hop", "num_filter", "init_std", "init_off", "seed")
+_WRAPPERS = ("state_dict", "model", "model_state_dict")
+
+
+def read_state_dict(checkpoint: str | os.PathLike | Mapping[str, Any], who: str = "checkpoint") -> dict[str, Tensor]:
+    """The flat ``{name: tensor}`` state dict of a checkpoint path or dict.
+
+    Files are read with ``torch.load(..., weights_only=True)``. ``{'state_dict': ...}`` (mmcv / mmengine),
+    ``{'model': ...}`` wrappers and a ``module.`` (DDP) prefix are removed. Errors start with ``who`` and name
+    the file.
+    """
+    if isinstance(checkpoint, (str, os.PathLike)):
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"{who}: checkpoint file not found: {path}")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+            raise ValueError(f"{who}: {path} cannot be read with torch.load(weights_only=True) ({err}). Only "
+                             "plain tensors and containers are accepted; re-save just the state dict with "
+                             "torch.save(ckpt['state_dict'], ...) in a trusted environment.") from None
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"{who}: expected a checkpoint path or a state dict, got {type(checkpoint).__name__}")
+    state: Mapping[str, Any] = checkpoint
+    for _ in range(3):
+        wrapped = [k for k in _WRAPPERS if k in state and isinstance(state[k], Mapping)]
+        if not wrapped or any(isinstance(v, Tensor) for v in state.values()):
+            break
+        state = state[wrapped[0]]
+    out = {}
+    for key, value in state.items():
+        if not isinstance(value, Tensor):
+            raise ValueError(f"{who}: checkpoint entry {key!r} is a {type(value).__name__}, not a tensor; is "
+                             "this a state dict of a PYSKL/mmaction2 model?")
+        out[key[7:] if key.startswith("module.") else key] = value
+    return out
+
+
+def conform_weight(value: Tensor, target: Tensor) -> Tensor | None:
+    r"""``value`` shaped like ``target``: itself, a PYSKL :math:`1 \times 1` conv weight ``(out, in, 1, 1)``
+    viewed as our ``Linear`` weight ``(out, in)``, or :obj:`None` when the shapes do not match."""
+    if value.shape == target.shape:
+        return value
+    if value.dim() == 4 and value.shape[2:] == (1, 1) and target.dim() == 2 and value.shape[:2] == target.shape:
+        return value.reshape(target.shape)
+    return None
+
+
+def match_state(state: Mapping[str, Tensor], own: Mapping[str, Tensor],
+                rename: Callable[[str], str | None] = lambda key: key) -> tuple[dict[str, Tensor], list[str], list[str],
+                                                                               list[str]]:
+    """Match a checkpoint's ``state`` to a model's ``own`` state dict, key by key (``rename`` maps a checkpoint
+    key to the model's name, :obj:`None` for none).
+
+    Returns ``(matched, missing, unexpected, mismatched)``: the tensors by model name, shaped by
+    :func:`conform_weight`; the model names the checkpoint lacks (``edge_gate`` buffers, owned by sparsity
+    masks, excepted); the checkpoint keys the model lacks; and one ``"key: checkpoint (..) vs model (..)"``
+    line per shape mismatch.
+    """
+    matched: dict[str, Tensor] = {}
+    unexpected, mismatched = [], []
+    for key, value in state.items():
+        new = rename(key)
+        if new is None or new not in own:
+            unexpected.append(key)
+            continue
+        fitted = conform_weight(value, own[new])
+        if fitted is None:
+            mismatched.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[new].shape)}")
+        else:
+            matched[new] = fitted
+    missing = sorted(set(own) - set(matched) - {k for k in own if k.endswith("edge_gate")})
+    return matched, missing, unexpected, mismatched
 
 
 def build_graph(graph_cfg: SkeletonGraph | Mapping) -> SkeletonGraph:
@@ -55,10 +133,19 @@ class SkeletonBackbone(nn.Module):
 
     def _setup(self, name: str, graph_cfg: SkeletonGraph | Mapping, in_channels: int, base_channels: int,
                data_bn_type: str | None, num_person: int, num_stages: int, inflate_stages: Sequence[int],
-               down_stages: Sequence[int], backend: str, check_kwargs: Callable[[], Any] | None = None) -> None:
-        """Check the common arguments (then ``check_kwargs()``, before the graph is built) and set ``graph``,
-        the common attributes and ``data_bn``."""
+               down_stages: Sequence[int], backend: str, check_kwargs: Callable[[], Any] | None = None,
+               pretrained: str | os.PathLike | None = None) -> None:
+        """Check the common arguments (then ``check_kwargs()``, before the graph is built; ``pretrained`` must
+        name an existing file) and set ``graph``, the common attributes and ``data_bn``. Subclasses end their
+        ``__init__`` with :meth:`_load_pretrained`."""
         check_choice("backend", backend, BACKENDS)
+        if pretrained is not None:
+            if not isinstance(pretrained, (str, os.PathLike)):
+                raise ValueError(f"{name}: pretrained must be a checkpoint path or None, got "
+                                 f"{type(pretrained).__name__}")
+            if not Path(pretrained).is_file():
+                raise FileNotFoundError(f"{name}: pretrained checkpoint file not found: {pretrained}")
+        self.pretrained = pretrained
         check_choice("data_bn_type", data_bn_type, ("VC", "MVC", None))
         check_positive_ints(name, ("in_channels", in_channels), ("base_channels", base_channels),
                             ("num_person", num_person), ("num_stages", num_stages))
@@ -75,6 +162,45 @@ class SkeletonBackbone(nn.Module):
             self.data_bn = nn.BatchNorm1d(in_channels * V)
         else:
             self.data_bn = nn.Identity()
+
+    def _load_pretrained(self) -> None:
+        """Load ``self.pretrained`` (if set) as PYSKL's ``init_weights`` does: ``strict=False``."""
+        if self.pretrained is not None:
+            self.load_pretrained(self.pretrained)
+
+    def load_pretrained(self, checkpoint: str | os.PathLike | Mapping[str, Any]) -> list[str]:
+        r"""Load a checkpoint into this backbone the way PYSKL's ``init_weights`` loads ``pretrained``
+        (``load_checkpoint(self, pretrained, strict=False)``), read with ``torch.load(weights_only=True)``.
+
+        The checkpoint is this backbone's own state dict (PYSKL's keys; :math:`1 \times 1` conv weights
+        ``(out, in, 1, 1)`` are taken as ``Linear`` weights) or a recognizer's, whose ``backbone.`` entries are
+        used and the rest (``cls_head.*``) ignored. Like PYSKL's ``strict=False``, keys the checkpoint lacks
+        keep their initial values and keys the model lacks are skipped; both are listed in a
+        :class:`UserWarning`. A checkpoint with no matching key at all, or with a matching key of another
+        shape, raises a :class:`ValueError` (PYSKL would load nothing, or fail on the shape).
+
+        Returns:
+            list[str]: The names that were loaded.
+        """
+        who = f"{type(self).__name__}: pretrained={checkpoint!r}" if isinstance(checkpoint, (str, os.PathLike)) \
+            else f"{type(self).__name__}: pretrained"
+        state = read_state_dict(checkpoint, who)
+        own = self.state_dict()
+        if not set(state) & set(own) and any(k.startswith("backbone.") for k in state):
+            state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+        loaded, missing, unexpected, mismatched = match_state(state, own)
+        if mismatched:
+            raise ValueError(f"{who}: shape mismatches ({len(mismatched)}): {mismatched}; check the backbone's "
+                             "arguments (base_channels, num_stages, graph_cfg, gcn_* / tcn_* options)")
+        if not loaded:
+            raise ValueError(f"{who}: no key of the checkpoint matches the {type(self).__name__} (first keys: "
+                             f"{sorted(state)[:5]}); is it a checkpoint of another backbone?")
+        if missing or unexpected:
+            warnings.warn(f"{who}: loaded {len(loaded)} of {len(own)} entries (strict=False, as PYSKL); "
+                          f"missing keys ({len(missing)}): {missing}; unexpected keys ({len(unexpected)}): "
+                          f"{sorted(unexpected)}", UserWarning, stacklevel=2)
+        self.load_state_dict(loaded, strict=False)
+        return sorted(loaded)
 
     @staticmethod
     def _stage_kwargs(kwargs: dict[str, Any], num_stages: int, drop_first: Sequence[str]) -> list[dict]:

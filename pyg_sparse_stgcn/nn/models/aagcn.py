@@ -1,6 +1,7 @@
 r"""AAGCN (PYSKL ``AAGCN``) on channels-last activations."""
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -86,6 +87,9 @@ class AAGCN(SkeletonBackbone):
         num_stages (int, optional): Stages. (default: :obj:`10`)
         inflate_stages (sequence of int, optional): (default: :obj:`(5, 8)`)
         down_stages (sequence of int, optional): (default: :obj:`(5, 8)`)
+        pretrained (str, optional): A checkpoint loaded at the end of the constructor as PYSKL's
+            ``init_weights`` does (``strict=False``; see :meth:`~SkeletonBackbone.load_pretrained`).
+            (default: :obj:`None`)
         backend (str, optional): Backend of every graph convolution. (default: :obj:`"auto"`)
         **kwargs: ``gcn_*`` / ``tcn_*`` options of :class:`AAGCNBlock`; a tuple of length ``num_stages`` is
             split per stage, ``tcn_dropout`` is dropped from stage 1.
@@ -98,10 +102,10 @@ class AAGCN(SkeletonBackbone):
     def __init__(self, graph_cfg: SkeletonGraph | Mapping, in_channels: int = 3, base_channels: int = 64,
                  data_bn_type: str | None = "MVC", num_person: int = 2, num_stages: int = 10,
                  inflate_stages: Sequence[int] = (5, 8), down_stages: Sequence[int] = (5, 8),
-                 backend: str = "auto", **kwargs: Any) -> None:
+                 pretrained: str | os.PathLike | None = None, backend: str = "auto", **kwargs: Any) -> None:
         super().__init__()
         self._setup("AAGCN", graph_cfg, in_channels, base_channels, data_bn_type, num_person, num_stages,
-                    inflate_stages, down_stages, backend)
+                    inflate_stages, down_stages, backend, pretrained=pretrained)
         route(kwargs, "AAGCN", GCN_KEYS, TCN_KEYS)
         self.kwargs = dict(kwargs)
         self.register_buffer("A", graph_tensor(self.graph))
@@ -111,3 +115,4 @@ class AAGCN(SkeletonBackbone):
                   self._stage_plan(num_stages, 2, always_first=False)]
         self.gcn = nn.ModuleList(blocks)
         self.num_stages = len(blocks)
+        self._load_pretrained()

@@ -1,6 +1,7 @@
 r"""CTR-GCN (PYSKL ``CTRGCN``) on channels-last activations."""
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -73,8 +74,9 @@ class CTRGCN(SkeletonBackbone):
         num_stages (int, optional): Stages. (default: :obj:`10`)
         inflate_stages (sequence of int, optional): (default: :obj:`(5, 8)`)
         down_stages (sequence of int, optional): (default: :obj:`(5, 8)`)
-        pretrained (None, optional): Accepted for PYSKL configs and ignored like PYSKL (must be
-            :obj:`None`; load checkpoints with :func:`~pyg_sparse_stgcn.compat.load_pyskl`).
+        pretrained (str, optional): A checkpoint loaded at the end of the constructor (``strict=False``, see
+            :meth:`~SkeletonBackbone.load_pretrained`). PYSKL's ``CTRGCN`` accepts and silently ignores it;
+            here it is loaded like the other backbones' ``pretrained``. (default: :obj:`None`)
         num_person (int, optional): Persons :math:`M`. (default: :obj:`2`)
         backend (str, optional): Backend of every graph convolution. (default: :obj:`"auto"`)
         **kwargs: ``kernel_size``, ``dilations``, ``tcn_dropout`` of every block (not split per stage;
@@ -89,15 +91,13 @@ class CTRGCN(SkeletonBackbone):
 
     def __init__(self, graph_cfg: SkeletonGraph | Mapping, in_channels: int = 3, base_channels: int = 64,
                  num_stages: int = 10, inflate_stages: Sequence[int] = (5, 8),
-                 down_stages: Sequence[int] = (5, 8), pretrained: None = None, num_person: int = 2,
+                 down_stages: Sequence[int] = (5, 8), pretrained: str | os.PathLike | None = None,
+                 num_person: int = 2,
                  backend: str = "auto", **kwargs: Any) -> None:
         super().__init__()
-        if pretrained is not None:
-            raise ValueError("CTRGCN: pretrained is ignored by PYSKL and not supported here; load the "
-                             "checkpoint with pyg_sparse_stgcn.compat.load_pyskl(..., model='ctrgcn')")
         check_keys("CTRGCN", "argument(s)", kwargs, BLOCK_KEYS)
         self._setup("CTRGCN", graph_cfg, in_channels, base_channels, "MVC", num_person, num_stages,
-                    inflate_stages, down_stages, backend)
+                    inflate_stages, down_stages, backend, pretrained=pretrained)
         self.kwargs = dict(kwargs)
         self.register_buffer("A", graph_tensor(self.graph))
         first = {k: v for k, v in kwargs.items() if k != "tcn_dropout"}
@@ -106,3 +106,4 @@ class CTRGCN(SkeletonBackbone):
                   for i, cin, cout, stride in self._stage_plan(num_stages, 2, always_first=True)]
         self.net = nn.ModuleList(blocks)
         self.num_stages = len(blocks)
+        self._load_pretrained()

@@ -1,6 +1,7 @@
 r"""ST-GCN and ST-GCN++ backbones (PYSKL ``STGCN``) on channels-last activations."""
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -36,6 +37,9 @@ class STGCN(SkeletonBackbone):
         num_stages (int, optional): Number of stages. (default: :obj:`10`)
         inflate_stages (sequence of int, optional): Stages that inflate channels. (default: :obj:`(5, 8)`)
         down_stages (sequence of int, optional): Stages with temporal stride 2. (default: :obj:`(5, 8)`)
+        pretrained (str, optional): A checkpoint loaded at the end of the constructor as PYSKL's
+            ``init_weights`` does (``strict=False``; see :meth:`~SkeletonBackbone.load_pretrained`).
+            (default: :obj:`None`)
         backend (str, optional): Aggregation backend of every :class:`STGCNConv`. (default: :obj:`"auto"`)
         **kwargs: ``gcn_*`` / ``tcn_*`` options of :class:`STGCNBlock` (e.g. ``gcn_adaptive='init'``,
             ``tcn_type='mstcn'``, ``tcn_dropout=0.5``). A tuple of length ``num_stages`` is split per stage;
@@ -50,11 +54,12 @@ class STGCN(SkeletonBackbone):
                  data_bn_type: str | None = "VC", ch_ratio: float = 2, num_person: int = 2,
                  num_stages: int = 10,
                  inflate_stages: Sequence[int] = (5, 8), down_stages: Sequence[int] = (5, 8),
-                 backend: str = "auto", **kwargs: Any) -> None:
+                 pretrained: str | os.PathLike | None = None, backend: str = "auto", **kwargs: Any) -> None:
         super().__init__()
         self._setup("STGCN", graph_cfg, in_channels, base_channels, data_bn_type, num_person, num_stages,
                     inflate_stages, down_stages, backend,
-                    check_kwargs=lambda: split_unit_kwargs(kwargs, who="STGCN"))  # validates the names early
+                    check_kwargs=lambda: split_unit_kwargs(kwargs, who="STGCN"),  # validates the names early
+                    pretrained=pretrained)
         self.ch_ratio = ch_ratio
         self.kwargs = dict(kwargs)
         stage_kwargs = self._stage_kwargs(kwargs, num_stages, ("tcn_dropout",))
@@ -63,6 +68,7 @@ class STGCN(SkeletonBackbone):
                                                                who="STGCN")]
         self.num_stages = len(blocks)
         self.gcn = nn.ModuleList(blocks)
+        self._load_pretrained()
 
     @property
     def _blocks(self) -> Sequence[STGCNBlock]:

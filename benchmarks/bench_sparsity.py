@@ -1,38 +1,40 @@
-"""Sparsity benchmark: the generator's training-step overhead, the speed of exported sparse models, and the
-aggregation over joints against edge sparsity.
+"""Sparsity benchmark: sparse inference of the exported ST-GCN against the fastest dense path of the same
+model (issue 12 item 3), the generator's training-step overhead, and the aggregation over joints against edge
+sparsity.
 
-1. ``generator_step``: one training step (forward, backward, SGD step) of a :class:`SparseGenerator`-wrapped
-   ST-GCN classifier divided by the same step of the plain dense model with identical weights
-   (target <= 1.15 on CPU). The generator is past its warm-up, so every step recomputes the exact-sparsity
-   thresholds (``kthvalue`` over the scores) and applies the masks with the straight-through estimator.
-2. ``export_inference``: eval-mode inference (``torch.no_grad``) of the dense model vs the masked model vs
-   :func:`to_sparse_kernels` (default ``layout='auto'``: the channel-major whole-backbone path when it is
-   measured faster than the channels-last model, else per-layer swaps) of the model pruned by magnitude
-   (``scope='layer'``, weights and edges) at
-   80 / 95 / 99 % sparsity; ``speedup`` = dense median / exported median (target >= 2x at 95 %).
-3. ``edge_aggregation``: the dense-weight model with 0 / 50 / 80 / 95 % of every layer's *real* edge
-   entries removed (smallest ``|base weight|`` first, exact count per layer: ``prune(scope="layer")``), folded and
-   its pruned edges removed (``prune_edges_``); then, summed over all graph convolutions of the model on
-   the inputs they receive, (a) the aggregation alone (input: the 1x1 convolution's output) in the layer's
-   ``dense``, ``sparse`` and ``scatter`` backends and in the channel-major export's dense kernel, and (b) the
-   graph convolution (1x1 convolution + aggregation) in the three layer backends and in both channel-major
-   kernels (``dense``; ``sparse``: one product per kept entry). Interleaved rounds; min / median / max.
+1. ``grid`` (default): the full PYSKL ST-GCN (10 stages, 64/128/256 channels, NTU layout, spatial graph, 60
+   classes) on NTU windows ``(N, M=2, T=100, V=25, C=3)`` for N in {1 (streaming), 8, 64}, on 1 and 2 threads.
+   Masks: ``uniform_layer`` (magnitude, every weight tensor at the same sparsity: ``prune(scope='layer',
+   kinds='weight')``) and ``generator_global`` (the sparse generator's masks at its target sparsity:
+   ``SparseGenerator(model, s)``, weights, one global threshold over kaiming-uniform scores, so layers end up
+   unevenly sparse), each at 95 % and 99 %, exported with :func:`to_sparse_kernels` (``layout='auto'``: the
+   fastest of its layouts on the example batch). Dense paths of the same architecture, each measured: the eager
+   model (``'dense'`` aggregation backend), the folded channel-major dense model (BN folded, dense products and
+   aggregation: ``to_sparse_kernels(layout='channel_major', force=False, aggregation='dense')``) and the eager
+   model under ``torch.compile`` (skipped with ``--no-compile``); the fastest per cell is the reference. A dense
+   GEMM does the same work whatever the weights' values, so one set of dense timings per (batch, threads) serves
+   all four sparse models, timed in the same interleaved rounds. Clock: the thread's CPU time on 1 thread (other
+   processes cannot inflate it), the wall clock on 2 threads. ``speedup`` = fastest dense median / sparse median.
+2. ``generator``: one training step of a :class:`SparseGenerator`-wrapped ST-GCN divided by the same step of the
+   dense model (target <= 1.15 on CPU), past the warm-up.
+3. ``edges`` (not in the default run): the aggregation over joints against edge sparsity (0 / 50 / 80 / 95 %
+   of every layer's real entries removed), summed over all graph convolutions, in the layer backends and the
+   channel-major kernels.
 
-Both models use the ``'dense'`` aggregation backend so that the comparisons differ only in what is measured.
-Timings are on a possibly shared machine; the JSON records the load average.
+Timings are on a possibly shared machine; the JSON records the load average around every section.
 
 Usage (from the repository root)::
 
-    python benchmarks/bench_sparsity.py            # ST-GCN (10 stages, 64 ch), NTU layout, CPU (+ CUDA)
-    python benchmarks/bench_sparsity.py --small    # small model and inputs
-    python benchmarks/bench_sparsity.py --quick    # smoke run in seconds (small, 2 repeats, no JSON
-                                                   # unless --out is given)
-    python benchmarks/bench_sparsity.py --sections edges   # only the edge-aggregation section
+    python benchmarks/bench_sparsity.py                  # grid + generator, about 10 minutes
+    python benchmarks/bench_sparsity.py --quick          # batch 1 only, no compile, 3 rounds (no JSON
+                                                         # unless --out is given)
+    python benchmarks/bench_sparsity.py --sections edges # only the edge-aggregation section
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 import sys
 import time
@@ -57,8 +59,7 @@ from pyg_sparse_stgcn.sparsity import (  # noqa: E402
 )
 from pyg_sparse_stgcn.sparsity.export import (  # noqa: E402
     ChannelMajorSTGCN,
-    CSRLinear,
-    CSRTemporalConv,
+    JointMajorSTGCN,
     remove_pruned_edges,
 )
 
@@ -125,54 +126,119 @@ def bench_generator(small: bool, device: torch.device, repeats: int, clock: str 
     return out
 
 
-def bench_export(small: bool, repeats: int, clock: str = "wall", quick: bool = False) -> tuple[list[dict], dict]:
-    N, T = (2, 16) if quick else (4, 32) if small else (8, 100)
-    x = torch.randn(N, 2, T, 25, 3)
+def sparse_models(dense: nn.Module, s: float) -> dict[str, nn.Module]:
+    """The two mask families of the grid at sparsity ``s`` (copies of ``dense``; weights only)."""
+    uniform = copy.deepcopy(dense)
+    prune(uniform, s, scope="layer", kinds="weight")
     torch.manual_seed(0)
-    dense = build(small).eval()
-    rep0 = report(dense)
-    rows = []
-    for s in ((0.95,) if quick else (0.8, 0.95, 0.99)):
-        masked = copy.deepcopy(dense)
-        prune(masked, s, scope="layer")
-        masked.eval()
-        exported = to_sparse_kernels(masked, x, repeats=3)
-        res = exported.export_result
-        with torch.no_grad():
-            err = float((exported(x) - masked(x)).abs().max())
-            t = interleaved({"dense": lambda: dense(x), "masked": lambda m=masked: m(x),
-                             "exported": lambda m=exported: m(x)}, repeats, torch.device("cpu"),
-                            clock=clock)
-        rep = report(masked)
-        if isinstance(exported, ChannelMajorSTGCN):
-            csr_nnz = sum(p.nnz for p in exported.products() if p.use_csr)
-        else:
-            csr_nnz = sum(m.nnz for m in exported.modules() if isinstance(m, (CSRLinear, CSRTemporalConv)))
-        replaced = [c.name for c in res.products if c.sparse]
-        sparse_aggs = [a.name for a in res.aggregations if a.choice == "sparse"]
-        d, e = t["dense"], t["exported"]
-        rows.append({
-            "clock": clock, "torch_threads": torch.get_num_threads(), "sparsity": s,
-            "input": [N, 2, T, 25, 3], "dense": d, "masked": t["masked"], "exported": e,
-            "speedup_min": d["min_s"] / e["min_s"], "speedup_median": d["median_s"] / e["median_s"],
-            "masked_vs_dense_median": t["masked"]["median_s"] / d["median_s"],
-            "max_abs_err_vs_masked": err,
-            "weight_sparsity": rep.kinds["weight"]["sparsity"],
-            "edge_sparsity": rep.kinds["edge"]["sparsity"],
-            "parameters": rep.parameters, "nonzero_parameters": rep.parameters["effective"],
-            "csr_nonzeros": csr_nnz, "edges_removed": res.edges_removed,
-            "layers_replaced": len(replaced), "layers_considered": len(res.products),
-            "aggregations_sparse": len(sparse_aggs), "aggregations_considered": len(res.aggregations),
-            "export_result": res.to_dict(),
-        })
-        tag = f"[cpu, {clock} clock, {torch.get_num_threads()} threads]"
-        print(f"{tag} export s={s}: dense {1e3 * d['min_s']:.1f} ms, "
-              f"masked {1e3 * t['masked']['min_s']:.1f} ms, exported {1e3 * e['min_s']:.1f} ms (min); "
-              f"speedup min {rows[-1]['speedup_min']:.2f}x, "
-              f"median {rows[-1]['speedup_median']:.2f}x; CSR {len(replaced)}/{len(res.products)}, "
-              f"sparse aggregation {len(sparse_aggs)}/{len(res.aggregations)} ({res.layout}), "
-              f"err {err:.1e}", flush=True)
-    return rows, rep0.parameters
+    gen = SparseGenerator(copy.deepcopy(dense), s)  # weights, global threshold, kaiming-uniform scores
+    return {"uniform_layer": uniform.eval(), "generator_global": gen.eval()}
+
+
+def _export_row(model: nn.Module, x: torch.Tensor, repeats: int) -> tuple[nn.Module, dict]:
+    """``to_sparse_kernels(model, x)`` with what it decided, how long it took and its error."""
+    t0 = time.perf_counter()
+    exported = to_sparse_kernels(model, x, repeats=repeats)
+    seconds = time.perf_counter() - t0
+    res = exported.export_result
+    with torch.no_grad():
+        ref = model(x)
+        err = float((exported(x) - ref).abs().max())
+    spars = [c.sparsity for c in res.products]
+    rep = report(model).kinds["weight"]
+    info = {"export_seconds": round(seconds, 2), "example_input": list(x.shape), "layout": res.layout,
+            "layout_choice": res.to_dict()["layout_choice"],
+            "max_abs_err_vs_masked": err, "max_abs_output": float(ref.abs().max()),
+            "weight_sparsity": rep["sparsity"], "kept_weights": rep["kept"], "maskable_weights": rep["total"],
+            "operator_sparsity_min_max": [min(spars, default=0.0), max(spars, default=0.0)],
+            "sparse_products": sum(c.sparse for c in res.products), "products": len(res.products),
+            "edges_removed": res.edges_removed}
+    if isinstance(exported, JointMajorSTGCN):
+        info["stored_nonzeros"] = exported.nnz
+    return exported, info
+
+
+def bench_grid(repeats: int, batches: tuple[int, ...], threads: tuple[int, ...], compile_dense: bool,
+               export_repeats: int, on_cell=None) -> dict:
+    """Issue 12 item 3: every sparse model against the fastest dense path, per (batch, threads);
+    ``on_cell(result_so_far)`` after every cell (the script writes the JSON each time, so that an interrupted
+    run keeps what it measured)."""
+    torch.manual_seed(0)
+    dense = build(False).eval()
+    masked = {(kind, s): m for s in (0.95, 0.99) for kind, m in sparse_models(dense, s).items()}
+    default_threads = torch.get_num_threads()
+    exports: dict[tuple[str, float], nn.Module] = {}
+    export_info: dict[str, dict] = {}
+    # every kernel and layout choice is measured on one streaming window (N = 1), and the export serves every
+    # batch size (its workspaces follow the input)
+    x1 = torch.randn(1, 2, 100, 25, 3)
+    for (kind, s), m in masked.items():
+        exports[(kind, s)], info = _export_row(m, x1, export_repeats)
+        export_info[f"{kind}@{s}"] = info
+        print(f"export {kind} s={s}: {info['layout']} in {info['export_seconds']} s, "
+              f"err {info['max_abs_err_vs_masked']:.1e}, operator sparsity "
+              f"{info['operator_sparsity_min_max'][0]:.3f}-{info['operator_sparsity_min_max'][1]:.3f}",
+              flush=True)
+    folded_dense = to_sparse_kernels(dense, torch.randn(1, 2, 100, 25, 3), layout="channel_major", force=False,
+                                     aggregation="dense", repeats=1)
+    compiled = torch.compile(dense) if compile_dense else None
+    cells: list[dict] = []
+    result = {"model": "ST-GCN (PYSKL default: 10 stages, 64/128/256 ch), NTU layout, spatial graph, 60 classes",
+              "input": "(N, 2, 100, 25, 3)", "masks": {
+                  "uniform_layer": "prune(model, s, scope='layer', kinds='weight'): every weight tensor at s",
+                  "generator_global": "SparseGenerator(model, s) folded at its target: weights, one global "
+                                      "threshold over kaiming-uniform scores (uneven per layer)"},
+              "dense_paths": {"dense_eager": "the model, 'dense' aggregation backend",
+                              "dense_folded": "to_sparse_kernels(layout='channel_major', force=False, "
+                                              "aggregation='dense'): BN folded, dense GEMMs",
+                              "dense_compiled": "torch.compile(model)"},
+              "exports": export_info, "cells": cells, "complete": False}
+    for n in batches:
+        x = torch.randn(n, 2, 100, 25, 3)
+        fns = {"dense_eager": functools.partial(dense, x), "dense_folded": functools.partial(folded_dense, x)}
+        compile_s = None
+        if compiled is not None:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                err = float((compiled(x) - dense(x)).abs().max())
+            compile_s = time.perf_counter() - t0
+            if err > 1e-4:
+                raise RuntimeError(f"compiled dense model differs from the eager one by {err}")
+            fns["dense_compiled"] = functools.partial(compiled, x)
+        for (kind, s) in masked:
+            fns[f"sparse_{kind}@{s}"] = functools.partial(exports[(kind, s)], x)
+        rounds = repeats if n <= 8 else max(2, repeats // 2)
+        for th in threads:
+            torch.set_num_threads(th)
+            clock = "thread" if th == 1 else "wall"
+            load0 = [round(v, 2) for v in os.getloadavg()]
+            with torch.no_grad():
+                t = interleaved(fns, rounds, torch.device("cpu"), clock=clock)
+            load1 = [round(v, 2) for v in os.getloadavg()]
+            dense_names = [k for k in t if k.startswith("dense_")]
+            best = min(dense_names, key=lambda k: t[k]["median_s"])
+            cell = {"batch": n, "threads": th, "clock": clock, "rounds": rounds, "load_average_start": load0,
+                    "load_average_end": load1, "compile_seconds": compile_s, "fastest_dense": best,
+                    "times": t, "rows": []}
+            for (kind, s) in masked:
+                sp = t[f"sparse_{kind}@{s}"]
+                speed = t[best]["median_s"] / sp["median_s"]
+                target = 3.0 if s == 0.95 else 5.0
+                cell["rows"].append({
+                    "masks": kind, "sparsity": s, "layout": export_info[f"{kind}@{s}"]["layout"],
+                    "dense_median_ms": 1e3 * t[best]["median_s"], "sparse_median_ms": 1e3 * sp["median_s"],
+                    "speedup_median": speed,
+                    "speedup_range": [t[best]["min_s"] / sp["max_s"], t[best]["max_s"] / sp["min_s"]],
+                    "windows_per_s": n / sp["median_s"], "target": target, "meets_target": speed >= target})
+                print(f"[N={n}, {th} thread(s), {clock} clock] {kind} s={s}: dense ({best}) "
+                      f"{1e3 * t[best]['median_s']:.1f} ms, sparse {1e3 * sp['median_s']:.1f} ms: "
+                      f"x{speed:.2f} (target x{target:.0f}); {n / sp['median_s']:.1f} windows/s", flush=True)
+            cells.append(cell)
+            if on_cell is not None:
+                on_cell(result)
+    torch.set_num_threads(default_threads)
+    result["complete"] = True
+    return result
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -292,28 +358,40 @@ def bench_edges(small: bool, repeats: int, quick: bool = False, clock: str = "wa
             "rows": rows}
 
 
-SECTIONS = ("generator", "export", "edges")
+SECTIONS = ("grid", "generator", "edges")
+DEFAULT_SECTIONS = ("grid", "generator")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--small", action="store_true", help="small model and inputs")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke run in seconds: small model, tiny inputs, 2 repeats, one thread setting; "
-                         "writes JSON only with --out")
-    ap.add_argument("--repeats", type=int, default=5, help="timed repetitions per measurement")
-    ap.add_argument("--sections", default=",".join(SECTIONS),
-                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
-    ap.add_argument("--out", default=None,
-                    help="output JSON (default benchmarks/results/sparsity[_small].json)")
+                    help="smoke run: grid at batch 1 only, no torch.compile, 3 rounds; generator and edges "
+                         "sections on the small model; writes JSON only with --out")
+    ap.add_argument("--repeats", type=int, default=7, help="interleaved rounds per measurement (batch 64: half)")
+    ap.add_argument("--batches", default="1,8,64", help="grid batch sizes (comma-separated)")
+    ap.add_argument("--threads", default="1,2", help="grid thread counts (comma-separated)")
+    ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out of the dense paths")
+    ap.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
+                    help=f"comma-separated subset of {','.join(SECTIONS)} (default: "
+                         f"{','.join(DEFAULT_SECTIONS)})")
+    ap.add_argument("--out", default=None, help="output JSON (default benchmarks/results/sparsity.json)")
     args = ap.parse_args()
     sections = [x for x in args.sections.split(",") if x]
     if any(x not in SECTIONS for x in sections):
         ap.error(f"--sections: unknown section in {args.sections!r}; valid: {', '.join(SECTIONS)}")
-    small = args.small or args.quick
-    repeats = 2 if args.quick else args.repeats
-    payload = {"machine": machine_info("cpu"), "model": "ST-GCN small (16 ch, 4 stages)" if small
-               else "ST-GCN (PYSKL default: 10 stages, 64/128/256 ch), NTU layout, spatial graph, 60 classes"}
+    try:
+        batches = tuple(int(b) for b in args.batches.split(",") if b)
+        threads = tuple(int(t) for t in args.threads.split(",") if t)
+    except ValueError:
+        ap.error(f"--batches / --threads: comma-separated positive integers expected, got {args.batches!r}, "
+                 f"{args.threads!r}")
+    if not batches or not threads or min(batches + threads) < 1:
+        ap.error("--batches / --threads: comma-separated positive integers expected")
+    if args.quick:
+        batches, repeats = (1,), 3
+    else:
+        repeats = args.repeats
+    payload: dict = {"machine": machine_info("cpu")}
     loads: dict[str, dict[str, list[float]]] = {}  # the machine is shared: load average around each section
 
     def section(name: str, fn, *a, **kw):
@@ -322,42 +400,36 @@ def main() -> None:
         loads[name] = {"start": start, "end": [round(v, 2) for v in os.getloadavg()]}
         return out
 
+    out = Path(args.out) if args.out else RESULTS_DIR / "sparsity.json"
+    write = not args.quick or args.out is not None
+
+    def partial(grid: dict) -> None:
+        if write:
+            write_results(out, payload | {"sparse_vs_dense": grid})
+
+    if "grid" in sections:
+        payload["sparse_vs_dense"] = section("sparse_vs_dense", bench_grid, repeats, batches, threads,
+                                             not (args.quick or args.no_compile), 1, partial)
     if "generator" in sections:
-        payload["generator_step"] = {"cpu": section("generator_step.cpu", bench_generator, small,
+        payload["generator_step"] = {"cpu": section("generator_step.cpu", bench_generator, args.quick,
                                                     torch.device("cpu"), repeats)}
-        if torch.cuda.is_available() and not args.quick:
-            payload["generator_step"]["cuda"] = bench_generator(small, torch.device("cuda"), repeats)
-    if "export" in sections:
-        rows, dense_params = section("export_inference_cpu", bench_export, small, repeats, quick=args.quick)
-        payload["export_inference_cpu"] = rows
-        payload["dense_parameters"] = dense_params
-    if "edges" in sections:
-        payload["edge_aggregation_cpu"] = section("edge_aggregation_cpu", bench_edges, small, repeats,
-                                                  quick=args.quick)
-    # The same on one thread, timed by the thread's CPU time: robust to other processes on a shared machine.
-    if not args.quick:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            if "generator" in sections:
+        if not args.quick:
+            th = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
                 payload["generator_step"]["cpu_1thread_cputime"] = section(
-                    "generator_step.cpu_1thread_cputime", bench_generator, small, torch.device("cpu"), repeats,
+                    "generator_step.cpu_1thread_cputime", bench_generator, False, torch.device("cpu"), repeats,
                     clock="thread")
-            if "export" in sections:
-                payload["export_inference_cpu_1thread_cputime"] = section(
-                    "export_inference_cpu_1thread_cputime", bench_export, small, repeats, clock="thread")[0]
-            if "edges" in sections:
-                payload["edge_aggregation_cpu_1thread_cputime"] = section(
-                    "edge_aggregation_cpu_1thread_cputime", bench_edges, small, repeats, clock="thread")
-        finally:
-            torch.set_num_threads(threads)
+            finally:
+                torch.set_num_threads(th)
+    if "edges" in sections:
+        payload["edge_aggregation_cpu"] = section("edge_aggregation_cpu", bench_edges, args.quick, repeats,
+                                                  quick=args.quick)
     payload["load_average_per_section"] = loads
     payload["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    if args.quick and args.out is None:
+    if not write:
         print("--quick: no JSON written (pass --out to write one)")
         return
-    name = "sparsity_small.json" if small else "sparsity.json"
-    out = Path(args.out) if args.out else RESULTS_DIR / name
     write_results(out, payload)
     print(f"wrote {out}")
 

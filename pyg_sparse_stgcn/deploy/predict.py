@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,30 +31,19 @@ INPUT_FORMATS = {".skeleton": "NTU RGB+D .skeleton", ".json": "Kinetics-skeleton
 
 
 def label_names(dataset: str | None, num_classes: int | None) -> tuple[str, ...] | None:
-    """The class names of ``dataset`` when its source class (or reader) carries a label list of
-    ``num_classes`` names, else :obj:`None` (predictions then name class indices)."""
+    """The class names of ``dataset`` (its source's ``class_names``: a tuple, or one per variant) when there
+    are ``num_classes`` of them, else :obj:`None` (predictions then name class indices)."""
     if not dataset:
         return None
-    names: Sequence[str] | None = None
     try:
         from ..data.datasets import get_source
 
-        src = get_source(dataset)
-        for attr in ("class_names", "label_names", "labels", "classes"):
-            v = getattr(src, attr, None)
-            if isinstance(v, Mapping):
-                v = v.get(dataset)
-            if isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v):
-                names = v
-                break
+        names = getattr(get_source(dataset), "class_names", None)
     except (ValueError, ImportError):
         return None
-    if names is None:
-        from ..data import readers
-
-        names = {"demo": readers.DEMO_CLASSES, "nw-ucla": readers.NWUCLA_CLASSES,
-                 "msr-action3d": readers.MSR_ACTION3D_CLASSES, "utkinect": readers.UTKINECT_CLASSES}.get(dataset)
-    if names is None or (num_classes is not None and len(names) != num_classes):
+    if isinstance(names, Mapping):
+        names = names.get(dataset)
+    if not isinstance(names, (list, tuple)) or (num_classes is not None and len(names) != num_classes):
         return None
     return tuple(names)
 

@@ -281,6 +281,14 @@ def test_forcing_each_choice_gives_equal_outputs(layout):
         for aggregation in AGGREGATIONS:
             for force in (True, False):
                 sk = to_sparse_kernels(model, x, force=force, layout=layout, aggregation=aggregation)
+                if layout == "joint_major":  # every operator sparse; the wrapped channel-major model as forced
+                    cm = sk.channel_major
+                    assert [g.aggregation for g in cm.graph_convs()] == [aggregation] * len(cm.blocks)
+                    assert [p.use_csr for p in cm.products()] == [force] * len(cm.products())
+                    assert all(c["sparse"] for c in sk.sparse_kernel_choices)
+                    outs.append(sk(x))
+                    outs.append(cm(x))
+                    continue
                 if layout == "channel_major":
                     assert [g.aggregation for g in sk.graph_convs()] == [aggregation] * len(sk.blocks)
                     assert [p.use_csr for p in sk.products()] == [force] * len(sk.products())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..readers.demo import generate_demo
+from ..readers.demo import DEMO_CLASSES, generate_demo
 from .base import DatasetSource, Item
 from .kinetics import kinetics_json_items
 from .registry import register_source
@@ -21,6 +21,8 @@ class DemoSource(DatasetSource):
 
     names = ("demo",)
     num_classes = 8
+    #: The class names in label order.
+    class_names = DEMO_CLASSES
     layout = "openpose"
     dims = 2
     pipeline_kind = "2d-normalized"

@@ -6,7 +6,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..readers.msr import msr_action3d_split, read_msr_action3d, read_msr_file_list
+from ..readers.msr import MSR_ACTION3D_CLASSES, msr_action3d_split, read_msr_action3d, read_msr_file_list
 from .base import DatasetSource, Item
 from .locate import data_folder, glob_files
 from .registry import register_source
@@ -22,6 +22,8 @@ class MSRAction3DSource(DatasetSource):
 
     names = ("msr-action3d",)
     num_classes = 20
+    #: The class names in label order.
+    class_names = MSR_ACTION3D_CLASSES
     layout = "nw-ucla"
     dims = 3
     pipeline_kind = "3d"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import partial
 
-from ..readers.nwucla import nwucla_split, read_nwucla_json
+from ..readers.nwucla import NWUCLA_CLASSES, nwucla_split, read_nwucla_json
 from .base import DatasetSource, Item
 from .locate import data_folder, glob_files
 from .registry import register_source
@@ -18,6 +18,8 @@ class NWUCLASource(DatasetSource):
 
     names = ("nw-ucla",)
     num_classes = 10
+    #: The class names in label order.
+    class_names = NWUCLA_CLASSES
     layout = "nw-ucla"
     dims = 3
     pipeline_kind = "3d"

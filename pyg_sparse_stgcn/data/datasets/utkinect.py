@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..readers.utkinect import read_utkinect, read_utkinect_labels, utkinect_split
+from ..readers.utkinect import UTKINECT_CLASSES, read_utkinect, read_utkinect_labels, utkinect_split
 from .base import DatasetSource, Item
 from .locate import data_folder, glob_files
 from .msr import split_items
@@ -19,6 +19,8 @@ class UTKinectSource(DatasetSource):
 
     names = ("utkinect",)
     num_classes = 10
+    #: The class names in label order.
+    class_names = UTKINECT_CLASSES
     layout = "nw-ucla"
     dims = 3
     pipeline_kind = "3d"

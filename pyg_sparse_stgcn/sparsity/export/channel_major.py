@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import Tensor, nn
 
+from . import native
 from .csr import CSR_COLUMN_BLOCK, csr_addmm_blocked, derived, is_temporal_conv, to_csr
 
 if TYPE_CHECKING:
@@ -51,6 +52,22 @@ def _workspace(owner: nn.Module, key: str, shape: tuple[int, ...], like: Tensor)
         buf = like.new_empty(shape)
         cache[key] = buf
     return buf
+
+
+def _use_native(use_csr: bool, x: Tensor) -> bool:
+    """Whether a sparse product on ``x`` runs the native kernel (float32 on CPU, kernel built)."""
+    return use_csr and x.dtype == torch.float32 and x.device.type == "cpu" and native.available()
+
+
+def _native_matmul(owner: nn.Module, key: str, matrix: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """``y = matrix @ x`` through the native kernel (``matrix`` 2-D and dense; its non-zeros are derived
+    once; ``x`` :math:`(C, n)` contiguous)."""
+    rowptr, _, cols, vals = derived(owner, f"rows_{key}", (matrix,),
+                                    lambda: native.sparse_rows(matrix.unsqueeze(0)))
+    n = x.size(1)
+    off = derived(owner, f"off_{key}_{n}", (cols,), lambda: native.int32_offsets(cols * n))
+    zero = derived(owner, f"zero_{key}", (matrix,), lambda: matrix.new_zeros(matrix.size(0)))
+    return native.spmm_shifted(y, x, rowptr, off, vals, zero)
 
 
 class _WeightStats(nn.Module):
@@ -108,6 +125,8 @@ class _CMProduct(_WeightStats):
     def forward(self, x: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
         """``x`` :math:`(C_{in}, T, B, V)`; ``residual`` (output-shaped) is added and ReLU applied block by
         block while the output block is in cache."""
+        if _use_native(self.use_csr, x):
+            return self._forward_native(x, residual, relu)
         C, T, B, V = x.shape
         bv = B * V
         t_out = (T + 2 * self.pad - self.dilation * (self.k - 1) - 1) // self.stride + 1
@@ -150,6 +169,37 @@ class _CMProduct(_WeightStats):
                 ys.add_(res2[:, s0:s1])
             if relu:
                 ys.relu_()
+        return y.view(self.out_channels, t_out, B, V)
+
+    def _forward_native(self, x: Tensor, residual: Tensor | None, relu: bool) -> Tensor:
+        r"""The native kernel: the input zero-padded in time (and split into its ``stride`` phases), so that
+        tap :math:`j` of input channel :math:`c` is one shifted row of one buffer and all :math:`k` taps are
+        one sparse matrix applied in one pass (bias, residual and ReLU fused)."""
+        C, T, B, V = x.shape
+        bv, s, p = B * V, self.stride, self.pad
+        t_out = (T + 2 * p - self.dilation * (self.k - 1) - 1) // s + 1
+        n_q = -(-(T + 2 * p) // s)  # frames per phase
+        src = x.contiguous()
+        if p or s > 1:
+            padded = _workspace(self, "padded", (C, n_q * s, B, V), x)
+            padded[:, :p].zero_()
+            padded[:, p + T:].zero_()
+            padded[:, p: p + T].copy_(x)
+            src = padded
+            if s > 1:
+                src = _workspace(self, "phases", (s, C, n_q, B, V), x)
+                src.copy_(padded.view(C, n_q, s, B, V).permute(2, 0, 1, 3, 4))
+        rowptr, taps, cols, vals = derived(self, "rows", (self.weight,), lambda: native.sparse_rows(self.weight))
+
+        def offsets() -> Tensor:  # phase (j d) mod s, frame shift (j d) div s, row c of that phase
+            shift = torch.arange(self.k, device=x.device) * self.dilation
+            base = (shift % s) * (C * n_q * bv) + torch.div(shift, s, rounding_mode="floor") * bv
+            return native.int32_offsets(base[taps] + cols * (n_q * bv))
+
+        off = derived(self, f"off{C},{n_q},{bv}", (taps, cols), offsets)
+        y = _workspace(self, "out", (self.out_channels, t_out * bv), x)
+        res2 = None if residual is None else residual.reshape(self.out_channels, t_out * bv)
+        native.spmm_shifted(y, src, rowptr, off, vals, self.bias, res2, relu)
         return y.view(self.out_channels, t_out, B, V)
 
     def extra_repr(self) -> str:
@@ -250,9 +300,15 @@ class _CMGraphConv(_WeightStats):
         return derived(self, "csr_l", (self.weight,), lambda: [to_csr(w) for w in self.weight]) \
             if self.use_csr else list(self.weight)
 
-    def _mm(self, y: Tensor, w: Tensor, x: Tensor) -> None:
-        """``y = w @ x`` (``w`` dense or CSR; CSR over cache-sized column blocks)."""
-        if self.use_csr:
+    def _mm(self, y: Tensor, w: Tensor, x: Tensor, aggregate_first: bool = False) -> None:
+        """``y = w @ x`` (``w`` dense or CSR; CSR over cache-sized column blocks, or the native kernel)."""
+        if _use_native(self.use_csr, x):
+            L, C_out, C_in = self.weight.shape
+            dense = derived(self, f"dense{aggregate_first}", (self.weight,), lambda: (
+                self.weight.permute(1, 0, 2).reshape(C_out, L * C_in) if aggregate_first
+                else self.weight.reshape(L * C_out, C_in)))
+            _native_matmul(self, f"pre{aggregate_first}", dense, x, y)
+        elif self.use_csr:
             y.zero_()
             csr_addmm_blocked(y, [w], [x])
         else:
@@ -276,7 +332,7 @@ class _CMGraphConv(_WeightStats):
             x2 = x.reshape(1, C * T * B, V).expand(L, -1, V)
             agg = torch.bmm(x2, A, out=_workspace(self, "agg", (L, C * T * B, V), x))
             y = out.view(C_out, T * B * V)
-            self._mm(y, self._matrix(True), agg.view(L * C, T * B * V))
+            self._mm(y, self._matrix(True), agg.view(L * C, T * B * V), aggregate_first=True)
             return out.view(C_out, T, B, V)
         h = _workspace(self, "h", (L * C_out, T, B, V), x)
         self._mm(h.view(L * C_out, T * B * V), self._matrix(False), x.reshape(C, T * B * V))
@@ -444,7 +500,25 @@ class _CMBlock(nn.Module):
         return self.tcn(g.view(C_out, T, B, V), res, relu=True)
 
 
-class ChannelMajorSTGCN(nn.Module):
+class ExportViews:
+    """Read-only views of ``export_result`` (the attributes earlier versions set on the exported module)."""
+
+    export_result: Any
+
+    @property
+    def edges_removed(self) -> int:
+        return self.export_result.edges_removed if self.export_result is not None else 0
+
+    @property
+    def layout_choice(self) -> dict[str, Any]:
+        return asdict(self.export_result.layout_choice) if self.export_result is not None else {}
+
+    @property
+    def sparse_kernel_choices(self) -> list[dict[str, Any]]:
+        return self.export_result.sparse_kernel_choices if self.export_result is not None else []
+
+
+class ChannelMajorSTGCN(ExportViews, nn.Module):
     r"""Inference ST-GCN (:class:`~pyg_sparse_stgcn.nn.STGCN`, optionally inside a
     :class:`~pyg_sparse_stgcn.nn.SkeletonClassifier`) that runs the whole folded backbone in channel-major
     layout :math:`(C, T, B, V)`, :math:`B = N M`: one transpose after ``data_bn``, one before the head.
@@ -522,29 +596,13 @@ class ChannelMajorSTGCN(nn.Module):
         """The graph convolution (1×1 conv + aggregation) of every block, in order."""
         return [b.gcn for b in self._blocks()]
 
-    # read-only views of ``export_result``, the attributes earlier versions set on the module
     @property
     def layout(self) -> str:
         return "channel_major"
 
-    @property
-    def edges_removed(self) -> int:
-        return self.export_result.edges_removed if self.export_result is not None else 0
-
-    @property
-    def layout_choice(self) -> dict[str, Any]:
-        return asdict(self.export_result.layout_choice) if self.export_result is not None else {}
-
-    @property
-    def sparse_kernel_choices(self) -> list[dict[str, Any]]:
-        return self.export_result.sparse_kernel_choices if self.export_result is not None else []
-
-    def features(self, x: Tensor) -> Tensor:
-        """Backbone features :math:`(N, M, C', T', V)` of :math:`(N, M, T, V, C)`."""
-        if x.dim() != 5 or x.size(3) != self.num_nodes or x.size(4) != self.in_channels:
-            raise ValueError(f"ChannelMajorSTGCN: x must be (N, M, T, V={self.num_nodes}, "
-                             f"C={self.in_channels}), got shape {tuple(x.shape)}")
-        N, M, T, V, C = x.shape
+    def normalize_input(self, x: Tensor) -> Tensor:
+        """``data_bn`` (folded) applied to :math:`(N, M, T, V, C)`."""
+        M, V, C = x.size(1), x.size(3), x.size(4)
         if self.data_bn_type is not None:
             scale, shift = self.bn_scale, self.bn_shift
             if scale is None or shift is None:
@@ -557,6 +615,15 @@ class ChannelMajorSTGCN(nn.Module):
                     raise ValueError(f"ChannelMajorSTGCN: data_bn_type='MVC' needs M=num_person="
                                      f"{self.num_person} persons, got M={M}")
                 x = x * scale.view(M, 1, V, C) + shift.view(M, 1, V, C)
+        return x
+
+    def features(self, x: Tensor) -> Tensor:
+        """Backbone features :math:`(N, M, C', T', V)` of :math:`(N, M, T, V, C)`."""
+        if x.dim() != 5 or x.size(3) != self.num_nodes or x.size(4) != self.in_channels:
+            raise ValueError(f"ChannelMajorSTGCN: x must be (N, M, T, V={self.num_nodes}, "
+                             f"C={self.in_channels}), got shape {tuple(x.shape)}")
+        N, M, T, V, C = x.shape
+        x = self.normalize_input(x)
         h = x.permute(4, 2, 0, 1, 3).reshape(C, T, N * M, V).contiguous()  # (C, T, B, V)
         for block in self.blocks:
             h = block(h)

@@ -9,7 +9,7 @@ __all__ = ["KernelChoice", "AggregationChoice", "LayoutChoice", "ExportResult", 
 #: The aggregation kernels an exported graph convolution can use.
 AGGREGATIONS = ("dense", "sparse")
 #: The layouts of an exported model.
-LAYOUTS = ("channels_last", "channel_major")
+LAYOUTS = ("channels_last", "channel_major", "joint_major")
 
 
 @dataclass
@@ -19,10 +19,12 @@ class KernelChoice:
 
     Attributes:
         name (str): The module the weight comes from (e.g. ``"backbone.gcn.3.tcn"``).
-        type (str): ``"Linear"``, ``"Conv2d"``, ``"channel_major_1x1"``, ``"channel_major_temporal"`` or
-            ``"channel_major_graph"`` (the 1×1 convolution of a graph convolution, channel-major).
-        shape (list[int]): The weight's shape.
-        sparsity (float): Fraction of zeros of the weight.
+        type (str): ``"Linear"``, ``"Conv2d"``, ``"channel_major_1x1"``, ``"channel_major_temporal"``,
+            ``"channel_major_graph"`` (the 1×1 convolution of a graph convolution, channel-major),
+            ``"joint_major_temporal"`` or ``"joint_major_graph"`` (a whole graph convolution: 1×1
+            convolutions and aggregation as one sparse operator over (channel, joint) rows).
+        shape (list[int]): The weight's shape (joint-major: the operator's rows and columns).
+        sparsity (float): Fraction of zeros of the weight (joint-major: of the operator).
         dense_ms (float, optional): Best measured milliseconds with the dense kernel (:obj:`None`: not timed).
         sparse_ms (float, optional): Best measured milliseconds with the CSR kernel (:obj:`None`: not timed).
         sparse (bool): Whether the CSR kernel is used.
@@ -46,7 +48,8 @@ class AggregationChoice:
 
     Attributes:
         name (str): The graph convolution (``"backbone.gcn.0.gcn"``).
-        layout (str): ``"channels_last"`` (the layer's own backend) or ``"channel_major"``.
+        layout (str): ``"channels_last"`` (the layer's own backend), ``"channel_major"`` or
+            ``"joint_major"`` (always ``"sparse"``: the aggregation is part of the layer's sparse operator).
         entries (int): Non-zero entries :math:`(k, v, w)` of the aggregation operator: the real entries
             that survived the edge masks.
         edges (int): Candidate edges left after removing pruned edges.
@@ -76,13 +79,17 @@ class LayoutChoice:
         requested (str): The ``layout`` argument (``"auto"``, ``"channel_major"`` or ``"channels_last"``).
         dense_ms (float, optional): With ``"auto"``: best milliseconds of the folded channels-last model.
         channel_major_ms (float, optional): With ``"auto"``: best milliseconds of the channel-major model.
+        joint_major_ms (float, optional): With ``"auto"``: best milliseconds of the joint-major model.
         channel_major_unsupported (str, optional): Why the channel-major model could not be built.
+        joint_major_unsupported (str, optional): Why the joint-major model was not a candidate.
     """
 
     requested: str
     dense_ms: float | None = None
     channel_major_ms: float | None = None
+    joint_major_ms: float | None = None
     channel_major_unsupported: str | None = None
+    joint_major_unsupported: str | None = None
 
 
 @dataclass
@@ -91,7 +98,7 @@ class ExportResult:
     model as ``model.export_result``.
 
     Attributes:
-        layout (str): ``"channels_last"`` or ``"channel_major"`` (:data:`LAYOUTS`).
+        layout (str): ``"channels_last"``, ``"channel_major"`` or ``"joint_major"`` (:data:`LAYOUTS`).
         layout_choice (LayoutChoice): How the layout was decided.
         products (list[KernelChoice]): CSR or dense, per weight product.
         aggregations (list[AggregationChoice]): Dense or sparse, per graph convolution.
@@ -112,6 +119,9 @@ class ExportResult:
         reason = self.layout_choice.channel_major_unsupported
         if reason and self.layout == "channels_last":
             out.append(f"layout: channels_last instead of channel_major ({reason})")
+        reason = self.layout_choice.joint_major_unsupported
+        if reason and self.layout != "joint_major":
+            out.append(f"layout: {self.layout} instead of joint_major ({reason})")
         out += [c.note for c in self.products if c.note]
         return out
 

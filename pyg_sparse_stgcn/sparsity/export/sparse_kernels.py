@@ -12,9 +12,11 @@ from torch import Tensor, nn
 
 from ...timing import best_times
 from ..targets import targets
+from . import native
 from .channel_major import ChannelMajorSTGCN, _CMGraphConv, _CMProduct
 from .csr import CSRLinear, CSRTemporalConv, is_temporal_conv
 from .fold import fold, remove_pruned_edges
+from .joint_major import JointMajorSTGCN, _JMGraph
 from .result import AGGREGATIONS, LAYOUTS, AggregationChoice, ExportResult, KernelChoice, LayoutChoice
 
 __all__ = ["to_sparse_kernels"]
@@ -175,13 +177,43 @@ def _swap_csr_layers(out: nn.Module, example_input: Tensor, min_sparsity: float,
     return choices
 
 
+def _joint_major_unsupported(example_input: Tensor, aggregation: str, layout: str) -> str | None:
+    """Why the joint-major model is not a candidate for ``example_input`` (:obj:`None` if it is)."""
+    if aggregation == "dense" and layout == "auto":
+        return "aggregation='dense' was requested; the joint-major graph convolution aggregates sparsely"
+    if example_input.dtype != torch.float32 or example_input.device.type != "cpu":
+        return (f"its native kernel runs float32 on CPU; the example input is {example_input.dtype} on "
+                f"{example_input.device}")
+    if not native.available():
+        return ("the native kernel is not available (no C compiler found, or PYG_SPARSE_STGCN_NATIVE=0; "
+                "see pyg_sparse_stgcn.sparsity.export.native)")
+    return None
+
+
+def _joint_major_records(jm: JointMajorSTGCN, forced: bool) -> tuple[list[KernelChoice], list[AggregationChoice]]:
+    """One record per sparse operator and per graph convolution of ``jm``."""
+    products = []
+    for op in jm.operators():
+        graph = isinstance(op, _JMGraph)
+        rep_out, rep_in = (op.num_nodes, op.num_nodes) if isinstance(op, _JMGraph) else (1, op.k)
+        rows, cols = op.out_channels * rep_out, op.in_channels * rep_in
+        products.append(KernelChoice(op.name, "joint_major_graph" if graph else "joint_major_temporal",
+                                     [rows, cols], 1.0 - op.rows.nnz / max(1, rows * cols), sparse=True))
+    aggs = []
+    for blk in jm.channel_major.blocks:
+        g = cast(_CMGraphConv, blk.gcn)
+        aggs.append(AggregationChoice(g.name, "joint_major", g.num_entries, g.num_edges, "sparse",
+                                      forced=forced))
+    return products, aggs
+
+
 def _finish(model: nn.Module, result: ExportResult) -> nn.Module:
     cast(Any, model).export_result = result  # a plain attribute on whatever module was exported
     notes = [c.note for c in result.products if c.note]  # per layer (the layout's reason is recorded only)
     if notes:
         warnings.warn("to_sparse_kernels: fell back for some layers (see export_result.fallbacks()):\n  "
                       + "\n  ".join(notes), UserWarning, stacklevel=3)
-    if not isinstance(model, ChannelMajorSTGCN):
+    if not isinstance(model, (ChannelMajorSTGCN, JointMajorSTGCN)):
         # the attributes earlier versions set on the exported model, as copies of ``export_result`` (a
         # ChannelMajorSTGCN reads them from it through properties)
         legacy = {"sparse_kernel_choices": result.sparse_kernel_choices, "edges_removed": result.edges_removed,
@@ -199,7 +231,7 @@ def to_sparse_kernels(model: nn.Module, example_input: Tensor, min_sparsity: flo
     r"""An inference model in which pruned weights and pruned edges are removed work.
 
     :func:`~pyg_sparse_stgcn.sparsity.export.fold` first, then every candidate edge without a live entry
-    is removed from its graph convolution (``STGCNConv.prune_edges_``), then one of two inference paths:
+    is removed from its graph convolution (``STGCNConv.prune_edges_``), then one of three inference paths:
 
     * ``layout='channel_major'``: a :class:`ChannelMajorSTGCN` (the whole backbone in :math:`(C, T, B, V)`,
       batch norms folded). Each weight product is CSR or dense, and each graph convolution aggregates
@@ -212,9 +244,15 @@ def to_sparse_kernels(model: nn.Module, example_input: Tensor, min_sparsity: flo
       :class:`~torch.nn.Linear` / temporal :class:`~torch.nn.Conv2d` whose weight is at least
       ``min_sparsity`` zeros is replaced by :class:`CSRLinear` / :class:`CSRTemporalConv`, each where
       measured faster.
-    * ``layout='auto'``: the channel-major model when supported **and** measured faster (whole model, on
-      ``example_input``) than the channels-last model with its aggregation backends chosen, otherwise
-      ``'channels_last'``.
+    * ``layout='joint_major'``: a :class:`JointMajorSTGCN` (ST-GCN only; float32 on CPU with the native
+      kernel of :mod:`~pyg_sparse_stgcn.sparsity.export.native`): every graph convolution (1×1 convolutions
+      and aggregation over joints) and every temporal convolution is **one** sparse operator over the kept
+      non-zeros, applied by one pass of the native kernel with bias, residual and ReLU fused. It wraps the
+      channel-major model above (kernels chosen as there), which it runs for other dtypes and devices.
+    * ``layout='auto'``: the fastest of the candidates the model supports, measured on ``example_input``
+      (whole model, alternating rounds): the channels-last model with its aggregation backends chosen, the
+      channel-major model and the joint-major model (the reason a candidate was skipped is recorded in
+      ``export_result.layout_choice``).
 
     In no layout does a removed edge send a message: it is absent from the layer's ``edge_index`` and from
     the sparse operators (the dense kernels multiply by its zero weight).
@@ -236,7 +274,7 @@ def to_sparse_kernels(model: nn.Module, example_input: Tensor, min_sparsity: flo
             each decides. (default: :obj:`5`)
         force (bool, optional): Weight products: :obj:`True` makes every candidate above ``min_sparsity``
             CSR, :obj:`False` none, :obj:`None` decides by measurement. (default: :obj:`None`)
-        layout (str, optional): ``'auto'``, ``'channel_major'`` or ``'channels_last'``.
+        layout (str, optional): ``'auto'``, ``'joint_major'``, ``'channel_major'`` or ``'channels_last'``.
             (default: :obj:`"auto"`)
         aggregation (str, optional): Aggregation over joints: ``'dense'`` or ``'sparse'`` for every graph
             convolution, or ``'auto'`` to decide each by measurement. (default: :obj:`"auto"`)
@@ -249,7 +287,7 @@ def to_sparse_kernels(model: nn.Module, example_input: Tensor, min_sparsity: flo
     """
     if layout not in ("auto", *LAYOUTS):
         raise ValueError(f"to_sparse_kernels: unknown layout {layout!r}; valid values: 'auto', "
-                         "'channel_major', 'channels_last'")
+                         f"{', '.join(repr(v) for v in LAYOUTS)}")
     if aggregation not in ("auto", *AGGREGATIONS):
         raise ValueError(f"to_sparse_kernels: unknown aggregation {aggregation!r}; valid values: 'auto', "
                          "'dense', 'sparse'")
@@ -264,18 +302,35 @@ def to_sparse_kernels(model: nn.Module, example_input: Tensor, min_sparsity: flo
                 raise
             cm, result.layout_choice.channel_major_unsupported = None, str(err)
         if cm is not None:
+            jm: JointMajorSTGCN | None = None
+            if layout in ("auto", "joint_major"):
+                reason = _joint_major_unsupported(example_input, aggregation, layout)
+                if reason is not None and layout == "joint_major":
+                    raise ValueError(f"to_sparse_kernels: layout='joint_major' is unavailable: {reason}")
+                result.layout_choice.joint_major_unsupported = reason
+                if reason is None:
+                    jm = JointMajorSTGCN(cm).eval()
+            # the channel-major kernels (also what a joint-major model runs for other dtypes and devices)
             products = _choose_products(cm, example_input, min_sparsity, repeats, force)
             aggs = _choose_graph_aggregations(cm, example_input, repeats, aggregation)
-            take = layout == "channel_major"
-            if not take:
+            take = layout
+            if layout == "auto":
                 layer_aggs = _choose_layer_aggregations(out, example_input, repeats, aggregation)
-                td, tc = _time_two(lambda: out(example_input), lambda: cm(example_input), example_input.device,
-                                   repeats)
-                result.layout_choice.dense_ms, result.layout_choice.channel_major_ms = td, tc
-                take = tc < td
-            if take:
+                fns = {"channels_last": lambda: out(example_input), "channel_major": lambda: cm(example_input)}
+                if jm is not None:
+                    fns["joint_major"] = lambda: cast(JointMajorSTGCN, jm)(example_input)
+                t = best_times(fns, example_input.device, rounds=repeats, warmup=1)
+                lc = result.layout_choice
+                lc.dense_ms, lc.channel_major_ms = 1e3 * t["channels_last"], 1e3 * t["channel_major"]
+                lc.joint_major_ms = 1e3 * t["joint_major"] if "joint_major" in t else None
+                take = min(t, key=t.__getitem__)
+            if take == "channel_major":
                 result.layout, result.products, result.aggregations = "channel_major", products, aggs
                 return _finish(cm, result)
+            if take == "joint_major" and jm is not None:
+                result.layout = "joint_major"
+                result.products, result.aggregations = _joint_major_records(jm, aggregation != "auto")
+                return _finish(jm, result)
     if layer_aggs is None:
         layer_aggs = _choose_layer_aggregations(out, example_input, repeats, aggregation)
     result.aggregations = layer_aggs

@@ -1,0 +1,274 @@
+r"""The joint-major sparse inference path for whole folded ST-GCN models (:class:`JointMajorSTGCN`): every
+weight product, the aggregation over joints included, is one pass of the native sparse kernel
+(:func:`~pyg_sparse_stgcn.sparsity.export.native.spmm_shifted`) over only the kept non-zeros."""
+from __future__ import annotations
+
+from typing import Any, cast
+
+import torch
+from torch import Tensor, nn
+
+from . import native
+from .channel_major import ChannelMajorSTGCN, ExportViews, _CMBlock, _CMProduct, _workspace
+
+__all__ = ["JointMajorSTGCN"]
+
+
+class _SparseRows(nn.Module):
+    """The non-zeros of one sparse operator by output row: buffers ``rowptr``, ``taps`` (the temporal tap, or
+    the source joint of the graph operator), ``cols`` (input channel) and ``values``, plus the per-row
+    ``bias``."""
+
+    rowptr: Tensor
+    taps: Tensor
+    cols: Tensor
+    values: Tensor
+    bias: Tensor
+
+    def __init__(self, rowptr: Tensor, taps: Tensor, cols: Tensor, values: Tensor, bias: Tensor) -> None:
+        super().__init__()
+        for name, t in (("rowptr", rowptr), ("taps", taps), ("cols", cols), ("values", values),
+                        ("bias", bias)):
+            self.register_buffer(name, t.detach().contiguous())
+
+    @property
+    def nnz(self) -> int:
+        return int(self.values.numel())
+
+    def offsets(self, key: str, build: Any) -> Tensor:
+        """The source offsets for the current input geometry (cached per ``key``)."""
+        cache = self.__dict__.setdefault("_offsets", {})
+        stamp = (self.taps.data_ptr(), self.cols.data_ptr())
+        hit = cache.get(key)
+        if hit is None or hit[0] != stamp:
+            hit = (stamp, build())
+            cache[key] = hit
+        return hit[1]
+
+
+def _padded_workspace(owner: nn.Module, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """The output workspace of ``owner``, zeroed when (re)allocated: the kernels write only the interior
+    frames, so the padding frames stay zero."""
+    buf = _workspace(owner, "out", shape, like)
+    if owner.__dict__.get("_zeroed") is not buf:
+        buf.zero_()
+        owner.__dict__["_zeroed"] = buf
+    return buf
+
+
+def _tap_rows(p: _CMProduct) -> _SparseRows:
+    rowptr, taps, cols, vals = native.sparse_rows(p.weight)
+    return _SparseRows(rowptr, taps, cols, vals, p.bias)
+
+
+class _JMTemporal(nn.Module):
+    r"""A temporal :math:`(k, 1)` (or 1×1) convolution on joint-major activations :math:`(C, V, T + 2P, B)`
+    (:math:`P` zero frames on each side of every joint): tap :math:`j` of input channel :math:`c` is row
+    :math:`c` shifted by :math:`j d - p` frames (with a stride :math:`s`, of one of the :math:`s` phases of
+    the input), so all taps are one sparse matrix; bias, residual and ReLU are fused."""
+
+    in_channels: int
+    out_channels: int
+    k: int
+    rows: _SparseRows
+
+    def __init__(self, p: _CMProduct) -> None:
+        super().__init__()
+        self.name, self.k, self.stride, self.dilation, self.pad = p.name, p.k, p.stride, p.dilation, p.pad
+        self.in_channels, self.out_channels = p.in_channels, p.out_channels
+        self.rows = _tap_rows(p)
+
+    def out_frames(self, T: int) -> int:
+        return (T + 2 * self.pad - self.dilation * (self.k - 1) - 1) // self.stride + 1
+
+    def forward(self, x: Tensor, T: int, P: int, residual: Tensor | None = None, relu: bool = False) -> Tensor:
+        C, V, Tp, B = x.shape
+        s = self.stride
+        t_out = self.out_frames(T)
+        if s == 1:
+            src, n_q = x, Tp
+        else:  # the s phases (frames q, q + s, ...) of the padded input, each (C, V, n_q, B)
+            n_q = -(-Tp // s)
+            src = _workspace(self, "phases", (s, C, V, n_q, B), x)
+            native.split_phases(src.view(s, C * V, n_q, B), x.view(C * V, Tp, B))
+
+        def offsets() -> Tensor:  # padded frame s t + j d - p + P = phase q, frame t + o
+            u = torch.arange(self.k, device=x.device) * self.dilation - self.pad + P
+            q, o = u % s, torch.div(u, s, rounding_mode="floor")
+            base = q * (C * V * n_q * B) + o * B
+            return native.int32_offsets(base[self.rows.taps] + self.rows.cols * (V * n_q * B))
+
+        off = self.rows.offsets(f"{C},{V},{n_q},{B}", offsets)
+        Tp_out = t_out + 2 * P
+        y = _padded_workspace(self, (self.out_channels, V, Tp_out, B), x)
+        cols = slice(P * B, (P + t_out) * B)  # the interior frames of joint 0; groups step to the next joints
+        ys = y.view(self.out_channels, V * Tp_out * B)[:, cols]
+        res = None if residual is None else residual.view(self.out_channels, V * Tp_out * B)[:, cols]
+        native.spmm_shifted(ys, src, self.rows.rowptr, off, self.rows.values, self.rows.bias, res, relu,
+                            groups=V, group_stride_y=Tp_out * B, group_stride_x=n_q * B)
+        return y
+
+
+class _JMGraph(nn.Module):
+    r"""The graph convolution (1×1 convolutions of the live subsets, aggregation over joints, BN, bias,
+    residual, activation) as **one** sparse operator from rows :math:`(c_{in}, v)` to rows
+    :math:`(c_{out}, w)` of the joint-major activation:
+
+    .. math::
+        \mathbf{Y}_{c_o, w} = \sigma\Big(\mathbf{c}_{c_o, w} + \sum_{l, v, c_i}
+        \tilde{A}_{l, v, w}\, W_{l, c_o, c_i}\, \mathbf{X}_{c_i, v} + \mathrm{res}_{c_o, w}\Big),
+
+    whose non-zeros are the products of kept weights and kept graph entries: a removed edge or weight
+    costs nothing."""
+
+    in_channels: int
+    out_channels: int
+    num_nodes: int
+    rows: _SparseRows
+
+    def __init__(self, block: _CMBlock) -> None:
+        super().__init__()
+        g = block.gcn
+        L, C_out, C_in = g.weight.shape
+        V = g.num_nodes
+        self.name, self.in_channels, self.out_channels, self.num_nodes = g.name, C_in, C_out, V
+        rows: list[Tensor] = [torch.zeros(0, dtype=torch.long, device=g.weight.device)]
+        cols, vals = list(rows), [g.weight.new_zeros(0)]
+        for l in range(L):
+            o, c = g.weight[l].nonzero(as_tuple=True)
+            v, w = g.adjacency[l].nonzero(as_tuple=True)
+            wv, av = g.weight[l][o, c], g.adjacency[l][v, w]
+            rows.append((o.view(-1, 1) * V + w.view(1, -1)).reshape(-1))
+            cols.append((c.view(-1, 1) * V + v.view(1, -1)).reshape(-1))
+            vals.append((wv.view(-1, 1) * av.view(1, -1)).reshape(-1))
+        ref = g.weight
+        # entries (c_out w, c_in v) that several subsets share are summed; sorted by row, then column
+        key, inverse = torch.unique(torch.cat(rows) * (C_in * V) + torch.cat(cols), return_inverse=True)
+        v = ref.new_zeros(key.numel()).index_add_(0, inverse, torch.cat(vals))
+        keep = v != 0
+        key, v = key[keep], v[keep]
+        r, c = torch.div(key, C_in * V, rounding_mode="floor"), key % (C_in * V)
+        rowptr = torch.zeros(C_out * V + 1, dtype=torch.long, device=ref.device)
+        rowptr[1:] = torch.cumsum(torch.bincount(r, minlength=C_out * V), 0)
+        self.rows = _SparseRows(rowptr, c % V, c // V, v, block.gcn_const.reshape(-1))
+        self.act = block.gcn_act
+
+    def forward(self, x: Tensor, T: int, P: int, residual: Tensor | None) -> Tensor:
+        C, V, Tp, B = x.shape
+        off = self.rows.offsets(f"{Tp},{B}", lambda: native.int32_offsets(
+            (self.rows.cols * V + self.rows.taps) * (Tp * B) + P * B))
+        y = _padded_workspace(self, (self.out_channels, V, Tp, B), x)
+        ys = y.view(self.out_channels * V, Tp * B)[:, P * B: (P + T) * B]
+        res = None if residual is None else residual.view(self.out_channels * V, Tp * B)[:, P * B: (P + T) * B]
+        native.spmm_shifted(ys, x, self.rows.rowptr, off, self.rows.values, self.rows.bias, res, self.act)
+        return y
+
+
+class _JMBlock(nn.Module):
+    def __init__(self, block: _CMBlock) -> None:
+        super().__init__()
+        self.gcn = _JMGraph(block)
+        self.gcn_res = block.gcn_res
+        self.gcn_down = None if block.gcn_down is None else _JMTemporal(block.gcn_down)
+        self.tcn = _JMTemporal(block.tcn)
+        self.res_mode = block.res_mode
+        self.residual = None if block.residual is None else _JMTemporal(block.residual)
+
+    def forward(self, x: Tensor, T: int, P: int) -> tuple[Tensor, int]:
+        gres = x if self.gcn_res == "identity" else None
+        if self.gcn_down is not None:
+            gres = self.gcn_down(x, T, P)
+        g = self.gcn(x, T, P, gres)
+        res = x if self.res_mode == "identity" else None
+        if self.residual is not None:
+            res = self.residual(x, T, P)
+        return self.tcn(g, T, P, res, relu=True), self.tcn.out_frames(T)
+
+
+class JointMajorSTGCN(ExportViews, nn.Module):
+    r"""Inference ST-GCN whose every weight product is a pass of the native sparse kernel over the kept
+    non-zeros only, on joint-major activations :math:`(C, V, T + 2P, B)`, :math:`B = N M`, with :math:`P`
+    zero frames on both sides of every joint (the temporal padding, written once).
+
+    Built from a :class:`ChannelMajorSTGCN` (batch norms already folded). Per block:
+
+    * the graph convolution is one sparse operator from rows :math:`(c_{in}, v)` to rows
+      :math:`(c_{out}, w)` (kept weights times kept graph entries, summed over subsets), with its constant,
+      residual and activation fused — no aggregation pass, and a removed edge costs nothing;
+    * the temporal convolution is one sparse operator whose non-zeros are (tap, input channel) pairs, each
+      a shifted row of the (phase of the) padded input — no unfolding, no padding copies — with its bias,
+      the block's residual and the ReLU fused.
+
+    All-zero rows and columns of a weight cost nothing. The native path runs float32 on CPU when the kernel
+    is available (:func:`~pyg_sparse_stgcn.sparsity.export.native.available`); any other input (or after
+    ``.double()`` / ``.to(device)``) runs the wrapped channel-major model (``channel_major``), which gives
+    the same outputs. Activations live in reused workspaces: one instance must not run in several threads at
+    once.
+
+    Args:
+        model (ChannelMajorSTGCN): The channel-major export of the folded model.
+
+    Shapes:
+        - **input:** :math:`(N, M, T, V, C)`
+        - **output:** that of ``model``
+    """
+
+    pad: int
+
+    def __init__(self, model: ChannelMajorSTGCN) -> None:
+        super().__init__()
+        self.channel_major = model
+        cm_blocks = [cast(_CMBlock, b) for b in model.blocks]
+        self.blocks = nn.ModuleList(_JMBlock(b) for b in cm_blocks)
+        self.pad = max((p.pad for b in cm_blocks for p in (b.tcn, b.residual, b.gcn_down) if p is not None),
+                       default=0)
+        self.export_result: Any = None
+
+    def _blocks(self) -> list[_JMBlock]:
+        return [cast(_JMBlock, b) for b in self.blocks]
+
+    @property
+    def layout(self) -> str:
+        return "joint_major"
+
+    @property
+    def nnz(self) -> int:
+        """Stored non-zeros of every sparse operator (the multiply-adds per output column)."""
+        return sum(m.nnz for m in self.modules() if isinstance(m, _SparseRows))
+
+    def operators(self) -> list[_JMGraph | _JMTemporal]:
+        """Every sparse operator (graph convolution, ``down``, temporal conv, residual conv), in order."""
+        return [m for b in self._blocks() for m in (b.gcn, b.gcn_down, b.tcn, b.residual) if m is not None]
+
+    def runs_native(self, x: Tensor) -> bool:
+        """Whether ``x`` runs the native path (float32 on CPU, float32 buffers, kernel available)."""
+        ref = self._blocks()[0].tcn.rows.values if len(self.blocks) else x
+        return (x.dtype == ref.dtype == torch.float32 and x.device.type == ref.device.type == "cpu"
+                and native.available())
+
+    def features(self, x: Tensor) -> Tensor:
+        """Backbone features :math:`(N, M, C', T', V)` of :math:`(N, M, T, V, C)`."""
+        cm = self.channel_major
+        if x.dim() != 5 or x.size(3) != cm.num_nodes or x.size(4) != cm.in_channels:
+            raise ValueError(f"JointMajorSTGCN: x must be (N, M, T, V={cm.num_nodes}, C={cm.in_channels}), "
+                             f"got shape {tuple(x.shape)}")
+        if not self.runs_native(x):
+            return cm.features(x)
+        N, M, T, V, C = x.shape
+        x = cm.normalize_input(x)
+        P = self.pad
+        h = _workspace(self, "input", (C, V, T + 2 * P, N * M), x)
+        h[:, :, :P].zero_()
+        h[:, :, P + T:].zero_()
+        h[:, :, P: P + T].copy_(x.permute(4, 3, 2, 0, 1).reshape(C, V, T, N * M))
+        for block in self._blocks():
+            h, T = block(h, T, P)
+        C2 = h.size(0)
+        return h[:, :, P: P + T].permute(3, 0, 2, 1).reshape(N, M, C2, T, V)
+
+    def forward(self, x: Tensor) -> Tensor:
+        head = self.channel_major.head
+        if head is not None and x.dim() == 6:
+            x = x.reshape(x.size(0) * x.size(1), *x.shape[2:])
+        f = self.features(x)
+        return f if head is None else head(f)

@@ -1,0 +1,188 @@
+"""The native sparse kernel and the joint-major export (pyg_sparse_stgcn.sparsity.export.native / joint_major).
+
+Every result is checked against a reference written here in plain torch (dense products, the masked model).
+"""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier
+from pyg_sparse_stgcn.sparsity import SparseGenerator, fold, prune, to_sparse_kernels
+from pyg_sparse_stgcn.sparsity.export import ChannelMajorSTGCN, JointMajorSTGCN, native, remove_pruned_edges
+from pyg_sparse_stgcn.sparsity.export.joint_major import _JMGraph
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="native kernel not built (no C compiler here)")
+
+
+def tiny(**kw) -> SkeletonClassifier:
+    args = {"base_channels": 8, "num_stages": 4, "inflate_stages": (3,), "down_stages": (3,), "backend": "dense"}
+    bb = STGCN({"layout": "coco", "mode": "spatial"}, **{**args, **kw})
+    return SkeletonClassifier(bb, GCNHead(5, bb.out_channels))
+
+
+def random_bn_stats(model: nn.Module) -> None:
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 2 - 1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+
+
+def joint_major(model: nn.Module) -> JointMajorSTGCN:
+    f = fold(model).eval()
+    remove_pruned_edges(f)
+    return JointMajorSTGCN(ChannelMajorSTGCN(f).eval()).eval()
+
+
+# --------------------------------------------------------------------------------------------------------
+# the kernels
+# --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n,groups", [(1, 1), (50, 3), (64, 1), (130, 2), (300, 1)])
+@pytest.mark.parametrize("residual,relu", [(False, False), (True, True)])
+def test_spmm_shifted_matches_dense_reference(n, groups, residual, relu):
+    g = torch.Generator().manual_seed(n + groups)
+    R, C, k, gap = 7, 5, 3, 4
+    W = torch.randn(k, R, C, generator=g) * (torch.rand(k, R, C, generator=g) < 0.4)
+    W[:, 2] = 0  # an empty row: bias (+ residual) only
+    bias = torch.randn(R, generator=g)
+    L = n + k + gap  # every group: its columns, the k - 1 shifted taps and some slack
+    x = torch.randn(C, groups * L, generator=g)
+    rowptr, taps, cols, vals = native.sparse_rows(W)
+    off = native.int32_offsets(taps + cols * (groups * L))  # tap j reads row c shifted by j columns
+    ystride = n + gap
+    y = torch.full((R, groups * ystride), float("nan"))
+    res = torch.randn(R, groups * ystride, generator=g) if residual else None
+    native.spmm_shifted(y[:, :n], x, rowptr, off, vals, bias, None if res is None else res[:, :n], relu,
+                        groups=groups, group_stride_y=ystride, group_stride_x=L)
+    for gi in range(groups):
+        xs = x[:, gi * L: (gi + 1) * L]
+        ref = bias[:, None] + sum(W[j] @ xs[:, j: j + n] for j in range(k))
+        if res is not None:
+            ref = ref + res[:, gi * ystride: gi * ystride + n]
+        if relu:
+            ref = ref.clamp_min(0)
+        got = y[:, gi * ystride: gi * ystride + n]
+        assert torch.allclose(got, ref, atol=1e-5), (gi, (got - ref).abs().max())
+        assert torch.isnan(y[:, gi * ystride + n: (gi + 1) * ystride]).all()  # nothing written outside
+
+
+def test_split_phases_matches_strided_slices():
+    src = torch.randn(6, 11, 4)
+    dst = torch.full((3, 6, 4, 4), float("nan"))
+    native.split_phases(dst, src)
+    for q in range(3):
+        m = src[:, q::3].size(1)
+        assert torch.equal(dst[q, :, :m], src[:, q::3])
+
+
+def test_sparse_rows_lists_every_nonzero_by_row():
+    W = torch.zeros(2, 3, 4)
+    W[1, 0, 2], W[0, 0, 3], W[0, 2, 1] = 1.0, 2.0, 3.0
+    rowptr, taps, cols, vals = native.sparse_rows(W)
+    assert rowptr.tolist() == [0, 2, 2, 3]
+    assert list(zip(taps.tolist(), cols.tolist(), vals.tolist())) == [(0, 3, 2.0), (1, 2, 1.0), (0, 1, 3.0)]
+
+
+# --------------------------------------------------------------------------------------------------------
+# the joint-major model
+# --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("kind", ["dense", "layer", "generator", "edges"])
+def test_joint_major_equals_masked_model(batch, kind):
+    torch.manual_seed(0)
+    model = tiny()
+    random_bn_stats(model)
+    if kind == "layer":
+        prune(model, 0.9, scope="layer", kinds="weight")
+    elif kind == "generator":
+        model = SparseGenerator(model, 0.9)  # global, uneven per layer
+    elif kind == "edges":
+        prune(model, 0.8, scope="layer", edge_sparsity=0.6)
+    model.eval()
+    x = torch.randn(batch, 2, 20, 17, 3)
+    jm = joint_major(model)
+    with torch.no_grad():
+        y = model(x)
+        assert jm.runs_native(x)
+        out = jm(x)
+        assert out.shape == y.shape
+        assert (out - y).abs().max() <= 1e-4 * max(1.0, float(y.abs().max()))
+        assert torch.equal(jm(x), out)  # workspaces reused: the same again
+        assert torch.allclose(jm(x[:1]), model(x[:1]), atol=1e-5)  # another batch size after this one
+
+
+def test_joint_major_graph_operator_is_kept_weights_times_kept_entries():
+    model = tiny()
+    prune(model, 0.8, scope="layer", edge_sparsity=0.5)
+    jm = joint_major(model.eval())
+    for blk, jblk in zip(jm.channel_major.blocks, jm.blocks):
+        W, A = blk.gcn.weight, blk.gcn.adjacency  # (L, C_out, C_in), (L, V, V) [l, v, w]
+        dense_op = torch.einsum("lvw,loc->owcv", A, W)  # (C_out, V, C_in, V)
+        assert jblk.gcn.rows.nnz == int((dense_op != 0).sum())
+        assert jblk.tcn.rows.nnz == int((blk.tcn.weight != 0).sum())
+
+
+def test_removed_edge_is_not_read():
+    """A NaN on a joint that sends nothing stays out of every other joint (no multiply by a zero weight)."""
+    model = tiny()
+    random_bn_stats(model)
+    cm = ChannelMajorSTGCN(fold(model.eval()).eval())
+    blk = cm.blocks[0]
+    joint = 5
+    with torch.no_grad():
+        blk.gcn.adjacency[:, joint, :] = 0  # joint 5 sends to nobody, itself included
+    g = _JMGraph(blk)
+    C, V, T, B, P = blk.gcn.in_channels, 17, 6, 2, 4
+    x = torch.zeros(C, V, T + 2 * P, B)
+    x[:, :, P: P + T] = torch.randn(C, V, T, B)
+    x[:, joint, P: P + T] = float("nan")
+    y = g(x, T, P, None)
+    assert torch.isfinite(y).all()
+    ref = torch.einsum("lvw,loc,cvtb->owtb", blk.gcn.adjacency, blk.gcn.weight,
+                       torch.nan_to_num(x[:, :, P: P + T]))
+    ref = ref + blk.gcn_const[:, :, None, None]
+    assert torch.allclose(y[:, :, P: P + T], ref.relu() if blk.gcn_act else ref, atol=1e-5)
+    assert (y[:, :, :P] == 0).all() and (y[:, :, P + T:] == 0).all()
+
+
+def test_joint_major_falls_back_for_other_dtypes_and_counts_work():
+    model = tiny()
+    prune(model, 0.9, scope="layer", kinds="weight")
+    model.eval()
+    x = torch.randn(2, 2, 16, 17, 3)
+    jm = joint_major(model)
+    kept = sum(int((m.weight != 0).sum()) for m in fold(model).modules()
+               if isinstance(m, (nn.Conv2d,)) and m.kernel_size[0] > 1)
+    assert sum(op.rows.nnz for op in jm.operators() if getattr(op, "k", 1) > 1) == kept
+    y = jm(x)
+    d = copy.deepcopy(jm).double()
+    assert not d.runs_native(x.double())
+    assert torch.allclose(d(x.double()).float(), y, atol=1e-5)
+    with pytest.raises(ValueError, match="V=17"):
+        jm(torch.randn(1, 2, 16, 25, 3))
+
+
+def test_auto_layout_measures_joint_major_and_str():
+    model = tiny()
+    prune(model, 0.95, scope="layer", kinds="weight")
+    model.eval()
+    x = torch.randn(1, 2, 16, 17, 3)
+    sk = to_sparse_kernels(model, x, repeats=1)
+    lc = sk.export_result.layout_choice
+    assert lc.joint_major_ms is not None and lc.joint_major_unsupported is None
+    jm = to_sparse_kernels(model, x, repeats=1, layout="joint_major")
+    assert isinstance(jm, JointMajorSTGCN) and jm.layout == "joint_major" == jm.export_result.layout
+    assert all(p.sparse and p.type.startswith("joint_major") for p in jm.export_result.products)
+    assert all(a.layout == "joint_major" and a.choice == "sparse" for a in jm.export_result.aggregations)
+    assert "JointMajorSTGCN" in str(jm)
+    with torch.no_grad():
+        assert torch.allclose(jm(x), model(x), atol=1e-5)
+    with pytest.raises(ValueError, match="joint_major"):
+        to_sparse_kernels(model, x.double(), layout="joint_major")

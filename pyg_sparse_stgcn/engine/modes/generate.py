@@ -1,7 +1,10 @@
 """``--mode generate``: the paper's sparse generator, after a dense baseline."""
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -11,7 +14,11 @@ from ..bundle import DataBundle
 from ..config import Config
 from ..models import build_generator, check_generator_options
 from ..session import Session
-from .base import COMMON_READS, Invocation, Mode, register_mode
+from .base import COMMON_READS, Invocation, Mode, _fmt, register_mode
+
+#: Where ``benchmarks/bench_demo.py --seeds N`` records the demo's dense and 95 %-sparse accuracy over seeds
+#: (a checkout's file; an installed package has none and prints the seed only).
+DEMO_RESULTS = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "demo.json"
 
 
 @register_mode
@@ -32,6 +39,40 @@ class GenerateMode(Mode):
     def run(self, session: Session) -> dict[str, Any]:
         return dense_then_sparse(session, "generator", "generate", build_generator,
                                  find_unused_parameters=bool(session.cfg.generator.two_phase))
+
+    def extra_lines(self, summary: Mapping[str, Any]) -> list[str]:
+        """The seed and, for the demo, the range measured over seeds (:func:`demo_expectation`)."""
+        lines = [f"seed {summary['seed']}"] if "seed" in summary else []
+        if summary.get("data") == "demo":
+            lines += demo_expectation()
+        return lines
+
+
+def recipe_digest(name: str) -> str:
+    """SHA-256 of the shipped recipe ``configs/<name>.toml`` (tells whether a recorded result used it)."""
+    from ..config import recipe_text
+
+    return hashlib.sha256((recipe_text(name) or "").encode()).hexdigest()
+
+
+def demo_expectation(path: Path = DEMO_RESULTS) -> list[str]:
+    """What ``make demo`` should print, from ``benchmarks/results/demo.json`` (mean ± std of the dense and
+    95 %-sparse top-1 over the seeds ``bench_demo.py --seeds N`` ran), with a warning when the file was recorded
+    with another ``configs/demo.toml``; nothing when the file is absent."""
+    try:
+        rec = json.loads(path.read_text())
+        d, s, g = rec["dense_top1"], rec["sparse_top1"], rec["drop_points"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    seeds = ", ".join(str(x) for x in rec.get("seeds", []))
+    lines = [f"expected (benchmarks/results/demo.json, seeds {seeds}, {rec.get('machine', {}).get('date_utc', '?')}"
+             f"): dense {_fmt(d['mean'])} ± {100 * d['std']:.1f}, 95 %-sparse {_fmt(s['mean'])} ± "
+             f"{100 * s['std']:.1f}, drop {g['mean']:.1f} ± {g['std']:.1f} points "
+             f"(per seed: dense {', '.join(_fmt(v) for v in d['values'])}; sparse "
+             f"{', '.join(_fmt(v) for v in s['values'])})"]
+    if rec.get("recipe_sha256") != recipe_digest("demo"):
+        lines.append("(recorded with another configs/demo.toml: rerun benchmarks/bench_demo.py --seeds 3)")
+    return lines
 
 
 def dense_then_sparse(session: Session, section: str, stage: str,

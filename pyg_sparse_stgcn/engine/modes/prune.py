@@ -36,9 +36,10 @@ class PruneMode(Mode):
         else:
             model = build_classifier(cfg, s.data)
             dense = s.fit("dense", model, epochs=cfg.dense.epochs or cfg.train.epochs)
-        edges = sp.edge_sparsity > 0
-        prune(model, sp.sparsity, scope=sp.scope, kinds=("weight", "edge") if edges else ("weight",),
-              edge_sparsity=sp.edge_sparsity if edges else None)
+        # --sparsity 0 with --edge-sparsity S prunes edges alone (no weight masks, nothing counted as pruned)
+        kinds = tuple(k for k, rate in (("weight", sp.sparsity), ("edge", sp.edge_sparsity)) if rate > 0)
+        prune(model, sp.sparsity, scope=sp.scope, kinds=kinds or ("weight",),
+              edge_sparsity=sp.edge_sparsity if "edge" in kinds else None)
         before = describe(eval_ready(model), s.evaluate(model))
         over: dict[str, Any] = {"epochs": cfg.prune.finetune_epochs or cfg.train.epochs}
         if cfg.prune.lr > 0:

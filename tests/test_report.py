@@ -1,0 +1,67 @@
+"""``benchmarks/report.py``: the README's generated blocks and docs/results.md equal what the results files give
+(run ``python benchmarks/report.py`` after a results file changes), pending arms are shown as pending, and the
+figures in the tables are those of the results (checked against numbers computed here)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import report  # noqa: E402
+
+
+def _docs() -> tuple[str, str, str]:
+    return tuple((REPO / p).read_text(encoding="utf-8")  # type: ignore[return-value]
+                 for p in ("README.md", "docs/results.md", "docs/reproducing.md"))
+
+
+def test_readme_and_docs_are_generated():
+    assert report.stale(*_docs()) == [], "out of date: run python benchmarks/report.py"
+
+
+def test_a_hand_edited_block_is_detected():
+    readme, _, repro = _docs()
+    for name, body in report.generate().items():  # up to date, whatever the results files hold now
+        readme = report.replace_block(readme, name, body)
+    repro = report.replace_block(repro, "epoch", report.epoch_block(report.load("epoch.json")))
+    studies = {ds: report.load(f"accuracy_{ds}.json") for ds in report.DATASETS}
+    results = report.results_md(studies, report.load("demo.json"), report.figure_names(studies))
+    assert report.stale(readme, results, repro) == []
+    body = report.block(readme, "results")
+    edited = report.replace_block(readme, "results", body + "\n| `dense` | 99.9 | | | | | |")
+    assert report.stale(edited, results, repro) == ["results"]
+    assert report.stale(readme, results + "x", repro) == ["docs/results.md"]
+    assert report.stale(readme, results, report.replace_block(repro, "epoch", "1 h")) == ["docs/reproducing.md"]
+    with pytest.raises(ValueError, match="markers"):
+        report.block(readme.replace("<!-- demo:end -->", ""), "demo")
+
+
+def _study(arms: dict) -> dict:
+    return {"recipe": {"width": 24, "epochs": 7}, "selection": {"held_out": {"fraction": 0.2}}, "graph": "g",
+            "runs": {a: {str(i): {} for i in range(len(v["top1"]))} for a, v in arms.items()}, "pending": ["x"],
+            "arms": arms, "wall_time_s": 3600.0}
+
+
+def test_tables_show_the_results_and_pending_arms():
+    dense = {"top1": [0.90, 0.80], "mean_class_accuracy": [0.5], "weight_sparsity": 0.0, "edge_sparsity": 0.0,
+             "edge_sparsity_connections": 0.0, "params_kept": 1234, "params_stored": 1234, "seconds": 12.0,
+             "command": "c"}
+    gen = {**dense, "top1": [0.84], "weight_sparsity": 0.95, "params_kept": 100, "params_stored": 2500}
+    res = _study({"dense": dense, "generate-0.95": gen})
+    rows = "\n".join(report.arm_rows(res, full=True))
+    # mean 85.0, sample std sqrt(((0.05)^2 * 2) / 1) = 0.0707 -> 7.1
+    assert "| `dense` | 85.0 ± 7.1 (2 seeds) | 50.0 | 0.0 | 0.0 / 0.0 | 1,234 / 1,234 | 12 |" in rows
+    assert "| `generate-0.95` | 84.0 | 50.0 | 95.0 |" in rows
+    assert "| `ensemble` | pending |" in rows and "| `imp-0.9-random-prune` | pending |" in rows
+    claims = "\n".join(report.claims(res))
+    # 84.0 - 85.0 = -1.0 point: within 1 point
+    assert "84.0 vs 85.0 (-1.0 points) | holds |" in claims
+    assert "| ensemble ≥ dense + 1 point and ≥ the parameter-matched dense | pending | pending |" in claims
+    res["arms"]["generate-0.95"]["top1"] = [0.70]
+    assert "**refuted** here" in "\n".join(report.claims(res))
+    assert "24 channels" in report.study_header("nw-ucla", res)[0]
+    assert "not run yet" in report.study_header("nw-ucla", {})[0]

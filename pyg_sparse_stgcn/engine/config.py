@@ -44,7 +44,7 @@ from ..sparsity.magnitude import PRUNE_SCOPES
 from ..sparsity.masks import SCORE_INITS
 from .metrics import AVERAGE_CLIPS
 from .models import MODEL_NAMES
-from .trainer import LR_SCHEDULES
+from .trainer import LR_SCHEDULES, PRECISIONS, precision_problem
 
 __all__ = ["Config", "Section", "ConfigError", "RunConfig", "DataConfig", "ModelConfig", "TrainConfig",
            "EvalConfig", "SparsityConfig", "GeneratorConfig", "EnsembleConfig", "LotteryConfig", "PruneConfig",
@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # choice lists are runtime tuples; type checkers see plain st
     Backend: TypeAlias = str
     ModelName: TypeAlias = str
     LRSchedule: TypeAlias = str
+    Precision: TypeAlias = str
     AverageClips: TypeAlias = str
     Scope: TypeAlias = str
     Adaptive: TypeAlias = str
@@ -75,6 +76,7 @@ else:
     Backend = Literal[tuple(BACKENDS)]
     ModelName = Literal[tuple(MODEL_NAMES)]
     LRSchedule = Literal[tuple(LR_SCHEDULES)]
+    Precision = Literal[tuple(PRECISIONS)]
     AverageClips = Literal[tuple(AVERAGE_CLIPS)]
     Scope = Literal[ALL_SCOPES]
 
@@ -215,6 +217,10 @@ class DataConfig(Section):
     num_workers: int = opt(0, "DataLoader worker processes.", lo=0)
     train_split: str = opt("", "Training split; \"\" = train.")
     test_split: str = opt("", "Test split; \"\" = val.")
+    holdout: float = opt(0.0, "Fraction of the training split held out (per class, seeded by holdout_seed) and "
+                              "used as the test split instead of test_split: hyper-parameters are chosen on it, "
+                              "never on the test split; 0 = off.", fraction="open")
+    holdout_seed: int = opt(0, "Seed of the held-out selection (data.holdout); fixed across run seeds.", lo=0)
     kwargs: dict[str, Any] = opt({}, "Extra keyword arguments of the dataset (a free table).")
 
 
@@ -250,6 +256,9 @@ class TrainConfig(Section):
     min_lr: float = opt(0.0, "Final learning rate of the cosine.", lo=0)
     grad_clip: float = opt(0.0, "Max global L2 gradient norm; 0 = off.", lo=0)
     amp: bool = opt(True, "Autocast + GradScaler (CUDA only).")
+    precision: Precision = opt("fp32", "fp32, or bf16: bfloat16 autocast of the forward pass (CUDA, or a CPU "
+                                       "reporting avx512_bf16 / amx_bf16); weights, BN statistics, loss and "
+                                       "masks stay float32.", check=precision_problem)
     compile: bool = opt(False, "Train through torch.compile.")
     sync_bn: bool = opt(False, "Synchronise BatchNorm statistics across DDP processes.")
     eval_every: int = opt(1, "Validate every N epochs (the last epoch always); 0 = only the last.", lo=0)

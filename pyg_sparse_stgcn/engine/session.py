@@ -2,7 +2,7 @@
 training stages) and :func:`execute`, which sets up processes, data and the run directory, runs the mode and
 writes ``config.toml`` first and ``summary.json`` last.
 
-Every summary holds ``mode``, ``data``, ``model``, ``feats``, ``run_dir``, ``top1``, ``top5``,
+Every summary holds ``mode``, ``data``, ``model``, ``feats``, ``seed``, ``run_dir``, ``top1``, ``top5``,
 ``mean_class_accuracy`` (fractions), ``weight_sparsity``, ``edge_sparsity`` (entries),
 ``edge_sparsity_connections`` (skeleton connections), ``params_stored``, ``params_kept`` and, where a dense
 baseline ran, the same figures under ``dense``.
@@ -117,9 +117,9 @@ class Session:
         kw: dict[str, Any] = dict(
             epochs=epochs or t.epochs, batch_size=d.batch_size, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov,
             weight_decay=t.weight_decay, lr_schedule=t.lr_schedule, warmup_epochs=t.warmup_epochs,
-            min_lr=t.min_lr, grad_clip=t.grad_clip, amp=t.amp, compile=t.compile, sync_bn=t.sync_bn,
-            num_workers=d.num_workers, test_batch_size=d.test_batch_size or None, seed=self.cfg.run.seed,
-            eval_every=t.eval_every, average_clips=self.cfg.eval.average_clips)
+            min_lr=t.min_lr, grad_clip=t.grad_clip, amp=t.amp, precision=t.precision, compile=t.compile,
+            sync_bn=t.sync_bn, num_workers=d.num_workers, test_batch_size=d.test_batch_size or None,
+            seed=self.cfg.run.seed, eval_every=t.eval_every, average_clips=self.cfg.eval.average_clips)
         kw.update(over)
         if self.data.train is None:
             raise RuntimeError("this mode opened no training split")
@@ -312,7 +312,7 @@ def _execute(cfg: Config, inv: Invocation, mode: Mode, device: torch.device) -> 
     except TrainingInterrupted as e:
         return Outcome(None, run.path, str(e), D.is_main())
     summary = {"mode": mode.name, "data": cfg.data.name, "model": cfg.model.name, "feats": cfg.data.feats,
-               "run_dir": str(run.path), **out}
+               "seed": cfg.run.seed, "run_dir": str(run.path), **out}
     if D.is_main():
         run.write_json("summary.json", summary)
     return Outcome(json_safe(summary) if D.is_main() else None, run.path, None, D.is_main())

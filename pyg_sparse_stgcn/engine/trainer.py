@@ -1,6 +1,7 @@
 """The training loop: SGD + cosine LR, AMP, ``torch.compile``, DDP, atomic checkpoints and exact resume."""
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -21,11 +22,70 @@ from .evaluate import evaluate, unpack_batch
 from .rundir import RunDir, atomic_torch_save
 
 __all__ = ["Trainer", "EpochBudget", "TrainingInterrupted", "seed_everything", "resolve_device",
-           "get_rng_state", "set_rng_state", "call_set_epoch", "CHECKPOINT_FORMAT", "LR_SCHEDULES"]
+           "get_rng_state", "set_rng_state", "call_set_epoch", "CHECKPOINT_FORMAT", "LR_SCHEDULES", "PRECISIONS",
+           "cpu_bf16_flags", "autocast_dtype", "precision_problem"]
 
 CHECKPOINT_FORMAT = "pyg-sparse-stgcn"
 #: Learning-rate schedules of :class:`Trainer`: cosine per iteration, cosine per epoch, constant.
 LR_SCHEDULES = ("cosine", "cosine_epoch", "constant")
+#: Training precisions of :class:`Trainer`: float32, or bfloat16 autocast (fp32 weights, BN and loss).
+PRECISIONS = ("fp32", "bf16")
+#: CPU flags (``/proc/cpuinfo``) of native bfloat16 arithmetic: x86 AVX512-BF16 / AMX-BF16, Arm BF16.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+
+def cpu_bf16_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str, ...]:
+    """The native-bfloat16 flags (:data:`BF16_CPU_FLAGS`) this CPU reports; empty when none or unreadable."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return tuple(f for f in BF16_CPU_FLAGS if f in flags)
+
+
+def precision_problem(precision: str, device: torch.device | None = None) -> str | None:
+    """Why ``precision`` cannot train on ``device`` (:obj:`None`: the CPU, or CUDA when available), or
+    :obj:`None` when it can."""
+    if precision not in PRECISIONS:
+        return f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+    if device is None:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if precision == "bf16" and device.type == "cpu" and not cpu_bf16_flags():
+        return ("train.precision='bf16': this CPU reports none of the native bfloat16 flags "
+                f"{', '.join(BF16_CPU_FLAGS)} in /proc/cpuinfo (PyTorch capability "
+                f"{torch.backends.cpu.get_cpu_capability()}); emulated bfloat16 would be slower than float32, "
+                "use train.precision='fp32'")
+    return None
+
+
+def autocast_dtype(precision: str, device: torch.device, amp: bool = True) -> torch.dtype | None:
+    """The autocast dtype of a training step: ``bfloat16`` for ``precision='bf16'`` (on CPU only when the CPU
+    has native bfloat16, :func:`cpu_bf16_flags`), ``float16`` for ``amp`` on CUDA with ``'fp32'``, else
+    :obj:`None` (no autocast).
+
+    Raises:
+        ValueError: An unknown ``precision``, or ``'bf16'`` on a CPU without native bfloat16.
+    """
+    problem = precision_problem(precision, device)
+    if problem is not None:
+        raise ValueError(problem)
+    if precision == "bf16":
+        return torch.bfloat16
+    return torch.float16 if amp and device.type == "cuda" else None
+
+
+def _to_float32(out: Any) -> Any:
+    """Floating-point tensors of a model output (a tensor or a tuple/list of them) as float32."""
+    if isinstance(out, Tensor):
+        return out.float() if out.is_floating_point() else out
+    if isinstance(out, (tuple, list)):
+        return type(out)(_to_float32(o) for o in out)
+    return out
 
 
 class TrainingInterrupted(RuntimeError):
@@ -159,7 +219,8 @@ class Trainer:
     r"""Train a classifier with PYSKL's recipe.
 
     SGD (momentum, Nesterov, weight decay on every parameter) with a cosine learning rate annealed per
-    iteration (or per epoch) to ``min_lr``, an optional linear warm-up, gradient clipping, AMP on CUDA, opt-in
+    iteration (or per epoch) to ``min_lr``, an optional linear warm-up, gradient clipping, AMP on CUDA,
+    bfloat16 autocast on CPUs with native bfloat16 (``precision='bf16'``), opt-in
     :func:`torch.compile`, and DDP when a ``torchrun`` process group exists (each process takes
     ``batch_size / world_size`` samples of the same global batch). At the start of every epoch
     ``set_epoch(epoch, epochs)`` is called on each module of the model (and on every callback) that defines
@@ -189,7 +250,13 @@ class Trainer:
         warmup_epochs (float, optional): Linear LR warm-up length in epochs. (default: :obj:`0.0`)
         min_lr (float, optional): Final learning rate. (default: :obj:`0.0`)
         grad_clip (float, optional): Max global L2 gradient norm, 0 = off. (default: :obj:`0.0`)
-        amp (bool, optional): Mixed precision (only on CUDA). (default: :obj:`True`)
+        amp (bool, optional): float16 autocast + gradient scaling (only on CUDA, with ``precision='fp32'``).
+            (default: :obj:`True`)
+        precision (str, optional): ``'fp32'`` or ``'bf16'``: the forward pass and the loss's input under
+            ``torch.autocast(dtype=torch.bfloat16)`` (GEMMs and convolutions in bfloat16 on CPUs with
+            ``avx512_bf16`` / ``amx_bf16``, or on CUDA); the weights, the optimiser, the batch-norm
+            parameters and running statistics, the loss and the masks stay float32. Evaluation runs in
+            float32. A CPU without native bfloat16 raises a :class:`ValueError`. (default: ``'fp32'``)
         compile (bool, optional): Train through :func:`torch.compile`. (default: :obj:`False`)
         sync_bn (bool, optional): Synchronise BatchNorm statistics across DDP processes.
             (default: :obj:`False`)
@@ -220,7 +287,7 @@ class Trainer:
                  collate_fn: Callable | None = None, lr: float = 0.1, momentum: float = 0.9,
                  nesterov: bool = True, weight_decay: float = 5e-4, lr_schedule: str = "cosine",
                  warmup_epochs: float = 0.0, min_lr: float = 0.0, grad_clip: float = 0.0, amp: bool = True,
-                 compile: bool = False, sync_bn: bool = False, num_workers: int = 0,
+                 precision: str = "fp32", compile: bool = False, sync_bn: bool = False, num_workers: int = 0,
                  test_batch_size: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
                  eval_every: int = 1, average_clips: str = "prob", parameters: Iterable[Tensor] | None = None,
                  callbacks: Sequence[Any] = (), run_dir: RunDir | None = None, stage: str = "train",
@@ -231,6 +298,8 @@ class Trainer:
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
         self.device = torch.device(device)
+        self.precision = precision
+        self.autocast_dtype = autocast_dtype(precision, self.device, amp)
         self.world, self.rank = D.world_size(), D.rank()
         if batch_size % self.world:
             raise ValueError(f"batch_size {batch_size} is not divisible by the {self.world} DDP processes")
@@ -245,7 +314,7 @@ class Trainer:
         self.eval_every, self.average_clips, self.grad_clip = int(eval_every), average_clips, float(grad_clip)
         self.callbacks, self.run_dir, self.budget = list(callbacks), run_dir, budget
         self.progress = progress and self.rank == 0
-        self.use_amp = bool(amp) and self.device.type == "cuda"
+        self.use_amp = self.autocast_dtype == torch.float16  # float16 autocast + GradScaler (CUDA)
 
         self.model = model.to(self.device)
         if sync_bn and self.world > 1:
@@ -329,6 +398,12 @@ class Trainer:
                           worker_init_fn=_worker_init if self.num_workers else None,
                           pin_memory=self.device.type == "cuda", drop_last=False)
 
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """``torch.autocast`` with :attr:`autocast_dtype`, or nothing (float32)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
     def _loss(self, out: Any, y: Tensor) -> Tensor:
         fn = getattr(self.model, "compute_loss", None)
         loss = fn(out, y) if callable(fn) else F.cross_entropy(out, y)
@@ -360,9 +435,9 @@ class Trainer:
             if i < skip:
                 continue
             x, y, _ = unpack_batch(batch, self.device)
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            with self._autocast():
                 out = self.net(x)
-                loss = self._loss(out, y)
+            loss = self._loss(_to_float32(out), y)  # the loss in float32, outside autocast
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{self.stage}: loss became {loss.item()} at epoch {epoch + 1}; "
                                          f"lower --lr or set train.grad_clip")

@@ -366,3 +366,21 @@ def test_pretrained_bad_input(tmp_path):
     small["gcn.1.gcn.conv_d.0.weight"] = torch.zeros(2, 2)
     with pytest.raises(ValueError, match=r"shape mismatches \(1\).*gcn.1.gcn.conv_d.0.weight"):
         build("aagcn", pretrained=_save(tmp_path / "small.pth", small))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bf16_autocast_training_step_close_to_float32(kind):
+    """``train.precision='bf16'`` runs the forward under CPU autocast: every unit must accept bfloat16
+    activations next to float32 parameters (CTR-GCN's in-place subset accumulation once did not), and the
+    result must stay close to float32 (bfloat16 keeps 8 bits of mantissa)."""
+    torch.manual_seed(0)
+    model = SkeletonClassifier(build(kind), GCNHead(5, 16))
+    model.train()
+    x = torch.randn(2, 2, 12, 25, 3)
+    want = model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = model(x)
+    assert got.dtype == torch.bfloat16
+    got.float().square().sum().backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    torch.testing.assert_close(got.float(), want.detach(), rtol=0.1, atol=0.1)

@@ -179,7 +179,8 @@ class CTRGCNConv(SkeletonMessagePassing):
             shift = bias if shift is None else shift + bias
             # per-sample, per-channel aggregation; the subsets accumulate in place
             M = M.view(B * C, V, V)
-            out = torch.bmm(x3, M) if out is None else out.baddbmm_(x3, M)
+            # (in place: no autocast there, so the operands take the accumulator's dtype; no-ops in float32)
+            out = torch.bmm(x3, M) if out is None else out.baddbmm_(x3.to(out.dtype), M.to(out.dtype))
         assert out is not None and shift is not None
         out = out.add_(shift.view(B * C, 1, V))
         h = out.view(B, C, T, V).permute(0, 2, 3, 1)  # channels-last view of the channels-first sum

@@ -83,7 +83,7 @@ SHAPES = {"ntu": ("nturgb+d", 8, 2, 100, 60), "kinetics": ("openpose", 8, 2, 100
 QUICK = dict(base_channels=8, num_stages=4, inflate_stages=(3,), down_stages=(3,))
 COMPILE_CHOICES = ("none", "inference", "all")
 MEMORY_CHOICES = ("train", "all", "none")
-ATOL = 1e-4  # float32 logits of order 1; both implementations accumulate in different orders
+RTOL = 1e-4  # norm-wise relative difference of the logits (float32 sums in different orders), see check_equal
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -282,8 +282,13 @@ def inference(model: torch.nn.Module, x: torch.Tensor, bf16: bool = False,
 
 
 def check_equal(sides: dict[str, torch.nn.Module], x: torch.Tensor) -> dict[str, float]:
-    """Max abs difference of every side's logits from ours, eval mode and train mode (batch statistics, BN
-    running statistics restored afterwards); raises when one exceeds ``ATOL``."""
+    """Norm-wise relative difference ``|a - b| / |b|`` of every side's logits from ours, eval mode and train mode
+    (batch statistics; BN running statistics restored afterwards). The allowed difference is ``RTOL`` or, where
+    float32 itself is worse on these weights, 4x our own float32 error against our float64 logits (untrained
+    full-size CTR-GCN reaches logits of 1e6, where every float32 implementation is off by ~1e-4 relative).
+    Raises when a side exceeds it."""
+    import copy
+
     out: dict[str, float] = {}
     ours = sides["ours"]
     for mode in ("eval", "train"):
@@ -291,15 +296,19 @@ def check_equal(sides: dict[str, torch.nn.Module], x: torch.Tensor) -> dict[str,
         with torch.no_grad():
             for m in sides.values():
                 m.train(mode == "train")
+            exact = copy.deepcopy(ours).double()(x.double())
             want = ours(x)
+            noise = ((want.double() - exact).norm() / exact.norm()).item()
+            out[f"ours_float32_vs_float64_{mode}"] = noise
             for name, m in sides.items():
                 if name == "ours":
                     continue
-                d = (m(x) - want).abs().max().item()
+                d = ((m(x) - want).norm() / want.norm()).item()
                 out[f"{name}_{mode}"] = d
-                if not d <= ATOL:
-                    raise AssertionError(f"{name} differs from ours by {d:.3g} ({mode} mode logits)")
-        for name, m in sides.items():  # undo the running-statistics update of the train-mode forward
+                if not d <= max(RTOL, 4 * noise):
+                    raise AssertionError(f"{name} differs from ours by {d:.3g} ({mode} mode logits; our float32 "
+                                         f"error against float64: {noise:.3g})")
+        for name, m in sides.items():  # undo the running-statistics update of the train-mode forwards
             if isinstance(m, _Ref):
                 with torch.no_grad():
                     for k, v in saved[name].items():
@@ -478,7 +487,7 @@ def bench_one(kind: str, shape: str, args: argparse.Namespace, rates_cache: dict
         want = ("ours", "reference")
     sides = build_sides(kind, shape, args.quick, want)
     x, y = make_input(shape, args.quick)
-    row: dict[str, Any] = {"sides": list(sides), "max_abs_logit_diff": check_equal(sides, x)}
+    row: dict[str, Any] = {"sides": list(sides), "rel_logit_diff": check_equal(sides, x)}
     bf16 = bool(cpu_bf16_flags()) and not args.no_bf16
 
     # FLOPs and the roofline (ours' own GEMM shapes, timed here)

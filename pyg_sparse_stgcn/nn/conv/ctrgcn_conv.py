@@ -68,7 +68,7 @@ class CTRGC(nn.Module):
             weight, bias = weight * scale, bias * scale
         add = bias.view(-1, 1) if base is None else bias.view(-1, 1) + base.reshape(1, U * V)
         # one batched GEMM writes the whole (C_out, U V) term, bias and base included
-        out = torch.baddbmm(add.to(rel.dtype), weight.to(rel.dtype).expand(B, -1, -1), rel.view(B, R, U * V))
+        out = torch.baddbmm(add.to(rel.dtype), weight.to(rel.dtype).expand(B, -1, -1), rel.reshape(B, R, U * V))
         return out.view(B, -1, U, V)
 
     def extra_repr(self) -> str:

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from test_sparsity_export import random_bn_stats
 from torch import nn
 
 from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier
@@ -20,17 +21,6 @@ def tiny(**kw) -> SkeletonClassifier:
     args = {"base_channels": 8, "num_stages": 4, "inflate_stages": (3,), "down_stages": (3,), "backend": "dense"}
     bb = STGCN({"layout": "coco", "mode": "spatial"}, **{**args, **kw})
     return SkeletonClassifier(bb, GCNHead(5, bb.out_channels))
-
-
-def random_bn_stats(model: nn.Module) -> None:
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 2 - 1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
 
 
 def joint_major(model: nn.Module) -> JointMajorSTGCN:

@@ -12,7 +12,7 @@ from torch import nn
 from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier
 from pyg_sparse_stgcn.sparsity import SparseGenerator, fold, prune, to_sparse_kernels
 from pyg_sparse_stgcn.sparsity.export import ChannelMajorSTGCN, JointMajorSTGCN, native, remove_pruned_edges
-from pyg_sparse_stgcn.sparsity.export.joint_major import _JMGraph
+from pyg_sparse_stgcn.sparsity.export.joint_major import _Arena, _JMGraph
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="native kernel not built (no C compiler here)")
 
@@ -133,13 +133,49 @@ def test_removed_edge_is_not_read():
     x = torch.zeros(C, V, T + 2 * P, B)
     x[:, :, P: P + T] = torch.randn(C, V, T, B)
     x[:, joint, P: P + T] = float("nan")
-    y = g(x, T, P, None)
+    y = g(x, T, P, _Arena(), None)
     assert torch.isfinite(y).all()
     ref = torch.einsum("lvw,loc,cvtb->owtb", blk.gcn.adjacency, blk.gcn.weight,
                        torch.nan_to_num(x[:, :, P: P + T]))
     ref = ref + blk.gcn_const[:, :, None, None]
     assert torch.allclose(y[:, :, P: P + T], ref.relu() if blk.gcn_act else ref, atol=1e-5)
     assert (y[:, :, :P] == 0).all() and (y[:, :, P + T:] == 0).all()
+
+
+def test_joint_major_activations_share_a_few_buffers():
+    """The buffers are a handful whatever the depth, stale contents (NaN) never leak into a result (the
+    padding frames are zeroed on every use) and shapes may change between calls."""
+    torch.manual_seed(0)
+    sizes = {}
+    for stages in (4, 10):
+        model = tiny(num_stages=stages, inflate_stages=(3,), down_stages=(3, 7) if stages > 7 else (3,))
+        random_bn_stats(model)
+        prune(model, 0.8, scope="layer", kinds="weight")
+        model.eval()
+        jm = joint_major(model)
+        with torch.no_grad():
+            for shape in [(3, 2, 20, 17, 3), (1, 2, 12, 17, 3), (2, 2, 20, 17, 3)]:
+                x = torch.randn(shape)
+                ref = model(x)
+                for slot in jm.arena.slots:
+                    slot.fill_(float("nan"))
+                out = jm(x)
+                assert torch.isfinite(out).all()
+                assert (out - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max()))
+            f1 = jm.features(x)
+            f1c = f1.clone()
+            jm.features(torch.randn_like(x))
+            assert torch.equal(f1, f1c)  # a returned result does not live in the shared buffers
+            one = torch.randn(1, 1, 20, 17, 3)  # N = M = 1: the channel-major permutation is a no-op
+            f2 = jm.channel_major.features(one)
+            f2c = f2.clone()
+            jm.channel_major.features(torch.randn_like(one))
+            assert torch.equal(f2, f2c)
+        sizes[stages] = len(jm.arena.slots)
+        P, C = jm.pad, 4 * 8  # the widest activation: 4 x base_channels after the inflation
+        widest = C * 17 * (20 + 2 * P) * 3 * 2 * 4  # bytes, batch 3 x 2 persons
+        assert jm.arena.nbytes <= len(jm.arena.slots) * widest
+    assert sizes[4] <= 5 and sizes[10] == sizes[4]  # not one buffer per operator (10 blocks: 20+ operators)
 
 
 def test_joint_major_falls_back_for_other_dtypes_and_counts_work():

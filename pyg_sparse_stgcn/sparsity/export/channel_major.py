@@ -54,6 +54,14 @@ def _workspace(owner: nn.Module, key: str, shape: tuple[int, ...], like: Tensor)
     return buf
 
 
+def release_workspaces(model: nn.Module) -> nn.Module:
+    """Drop the buffers :func:`_workspace` keeps on every submodule of ``model`` (they are allocated again
+    on the next call); returns ``model``."""
+    for m in model.modules():
+        m.__dict__.pop("_workspaces", None)
+    return model
+
+
 def _use_native(use_csr: bool, x: Tensor) -> bool:
     """Whether a sparse product on ``x`` runs the native kernel (float32 on CPU, kernel built)."""
     return use_csr and x.dtype == torch.float32 and x.device.type == "cpu" and native.available()
@@ -628,7 +636,8 @@ class ChannelMajorSTGCN(ExportViews, nn.Module):
         for block in self.blocks:
             h = block(h)
         C2, T2 = h.shape[:2]
-        return h.view(C2, T2, N, M, V).permute(2, 3, 0, 1, 4).contiguous()
+        # a copy even where the permutation is a no-op (N = M = 1): the workspaces are reused by the next call
+        return h.view(C2, T2, N, M, V).permute(2, 3, 0, 1, 4).clone(memory_format=torch.contiguous_format)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.head is not None and x.dim() == 6:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from . import native
-from .channel_major import ChannelMajorSTGCN, ExportViews, _CMBlock, _CMProduct, _workspace
+from .channel_major import ChannelMajorSTGCN, ExportViews, _CMBlock, _CMProduct
 
 __all__ = ["JointMajorSTGCN"]
 
@@ -46,14 +46,48 @@ class _SparseRows(nn.Module):
         return hit[1]
 
 
-def _padded_workspace(owner: nn.Module, shape: tuple[int, ...], like: Tensor) -> Tensor:
-    """The output workspace of ``owner``, zeroed when (re)allocated: the kernels write only the interior
-    frames, so the padding frames stay zero."""
-    buf = _workspace(owner, "out", shape, like)
-    if owner.__dict__.get("_zeroed") is not buf:
-        buf.zero_()
-        owner.__dict__["_zeroed"] = buf
-    return buf
+class _Arena:
+    """The activation buffers of one joint-major model, shared by all of its operators.
+
+    Blocks run one after another and at most four activations are alive at once (a block's input, the
+    graph convolution's output, the residual branch and the block's output), so a few flat buffers, each
+    grown to the largest activation it has held, replace one buffer per operator: the memory of a model
+    stays that of a few activations whatever its depth, and the buffers are reused between calls (no page
+    faults of fresh large allocations). :meth:`take` hands out a buffer that backs none of the tensors
+    named as alive.
+    """
+
+    def __init__(self) -> None:
+        self.slots: list[Tensor] = []
+
+    def take(self, shape: tuple[int, ...], like: Tensor, alive: tuple[Tensor | None, ...]) -> Tensor:
+        """An uninitialised ``like``-typed tensor of ``shape`` sharing memory with none of ``alive``."""
+        n = 1
+        for d in shape:
+            n *= d
+        busy = {t.untyped_storage().data_ptr() for t in alive if t is not None}
+        for i, slot in enumerate(self.slots):
+            if slot.data_ptr() in busy:
+                continue
+            if slot.numel() < n or slot.dtype != like.dtype or slot.device != like.device:
+                self.slots[i] = slot = like.new_empty(n)
+            return slot[:n].view(shape)
+        self.slots.append(like.new_empty(n))
+        return self.slots[-1].view(shape)
+
+    def take_padded(self, shape: tuple[int, int, int, int], P: int, like: Tensor,
+                    alive: tuple[Tensor | None, ...]) -> Tensor:
+        """:meth:`take` for a joint-major activation :math:`(C, V, T + 2P, B)` whose :math:`P` padding
+        frames on each side are zeroed (the kernels write only the interior frames)."""
+        y = self.take(shape, like, alive)
+        if P:
+            y[:, :, :P].zero_()
+            y[:, :, shape[2] - P:].zero_()
+        return y
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.slots)
 
 
 def _tap_rows(p: _CMProduct) -> _SparseRows:
@@ -81,15 +115,19 @@ class _JMTemporal(nn.Module):
     def out_frames(self, T: int) -> int:
         return (T + 2 * self.pad - self.dilation * (self.k - 1) - 1) // self.stride + 1
 
-    def forward(self, x: Tensor, T: int, P: int, residual: Tensor | None = None, relu: bool = False) -> Tensor:
+    def forward(self, x: Tensor, T: int, P: int, arena: _Arena, residual: Tensor | None = None,
+                relu: bool = False, keep: tuple[Tensor | None, ...] = ()) -> Tensor:
+        """The output :math:`(C_{out}, V, T' + 2P, B)` of ``x`` :math:`(C, V, T + 2P, B)`, in a buffer of
+        ``arena`` that backs none of ``x``, ``residual`` and ``keep`` (tensors still needed later)."""
         C, V, Tp, B = x.shape
         s = self.stride
         t_out = self.out_frames(T)
+        alive = (x, residual, *keep)
         if s == 1:
             src, n_q = x, Tp
         else:  # the s phases (frames q, q + s, ...) of the padded input, each (C, V, n_q, B)
             n_q = -(-Tp // s)
-            src = _workspace(self, "phases", (s, C, V, n_q, B), x)
+            src = arena.take((s, C, V, n_q, B), x, alive)
             native.split_phases(src.view(s, C * V, n_q, B), x.view(C * V, Tp, B))
 
         def offsets() -> Tensor:  # padded frame s t + j d - p + P = phase q, frame t + o
@@ -100,7 +138,7 @@ class _JMTemporal(nn.Module):
 
         off = self.rows.offsets(f"{C},{V},{n_q},{B}", offsets)
         Tp_out = t_out + 2 * P
-        y = _padded_workspace(self, (self.out_channels, V, Tp_out, B), x)
+        y = arena.take_padded((self.out_channels, V, Tp_out, B), P, x, (*alive, src))
         cols = slice(P * B, (P + t_out) * B)  # the interior frames of joint 0; groups step to the next joints
         ys = y.view(self.out_channels, V * Tp_out * B)[:, cols]
         res = None if residual is None else residual.view(self.out_channels, V * Tp_out * B)[:, cols]
@@ -153,11 +191,13 @@ class _JMGraph(nn.Module):
         self.rows = _SparseRows(rowptr, c % V, c // V, v, block.gcn_const.reshape(-1))
         self.act = block.gcn_act
 
-    def forward(self, x: Tensor, T: int, P: int, residual: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, T: int, P: int, arena: _Arena, residual: Tensor | None,
+                keep: tuple[Tensor | None, ...] = ()) -> Tensor:
+        """Like :meth:`_JMTemporal.forward` (same layout and buffers)."""
         C, V, Tp, B = x.shape
         off = self.rows.offsets(f"{Tp},{B}", lambda: native.int32_offsets(
             (self.rows.cols * V + self.rows.taps) * (Tp * B) + P * B))
-        y = _padded_workspace(self, (self.out_channels, V, Tp, B), x)
+        y = arena.take_padded((self.out_channels, V, Tp, B), P, x, (x, residual, *keep))
         ys = y.view(self.out_channels * V, Tp * B)[:, P * B: (P + T) * B]
         res = None if residual is None else residual.view(self.out_channels * V, Tp * B)[:, P * B: (P + T) * B]
         native.spmm_shifted(ys, x, self.rows.rowptr, off, self.rows.values, self.rows.bias, res, self.act)
@@ -174,15 +214,15 @@ class _JMBlock(nn.Module):
         self.res_mode = block.res_mode
         self.residual = None if block.residual is None else _JMTemporal(block.residual)
 
-    def forward(self, x: Tensor, T: int, P: int) -> tuple[Tensor, int]:
+    def forward(self, x: Tensor, T: int, P: int, arena: _Arena) -> tuple[Tensor, int]:
         gres = x if self.gcn_res == "identity" else None
         if self.gcn_down is not None:
-            gres = self.gcn_down(x, T, P)
-        g = self.gcn(x, T, P, gres)
+            gres = self.gcn_down(x, T, P, arena)
+        g = self.gcn(x, T, P, arena, gres)
         res = x if self.res_mode == "identity" else None
         if self.residual is not None:
-            res = self.residual(x, T, P)
-        return self.tcn(g, T, P, res, relu=True), self.tcn.out_frames(T)
+            res = self.residual(x, T, P, arena, keep=(g,))
+        return self.tcn(g, T, P, arena, res, relu=True), self.tcn.out_frames(T)
 
 
 class JointMajorSTGCN(ExportViews, nn.Module):
@@ -202,8 +242,9 @@ class JointMajorSTGCN(ExportViews, nn.Module):
     All-zero rows and columns of a weight cost nothing. The native path runs float32 on CPU when the kernel
     is available (:func:`~pyg_sparse_stgcn.sparsity.export.native.available`); any other input (or after
     ``.double()`` / ``.to(device)``) runs the wrapped channel-major model (``channel_major``), which gives
-    the same outputs. Activations live in reused workspaces: one instance must not run in several threads at
-    once.
+    the same outputs. Activations live in a few buffers that all operators share and that are kept between
+    calls (their size is that of a few activations of the largest batch seen, whatever the depth): one
+    instance must not run in several threads at once.
 
     Args:
         model (ChannelMajorSTGCN): The channel-major export of the folded model.
@@ -223,6 +264,12 @@ class JointMajorSTGCN(ExportViews, nn.Module):
         self.pad = max((p.pad for b in cm_blocks for p in (b.tcn, b.residual, b.gcn_down) if p is not None),
                        default=0)
         self.export_result: Any = None
+        self.__dict__["_arena"] = _Arena()
+
+    @property
+    def arena(self) -> _Arena:
+        """The activation buffers every operator shares (kept between calls; see :class:`_Arena`)."""
+        return cast(_Arena, self.__dict__["_arena"])
 
     def _blocks(self) -> list[_JMBlock]:
         return [cast(_JMBlock, b) for b in self.blocks]
@@ -257,14 +304,15 @@ class JointMajorSTGCN(ExportViews, nn.Module):
         N, M, T, V, C = x.shape
         x = cm.normalize_input(x)
         P = self.pad
-        h = _workspace(self, "input", (C, V, T + 2 * P, N * M), x)
-        h[:, :, :P].zero_()
-        h[:, :, P + T:].zero_()
+        arena = self.arena
+        h = arena.take_padded((C, V, T + 2 * P, N * M), P, x, (x,))
         h[:, :, P: P + T].copy_(x.permute(4, 3, 2, 0, 1).reshape(C, V, T, N * M))
         for block in self._blocks():
-            h, T = block(h, T, P)
+            h, T = block(h, T, P, arena)
         C2 = h.size(0)
-        return h[:, :, P: P + T].permute(3, 0, 2, 1).reshape(N, M, C2, T, V)
+        # a copy: the shared buffers are overwritten by the next call
+        return h[:, :, P: P + T].permute(3, 0, 2, 1).reshape(N, M, C2, T, V).clone(
+            memory_format=torch.contiguous_format)
 
     def forward(self, x: Tensor) -> Tensor:
         head = self.channel_major.head

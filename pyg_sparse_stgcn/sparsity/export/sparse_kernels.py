@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ...timing import best_times
 from ..targets import targets
 from . import native
-from .channel_major import ChannelMajorSTGCN, _CMGraphConv, _CMProduct
+from .channel_major import ChannelMajorSTGCN, _CMGraphConv, _CMProduct, release_workspaces
 from .csr import CSRLinear, CSRTemporalConv, is_temporal_conv
 from .fold import fold, remove_pruned_edges
 from .joint_major import JointMajorSTGCN, _JMGraph
@@ -328,6 +328,7 @@ def to_sparse_kernels(model: nn.Module, example_input: Tensor, min_sparsity: flo
                 result.layout, result.products, result.aggregations = "channel_major", products, aggs
                 return _finish(cm, result)
             if take == "joint_major" and jm is not None:
+                release_workspaces(cm)  # the wrapped model runs only for other dtypes and devices
                 result.layout = "joint_major"
                 result.products, result.aggregations = _joint_major_records(jm, aggregation != "auto")
                 return _finish(jm, result)

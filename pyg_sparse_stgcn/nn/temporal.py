@@ -2,7 +2,7 @@ r"""Temporal convolutions on channels-last skeleton sequences (PYSKL ``unit_tcn`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,34 @@ __all__ = ["TemporalConv", "MultiScaleTemporalConv", "DGMultiScaleTemporalConv",
 
 def _check_positive(who: str, **values: int) -> None:
     check_positive_ints(who, *values.items())
+
+
+class _StridedLinearFn(torch.autograd.Function):
+    """``F.linear(x[:, ::s], weight, bias)`` that saves ``x`` itself for the backward pass, not the strided
+    copy ``F.linear`` makes (``x`` is saved by the unit's other branches anyway, so the copy was extra
+    memory). Under autocast the gradients are computed in the dtype of the output's gradient, as autograd
+    does for the autocast-cast ``linear``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, stride: int) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.bias_dtype = stride, None if bias is None else bias.dtype
+        return F.linear(x[:, ::stride], weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        x, weight = ctx.saved_tensors
+        s = ctx.stride
+        g2 = grad.reshape(-1, grad.size(-1))
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = x.new_zeros(x.shape)
+            gx[:, ::s] = grad @ weight.to(grad.dtype)
+        if ctx.needs_input_grad[1]:
+            gw = (g2.t() @ x[:, ::s].reshape(-1, x.size(-1)).to(grad.dtype)).to(weight.dtype)
+        if ctx.needs_input_grad[2]:
+            gb = g2.sum(0).to(ctx.bias_dtype)
+        return gx, gw, gb, None
 
 
 class StridedLinear(nn.Linear):
@@ -34,6 +62,8 @@ class StridedLinear(nn.Linear):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        if self.stride > 1 and torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            return _StridedLinearFn.apply(x, self.weight, self.bias, self.stride)
         if self.stride > 1:
             x = x[:, :: self.stride]
         return super().forward(x)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pyg_sparse_stgcn.graph import SkeletonGraph
+from pyg_sparse_stgcn.nn.temporal import StridedLinear
 from pyg_sparse_stgcn.nn import (
     STGCN,
     GCNHead,
@@ -34,6 +35,36 @@ def test_temporal_conv_matches_channels_first_conv2d(k, stride, dilation):
     )
     torch.testing.assert_close(tcn(x), ref.permute(0, 2, 3, 1), atol=1e-5, rtol=0)
     assert tcn(x).shape[1] == math.floor((11 + 2 * pad - dilation * (k - 1) - 1) / stride) + 1
+
+
+@pytest.mark.parametrize("T", [10, 11])
+def test_strided_linear_gradients_and_saved_memory(T):
+    """Values and gradients equal a strided channels-first Conv2d (float64), also under bf16 autocast; the
+    backward pass keeps the input itself, not a strided copy of it."""
+    torch.manual_seed(0)
+    lin = StridedLinear(5, 7, stride=2).double()
+    x = torch.randn(3, T, 4, 5, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(3, (T + 1) // 2, 4, 7, dtype=torch.float64)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = lin(x)
+    assert {t.untyped_storage().data_ptr() for t in saved} <= {x.untyped_storage().data_ptr(),
+                                                              lin.weight.untyped_storage().data_ptr()}
+    gx, gw, gb = torch.autograd.grad((y * g).sum(), (x, lin.weight, lin.bias))
+    w, b = lin.weight.detach().clone().requires_grad_(), lin.bias.detach().clone().requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    ref = F.conv2d(x2.permute(0, 3, 1, 2), w[:, :, None, None], b, stride=(2, 1)).permute(0, 2, 3, 1)
+    rx, rw, rb = torch.autograd.grad((ref * g).sum(), (x2, w, b))
+    for got, want in ((y, ref), (gx, rx), (gw, rw), (gb, rb)):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+    lin32, x32 = lin.float(), x.detach().float().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        yb = lin32(x32)
+    assert yb.dtype == torch.bfloat16
+    gxb, gwb = torch.autograd.grad((yb.float() * g.float()).sum(), (x32, lin32.weight))
+    assert gxb.dtype == gwb.dtype == torch.float32
+    torch.testing.assert_close(gwb, rw.float(), atol=0.1 * float(rw.abs().max()), rtol=0)
+    torch.testing.assert_close(gxb, rx.float(), atol=0.05 * float(rx.abs().max()), rtol=0)
 
 
 def test_temporal_conv_norm_and_dropout():

@@ -62,9 +62,30 @@ def test_spmm_shifted_matches_dense_reference(n, groups, residual, relu):
         assert torch.isnan(y[:, gi * ystride + n: (gi + 1) * ystride]).all()  # nothing written outside
 
 
-def test_split_phases_matches_strided_slices():
-    src = torch.randn(6, 11, 4)
-    dst = torch.full((3, 6, 4, 4), float("nan"))
+def test_spmm_shifted_zeroes_the_padding_columns_only():
+    g = torch.Generator().manual_seed(1)
+    R, C, n, groups, pad, gap = 3, 4, 10, 3, 2, 5
+    W = torch.randn(1, R, C, generator=g)
+    x = torch.randn(C, groups * n, generator=g)
+    rowptr, taps, cols, vals = native.sparse_rows(W)
+    off = native.int32_offsets(cols * (groups * n))
+    stride = n + 2 * pad + gap
+    y = torch.full((R, groups * stride), float("nan"))
+    native.spmm_shifted(y[:, pad: pad + n], x, rowptr, off, vals, torch.zeros(R), groups=groups,
+                        group_stride_y=stride, group_stride_x=n, pad=pad)
+    for gi in range(groups):
+        seg = y[:, gi * stride: (gi + 1) * stride]
+        assert (seg[:, :pad] == 0).all() and (seg[:, pad + n: 2 * pad + n] == 0).all()
+        assert torch.allclose(seg[:, pad: pad + n], W[0] @ x[:, gi * n: (gi + 1) * n], atol=1e-5)
+        assert torch.isnan(seg[:, 2 * pad + n:]).all()  # nothing written past the padding
+    with pytest.raises(ValueError, match="pad=3"):
+        native.spmm_shifted(y[:, pad: pad + n], x, rowptr, off, vals, torch.zeros(R), pad=3)
+
+
+@pytest.mark.parametrize("inner", [1, 2, 4])  # 1 and 2 floats per frame have their own loops
+def test_split_phases_matches_strided_slices(inner):
+    src = torch.randn(6, 11, inner)
+    dst = torch.full((3, 6, 4, inner), float("nan"))
     native.split_phases(dst, src)
     for q in range(3):
         m = src[:, q::3].size(1)

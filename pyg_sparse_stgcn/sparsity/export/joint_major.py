@@ -78,7 +78,8 @@ class _Arena:
     def take_padded(self, shape: tuple[int, int, int, int], P: int, like: Tensor,
                     alive: tuple[Tensor | None, ...]) -> Tensor:
         """:meth:`take` for a joint-major activation :math:`(C, V, T + 2P, B)` whose :math:`P` padding
-        frames on each side are zeroed (the kernels write only the interior frames)."""
+        frames on each side are zeroed (the model's input; an operator's kernel zeroes its output's padding
+        as it writes the output)."""
         y = self.take(shape, like, alive)
         if P:
             y[:, :, :P].zero_()
@@ -138,12 +139,12 @@ class _JMTemporal(nn.Module):
 
         off = self.rows.offsets(f"{C},{V},{n_q},{B}", offsets)
         Tp_out = t_out + 2 * P
-        y = arena.take_padded((self.out_channels, V, Tp_out, B), P, x, (*alive, src))
+        y = arena.take((self.out_channels, V, Tp_out, B), x, (*alive, src))
         cols = slice(P * B, (P + t_out) * B)  # the interior frames of joint 0; groups step to the next joints
         ys = y.view(self.out_channels, V * Tp_out * B)[:, cols]
         res = None if residual is None else residual.view(self.out_channels, V * Tp_out * B)[:, cols]
         native.spmm_shifted(ys, src, self.rows.rowptr, off, self.rows.values, self.rows.bias, res, relu,
-                            groups=V, group_stride_y=Tp_out * B, group_stride_x=n_q * B)
+                            groups=V, group_stride_y=Tp_out * B, group_stride_x=n_q * B, pad=P * B)
         return y
 
 
@@ -197,10 +198,11 @@ class _JMGraph(nn.Module):
         C, V, Tp, B = x.shape
         off = self.rows.offsets(f"{Tp},{B}", lambda: native.int32_offsets(
             (self.rows.cols * V + self.rows.taps) * (Tp * B) + P * B))
-        y = arena.take_padded((self.out_channels, V, Tp, B), P, x, (x, residual, *keep))
+        y = arena.take((self.out_channels, V, Tp, B), x, (x, residual, *keep))
         ys = y.view(self.out_channels * V, Tp * B)[:, P * B: (P + T) * B]
         res = None if residual is None else residual.view(self.out_channels * V, Tp * B)[:, P * B: (P + T) * B]
-        native.spmm_shifted(ys, x, self.rows.rowptr, off, self.rows.values, self.rows.bias, res, self.act)
+        native.spmm_shifted(ys, x, self.rows.rowptr, off, self.rows.values, self.rows.bias, res, self.act,
+                            pad=P * B)
         return y
 
 
@@ -228,7 +230,8 @@ class _JMBlock(nn.Module):
 class JointMajorSTGCN(ExportViews, nn.Module):
     r"""Inference ST-GCN whose every weight product is a pass of the native sparse kernel over the kept
     non-zeros only, on joint-major activations :math:`(C, V, T + 2P, B)`, :math:`B = N M`, with :math:`P`
-    zero frames on both sides of every joint (the temporal padding, written once).
+    zero frames on both sides of every joint (the temporal padding, zeroed by the kernel that writes each
+    activation).
 
     Built from a :class:`ChannelMajorSTGCN` (batch norms already folded). Per block:
 

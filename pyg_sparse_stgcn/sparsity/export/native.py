@@ -100,23 +100,40 @@ void split_phases(float *dst, const float *src, int64_t outer, int64_t len, int6
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t q = 0; q < s; ++q) {
       float *d = dst + (q * outer + o) * steps * inner;
-      for (int64_t i = 0; i < steps && i * s + q < len; ++i)
-        memcpy(d + i * inner, src + (o * len + i * s + q) * inner, (size_t)inner * sizeof(float));
+      const float *f = src + (o * len + q) * inner;
+      const int64_t m = steps < (len - q + s - 1) / s ? steps : (len - q + s - 1) / s;
+      if (inner == 2) {  /* a batch of one: two persons per frame, one 64-bit word */
+        uint64_t *d2 = (uint64_t *)d; const uint64_t *f2 = (const uint64_t *)f;
+        for (int64_t i = 0; i < m; ++i) memcpy(d2 + i, f2 + i * s, 8);
+      } else if (inner == 1) {
+        for (int64_t i = 0; i < m; ++i) d[i] = f[i * s];
+      } else {
+        for (int64_t i = 0; i < m; ++i) memcpy(d + i * inner, f + i * s * inner, (size_t)inner * sizeof(float));
+      }
     }
 }
 
 /* For every row r < rows, group g < groups and column j < n:
      y[r*ldy + g*gy + j] = bias[r] + sum_{e in row r} vals[e] * x[off[e] + g*gx + j]
-                           (+ res[r*ldr + g*gy + j]), then ReLU if relu.
+                           (+ res[r*ldr + g*gy + j]), then ReLU if relu;
+   and y[r*ldy + g*gy + j] = 0 for the `pad` columns on each side (-pad <= j < 0, n <= j < n + pad).
    Rows are split over `threads` OpenMP threads; columns go in blocks of `cb` (the input block in cache). */
 void spmm_shifted(float *y, int64_t ldy, int64_t gy, int64_t rows, int64_t groups, int64_t n,
                   const float *x, int64_t gx, const int64_t *rowptr, const int32_t *off, const float *vals,
-                  const float *bias, const float *res, int64_t ldr, int relu, int64_t cb, int threads) {
+                  const float *bias, const float *res, int64_t ldr, int relu, int64_t cb, int64_t pad,
+                  int threads) {
   int64_t nt = threads < 1 ? 1 : threads;
   if (nt > rows) nt = rows < 1 ? 1 : rows;
   #pragma omp parallel for num_threads(nt) schedule(static, 1)
   for (int64_t t = 0; t < nt; ++t) {
     const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+    if (pad > 0)
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t g = 0; g < groups; ++g) {
+          float *row = y + r * ldy + g * gy;
+          memset(row - pad, 0, (size_t)pad * sizeof(float));
+          memset(row + n, 0, (size_t)pad * sizeof(float));
+        }
     for (int64_t g = 0; g < groups; ++g) {
       const float *xg = x + g * gx;
       for (int64_t c0 = 0; c0 < n; c0 += cb) {
@@ -181,7 +198,7 @@ def _build() -> ctypes.CDLL | None:
             return None
     dll = ctypes.CDLL(str(lib))
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    dll.spmm_shifted.argtypes = [p, i64, i64, i64, i64, i64, p, i64, p, p, p, p, p, i64, i32, i64, i32]
+    dll.spmm_shifted.argtypes = [p, i64, i64, i64, i64, i64, p, i64, p, p, p, p, p, i64, i32, i64, i64, i32]
     dll.spmm_shifted.restype = None
     dll.split_phases.argtypes = [p, p, i64, i64, i64, i64, i64, i32]
     dll.split_phases.restype = None
@@ -204,7 +221,7 @@ def available() -> bool:
 
 def spmm_shifted(y: Tensor, x: Tensor, rowptr: Tensor, offsets: Tensor, values: Tensor, bias: Tensor,
                  residual: Tensor | None = None, relu: bool = False, groups: int = 1, group_stride_y: int = 0,
-                 group_stride_x: int = 0) -> Tensor:
+                 group_stride_x: int = 0, pad: int = 0) -> Tensor:
     r"""A sparse matrix times shifted rows of one buffer, for every group:
 
     .. math::
@@ -213,7 +230,10 @@ def spmm_shifted(y: Tensor, x: Tensor, rowptr: Tensor, offsets: Tensor, values: 
 
     for :math:`0 \le j < n` (``y.size(1)``), :math:`0 \le g <` ``groups``, with ``y[r, g, j]`` at
     ``y[r, g * group_stride_y + j]`` (a view of a larger buffer: the columns of group :math:`g` start
-    ``group_stride_y`` elements after those of group :math:`g - 1`), ``residual`` indexed like ``y``.
+    ``group_stride_y`` elements after those of group :math:`g - 1`), ``residual`` indexed like ``y``; and
+    :math:`y_{r, g, j} = 0` for the ``pad`` columns on each side of every group
+    (:math:`-\text{pad} \le j < 0` and :math:`n \le j < n + \text{pad}`: the zero padding frames of a
+    joint-major activation, written with the output instead of by a separate pass).
 
     Args:
         y (torch.Tensor): Output :math:`(R, n)` (``stride(1) == 1``), float32 on CPU.
@@ -229,6 +249,8 @@ def spmm_shifted(y: Tensor, x: Tensor, rowptr: Tensor, offsets: Tensor, values: 
         group_stride_y (int, optional): Elements between the groups of ``y`` (and ``residual``).
             (default: :obj:`0`)
         group_stride_x (int, optional): Elements between the groups of ``x``. (default: :obj:`0`)
+        pad (int, optional): Columns zeroed on each side of every group of ``y``; they must lie inside
+            ``y``'s storage. (default: :obj:`0`)
 
     Returns:
         torch.Tensor: ``y``.
@@ -244,10 +266,15 @@ def spmm_shifted(y: Tensor, x: Tensor, rowptr: Tensor, offsets: Tensor, values: 
                          f"{offsets.dtype}")
     if residual is not None and (residual.stride(1) != 1 or residual.stride(0) <= 0):
         raise ValueError("spmm_shifted: residual columns must be contiguous")
+    if pad:
+        base = y.storage_offset()
+        last = base + (R - 1) * y.stride(0) + (groups - 1) * group_stride_y + n + pad
+        if pad < 0 or base < pad or last > y.untyped_storage().nbytes() // y.element_size():
+            raise ValueError(f"spmm_shifted: pad={pad} columns around the groups of y fall outside its storage")
     lib.spmm_shifted(y.data_ptr(), y.stride(0), group_stride_y, R, groups, n, x.data_ptr(), group_stride_x,
                      rowptr.data_ptr(), offsets.data_ptr(), values.data_ptr(), bias.data_ptr(),
                      None if residual is None else residual.data_ptr(),
-                     0 if residual is None else residual.stride(0), int(relu), COLUMN_BLOCK,
+                     0 if residual is None else residual.stride(0), int(relu), COLUMN_BLOCK, pad,
                      torch.get_num_threads())
     return y
 

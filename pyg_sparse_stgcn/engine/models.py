@@ -278,11 +278,14 @@ def read_our_checkpoint(checkpoint: str | Path, who: str, others: str) -> tuple[
     return p, state if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT else None
 
 
-def load_model(checkpoint: str | Path, cfg: Config, data: DataBundle,
-               device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(checkpoint: str | Path, cfg: Config, data: DataBundle, device: torch.device,
+               read: tuple[Path, dict[str, Any] | None] | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Load a model from ``checkpoint``: a run directory (its ``checkpoints/model.pt``), this library's
     ``model.pt`` or per-stage checkpoint, or a PYSKL / mmaction2 ST-GCN checkpoint (through
     :func:`pyg_sparse_stgcn.compat.pyskl.load_pyskl_stgcn`, using ``cfg.model`` and ``data``).
+
+    ``read`` is what :func:`read_our_checkpoint` returned for ``checkpoint`` when the caller has read it
+    already (the file is then not read again).
 
     Returns:
         ``(model, info)`` where ``info`` holds ``source`` (``'ours'`` or ``'pyskl'``), ``kind`` and the
@@ -291,7 +294,7 @@ def load_model(checkpoint: str | Path, cfg: Config, data: DataBundle,
     from ..sparsity.masks import load_masked_state_dict
     from .config import RANK_DEFAULT, Config, EnsembleConfig, GeneratorConfig, tomllib
 
-    p, state = read_our_checkpoint(checkpoint, "--checkpoint:", "or a PYSKL .pth file")
+    p, state = read or read_our_checkpoint(checkpoint, "--checkpoint:", "or a PYSKL .pth file")
     if state is not None:
         if "kind" in state:
             saved, kind = state["config"], state["kind"]

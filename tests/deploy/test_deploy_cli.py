@@ -130,3 +130,16 @@ def test_docs_worked_example(run, realdata):
     assert res.exit_code == 0, res.output
     out = [json.loads(ln) for ln in res.output.splitlines() if ln.startswith("{")]
     assert [o["frame"] for o in out] == [15, 23, 31, 39]
+
+
+def test_load_predictor_reads_the_checkpoint_once(run, monkeypatch):
+    from pyg_sparse_stgcn.engine.config import Config
+    from pyg_sparse_stgcn.engine.modes.predict import load_predictor
+
+    _, rd = run
+    reads = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    pred = load_predictor(str(rd), Config())
+    assert [Path(p).name for p in reads] == ["model.pt"]  # facts and model from one read
+    assert pred.spec.layout == "openpose"

@@ -53,13 +53,15 @@ class PredictRequest:
     write: Callable[[str], None] = field(default=lambda s: print(s, flush=True), repr=False)
 
 
-def checkpoint_facts(checkpoint: str | Path) -> dict[str, Any] | None:
+def checkpoint_facts(checkpoint: str | Path,
+                     read: tuple[Path, dict[str, Any] | None] | None = None) -> dict[str, Any] | None:
     """The configuration and facts (``layout``, ``num_person``, ``num_classes``) of one of our checkpoints (a
-    run directory, ``model.pt`` or a stage checkpoint), or :obj:`None` for any other file (PYSKL)."""
+    run directory, ``model.pt`` or a stage checkpoint), or :obj:`None` for any other file (PYSKL). ``read``:
+    what :func:`~pyg_sparse_stgcn.engine.models.read_our_checkpoint` returned for it, if already read."""
     from ..config import tomllib
     from ..models import read_our_checkpoint
 
-    p, state = read_our_checkpoint(checkpoint, "predict: checkpoint", "a PYSKL .pth or an .onnx file")
+    p, state = read or read_our_checkpoint(checkpoint, "predict: checkpoint", "a PYSKL .pth or an .onnx file")
     if state is None:
         return None
     if "config" in state:
@@ -105,7 +107,7 @@ def load_predictor(checkpoint: str, cfg: Config, runtime: str = "torch",
     """
     from ...deploy import OnnxModel, PipelineSpec, Predictor
     from ..bundle import DataBundle
-    from ..models import load_model
+    from ..models import load_model, read_our_checkpoint
 
     explicit = set(cfg.explicit(RANK_CLI))
     over = {k: cfg.get(k) for k in _TEST_TIME_KEYS if k in explicit}
@@ -126,7 +128,8 @@ def load_predictor(checkpoint: str, cfg: Config, runtime: str = "torch",
         if before_model is not None:
             before_model(spec)
         return Predictor(onnx_model, spec, "onnx")
-    facts = checkpoint_facts(checkpoint)
+    read = read_our_checkpoint(checkpoint, "predict: checkpoint", "a PYSKL .pth or an .onnx file")
+    facts = checkpoint_facts(checkpoint, read)  # the file is read once, for its facts and its model
     if facts is not None:
         _check_agrees(cfg, facts["config"], checkpoint)
         spec = PipelineSpec.from_config(facts["config"], layout=facts["layout"], num_person=facts["num_person"],
@@ -151,7 +154,7 @@ def load_predictor(checkpoint: str, cfg: Config, runtime: str = "torch",
                             spec.num_person)
     device = resolve_device(cfg.run.device)
     try:
-        model, _ = load_model(checkpoint, saved, data, device)
+        model, _ = load_model(checkpoint, saved, data, device, read)
     except (ValueError, KeyError, RuntimeError) as e:
         raise ConfigError(f"predict: cannot load {checkpoint} as a {spec.layout} model with {spec.in_channels} "
                           f"input channels and {spec.num_classes} classes: {e}") from None

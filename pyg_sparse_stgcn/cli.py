@@ -18,6 +18,7 @@ from .deploy.predict import RUNTIMES
 from .engine.config import Config, ConfigError, resolve_config
 from .engine.models import MODEL_NAMES
 from .engine.modes import Invocation, get_mode, mode_names
+from .sparsity.export import LAYOUTS
 
 __all__ = ["main", "OPTION_KEYS", "dataset_names"]
 
@@ -106,6 +107,8 @@ def _settings_help(ctx: click.Context, param: Any, value: bool) -> None:
 @click.option("--top-k", type=int, help="predict: classes shown per prediction (default 5).")
 @click.option("--runtime", type=click.Choice(RUNTIMES),
               help="predict: torch (default), sparse (exported sparse kernels) or onnx (onnxruntime).")
+@click.option("--sparse-layout", type=click.Choice(("auto", *LAYOUTS)),
+              help="predict --runtime sparse: the export's layout (default auto: every layout timed at start).")
 @click.option("--window", type=int, help="predict --stream: frames per window (default: the clip length).")
 @click.option("--stride", type=int, help="predict --stream: frames between predictions (default: window/4).")
 @click.option("--help-settings", is_flag=True, expose_value=False, is_eager=True, callback=_settings_help,
@@ -193,7 +196,8 @@ def main(positional: tuple[str, ...], config_file: str | None, sets: tuple[str, 
 
 #: predict's options (keyword of ``main``) → how messages name them.
 _PREDICT_OPTIONS = {"stream": "--stream", "as_json": "--json", "index": "--index", "frame_dir": "--frame-dir",
-                    "skip_bad": "--skip-bad", "top_k": "--top-k", "runtime": "--runtime", "window": "--window",
+                    "skip_bad": "--skip-bad", "top_k": "--top-k", "runtime": "--runtime",
+                    "sparse_layout": "--sparse-layout", "window": "--window",
                     "stride": "--stride"}
 
 
@@ -204,6 +208,7 @@ def _predict_request(inputs: list[str], o: dict[str, Any]) -> Any:
     return PredictRequest(inputs=tuple(inputs), stream=bool(o["stream"]), json=bool(o["as_json"]),
                           index=o["index"], frame_dir=o["frame_dir"], skip_bad=bool(o["skip_bad"]),
                           top_k=5 if o["top_k"] is None else o["top_k"], runtime=o["runtime"] or "torch",
+                          sparse_layout=o["sparse_layout"] or "auto",
                           window=o["window"] or 0, stride=o["stride"] or 0)
 
 

@@ -333,12 +333,22 @@ class Predictor:
             shape) or ``'onnx'`` (an :class:`OnnxModel`, or a torch model exported to a temporary file with
             :func:`~pyg_sparse_stgcn.deploy.export_onnx`). (default: :obj:`"torch"`)
         device (str or torch.device, optional): Device of a torch model. (default: :obj:`"cpu"`)
+        sparse_layout (str, optional): ``runtime='sparse'``: the export's ``layout``. ``'auto'`` times every
+            layout the model supports on the zero window before the first prediction (seconds for a full
+            ST-GCN); naming one (:data:`~pyg_sparse_stgcn.sparsity.export.LAYOUTS`) skips that.
+            (default: :obj:`"auto"`)
     """
 
     def __init__(self, model: Any, spec: PipelineSpec, runtime: str = "torch",
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", sparse_layout: str = "auto") -> None:
+        from ..sparsity.export import LAYOUTS
+
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        if sparse_layout not in ("auto", *LAYOUTS):
+            raise ValueError(f"sparse_layout must be one of auto, {', '.join(LAYOUTS)}, got {sparse_layout!r}")
+        if sparse_layout != "auto" and runtime != "sparse":
+            raise ValueError(f"sparse_layout={sparse_layout!r} applies to runtime 'sparse', not {runtime!r}")
         self.spec, self.runtime = spec, runtime
         self.device = torch.device(device)
         self._tmp: Any = None
@@ -350,7 +360,7 @@ class Predictor:
         elif runtime == "sparse":
             from ..sparsity.export import to_sparse_kernels
 
-            model = to_sparse_kernels(model.to(self.device).eval(), self.example_input())
+            model = to_sparse_kernels(model.to(self.device).eval(), self.example_input(), layout=sparse_layout)
         elif runtime == "onnx":
             import tempfile
 

@@ -193,3 +193,12 @@ def test_predictor_runtimes_agree(realdata):
     ref = Predictor(model, spec).predict(s).probs
     for rt in ("sparse", "onnx"):
         np.testing.assert_allclose(Predictor(model, spec, rt).predict(s).probs, ref, atol=1e-5)
+    for layout in ("channels_last", "channel_major"):  # a named layout: exported as asked, nothing timed
+        pred = Predictor(model, spec, "sparse", sparse_layout=layout)
+        assert pred.model.export_result.layout == layout
+        assert pred.model.export_result.layout_choice.dense_ms is None
+        np.testing.assert_allclose(pred.predict(s).probs, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="sparse_layout must be one of auto, channels_last"):
+        Predictor(model, spec, "sparse", sparse_layout="rows")
+    with pytest.raises(ValueError, match="applies to runtime 'sparse'"):
+        Predictor(model, spec, "torch", sparse_layout="joint_major")

@@ -38,6 +38,11 @@ def test_predict_demo_and_real_files(run, realdata):
     res = predict(str(rd / "checkpoints" / "model.pt"), str(realdata / "__u6odV5hrI.json"), "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
+    res = predict(str(rd), str(realdata / "__u6odV5hrI.json"), "--json", "--runtime", "sparse",
+                  "--sparse-layout", "channel_major")
+    assert res.exit_code == 0, res.output
+    top = json.loads(res.output)["predictions"][0]["top"]
+    assert [t["index"] for t in top] == [t["index"] for t in out["predictions"][0]["top"]]
     assert out["pipeline"]["layout"] == "openpose" and out["pipeline"]["clip_len"] == 16
     (p,) = out["predictions"]
     assert len(p["top"]) == 5 and p["top"][0]["label"].startswith("synthetic")
@@ -55,6 +60,8 @@ def test_predict_bad_input_fails_before_work(run, realdata):
     assert res.exit_code == 2 and "predict needs INPUT files" in res.output
     res = predict(str(rd), str(realdata / "__u6odV5hrI.json"), "--feats", "b")
     assert res.exit_code == 2 and "conflicts with the checkpoint" in res.output
+    res = predict(str(rd), str(realdata / "__u6odV5hrI.json"), "--sparse-layout", "joint_major")
+    assert res.exit_code == 2 and "--sparse-layout applies to --runtime sparse" in res.output
     res = CliRunner().invoke(main, ["--mode", "train", "--stream"])
     assert res.exit_code == 2 and "only apply to predict" in res.output
 

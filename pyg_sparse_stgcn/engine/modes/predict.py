@@ -35,6 +35,7 @@ class PredictRequest:
         skip_bad (bool): Streams: count and skip malformed lines instead of stopping.
         top_k (int): Classes shown per prediction.
         runtime (str): ``torch``, ``sparse`` or ``onnx``.
+        sparse_layout (str): ``--runtime sparse``: the export's layout (``auto`` = timed at start).
         window (int): Streams: frames per window (0 = the checkpoint's clip length).
         stride (int): Streams: frames between predictions (0 = a quarter of the window).
         write (callable): Where stream predictions go (one JSON line each).
@@ -48,6 +49,7 @@ class PredictRequest:
     skip_bad: bool = False
     top_k: int = 5
     runtime: str = "torch"
+    sparse_layout: str = "auto"
     window: int = 0
     stride: int = 0
     write: Callable[[str], None] = field(default=lambda s: print(s, flush=True), repr=False)
@@ -92,7 +94,7 @@ def _check_agrees(cfg: Config, saved: Mapping[str, Any], checkpoint: str) -> Non
 
 
 def load_predictor(checkpoint: str, cfg: Config, runtime: str = "torch",
-                   before_model: Callable[[Any], None] | None = None) -> Any:
+                   before_model: Callable[[Any], None] | None = None, sparse_layout: str = "auto") -> Any:
     """A :class:`~pyg_sparse_stgcn.deploy.Predictor` for ``checkpoint``: one of our run directories /
     ``model.pt`` files (dense, masked, generator, ensemble: the pipeline from its own configuration), an
     ``.onnx`` file written by ``export_onnx`` with its pipeline in the metadata, or a PYSKL / mmaction2
@@ -158,7 +160,7 @@ def load_predictor(checkpoint: str, cfg: Config, runtime: str = "torch",
     except (ValueError, KeyError, RuntimeError) as e:
         raise ConfigError(f"predict: cannot load {checkpoint} as a {spec.layout} model with {spec.in_channels} "
                           f"input channels and {spec.num_classes} classes: {e}") from None
-    return Predictor(model.eval(), spec, runtime, device)
+    return Predictor(model.eval(), spec, runtime, device, sparse_layout)
 
 
 def _apply(spec: Any, over: Mapping[str, Any]) -> None:
@@ -198,6 +200,13 @@ class PredictMode(Mode):
                               "to read frames from stdin)")
         if r.runtime not in RUNTIMES:
             raise ConfigError(f"--runtime: unknown runtime {r.runtime!r}; valid choices: {', '.join(RUNTIMES)}")
+        from ...sparsity.export import LAYOUTS
+
+        if r.sparse_layout not in ("auto", *LAYOUTS):
+            raise ConfigError(f"--sparse-layout: unknown layout {r.sparse_layout!r}; valid choices: auto, "
+                              f"{', '.join(LAYOUTS)}")
+        if r.sparse_layout != "auto" and r.runtime != "sparse":
+            raise ConfigError(f"--sparse-layout applies to --runtime sparse (the runtime is {r.runtime})")
         if r.top_k < 1:
             raise ConfigError(f"--top-k must be >= 1, got {r.top_k}")
         if r.stream and (r.index is not None or r.frame_dir is not None):
@@ -227,7 +236,7 @@ class PredictMode(Mode):
             for f in r.inputs if not r.stream else ():
                 samples.extend((f, s) for s in read_input(f, spec, index=r.index, frame_dir=r.frame_dir))
 
-        predictor = load_predictor(session.inv.checkpoint, session.cfg, r.runtime, read_all)
+        predictor = load_predictor(session.inv.checkpoint, session.cfg, r.runtime, read_all, r.sparse_layout)
         head = {"checkpoint": str(session.inv.checkpoint), "runtime": predictor.runtime,
                 "pipeline": predictor.spec.to_dict() | {"labels": None}}
         if r.stream:

@@ -16,10 +16,10 @@ from .channel_major import ChannelMajorSTGCN
 from .csr import CSRLinear, CSRTemporalConv
 from .fold import fold, remove_pruned_edges
 from .joint_major import JointMajorSTGCN
-from .result import AggregationChoice, ExportResult, KernelChoice, LayoutChoice
+from .result import LAYOUTS, AggregationChoice, ExportResult, KernelChoice, LayoutChoice
 from .sparse_kernels import to_sparse_kernels
 
 __all__ = [
     "fold", "remove_pruned_edges", "to_sparse_kernels", "ExportResult", "KernelChoice", "AggregationChoice",
-    "LayoutChoice", "CSRLinear", "CSRTemporalConv", "ChannelMajorSTGCN", "JointMajorSTGCN",
+    "LayoutChoice", "LAYOUTS", "CSRLinear", "CSRTemporalConv", "ChannelMajorSTGCN", "JointMajorSTGCN",
 ]

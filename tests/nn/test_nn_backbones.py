@@ -305,6 +305,10 @@ def test_dgstgcn_mstcn_sizes_and_routing():
         build("dgstgcn", tcn_type="mstcn", tcn_num_joints=25)
     with pytest.raises(ValueError, match=r"unknown tcn_type 'unit_tcn'.*'dgmstcn', 'mstcn'"):
         build("dgstgcn", tcn_type="unit_tcn")
+    # the paper code's name for it
+    alias = DGSTGCN(dict(RANDOM, num_filter=3), gcn_ratio=0.125, gcn_ctr="T", gcn_ada="T", tcn_type="mstcn_sparse")
+    assert all(b.tcn_type == "mstcn" and type(b.tcn).__name__ == "MultiScaleTemporalConv" for b in alias.gcn)
+    assert alias.state_dict().keys() == ex.state_dict().keys()
 
 
 def test_pretrained_loads_a_saved_checkpoint(tmp_path):

@@ -281,11 +281,19 @@ class SkeletonBackbone(nn.Module):
                 f"num_stages={len(self.blocks)}, backend={self.backend!r}")
 
 
+#: Other names of a ``tcn_type``: the paper code's ``'mstcn_sparse'`` is PYSKL's ``mstcn`` with masked convolutions,
+#: which here is ``'mstcn'`` (masks are attached to any unit).
+TCN_ALIASES = {"mstcn_sparse": "mstcn"}
+
+
 def route(kwargs: dict[str, Any], who: str, gcn_keys: Sequence[str],
           tcn_keys: Mapping[str, Sequence[str]]) -> tuple[dict, dict]:
-    """PYSKL's ``gcn_*`` / ``tcn_*`` routing with the valid names in every error."""
+    """PYSKL's ``gcn_*`` / ``tcn_*`` routing with the valid names in every error (a ``tcn_type`` alias of
+    :data:`TCN_ALIASES` comes back as its canonical name)."""
     gcn = {k[4:]: v for k, v in kwargs.items() if k.startswith("gcn_")}
     tcn = {k[4:]: v for k, v in kwargs.items() if k.startswith("tcn_")}
+    if TCN_ALIASES.get(tcn.get("type")) in tcn_keys:
+        tcn["type"] = TCN_ALIASES[tcn["type"]]
     other = sorted(k for k in kwargs if not k.startswith(("gcn_", "tcn_")))
     tcn_all = sorted({k for keys in tcn_keys.values() for k in keys} | {"type"})
     if other:

@@ -72,7 +72,8 @@ class DGSTGCN(SkeletonBackbone):
     channels :math:`\lfloor \text{base} \cdot \text{ch\_ratio}^j + 10^{-4} \rfloor`. No top-level ``A``.
     PYSKL's shipped graph is ``dict(layout='nturgb+d', mode='random', num_filter=8, init_off=.04,
     init_std=.02)`` with ``gcn_ratio=0.125, gcn_ctr='T', gcn_ada='T'``. ``tcn_type='mstcn'`` (not in PYSKL's dense
-    ``DGSTGCN``, which always uses ``dgmstcn``) swaps in PYSKL's plain ``mstcn``, as the paper's sparse DG-STGCN
+    ``DGSTGCN``, which always uses ``dgmstcn``; the paper code's name ``'mstcn_sparse'`` is accepted for it) swaps in
+    PYSKL's plain ``mstcn``, as the paper's sparse DG-STGCN
     and the Assemble's DG-GCN experts do (``tcn_type='mstcn_sparse'`` there): same branch keys, no global
     joint, no ``add_coeff``.
 

@@ -33,6 +33,9 @@ class ModelSpec:
             (``''`` for the backbones without it).
         graph_kwargs (dict): Further ``graph_cfg`` entries of PYSKL's configs (DG-STGCN: ``num_filter=8``).
         defaults (dict): Backbone kwargs of PYSKL's configs, used unless ``model.backbone`` sets them.
+        expert_defaults (dict): Over ``defaults``, for this backbone as an expert of a mixed ensemble whose
+            ``--model`` is another backbone (its ``model.backbone`` settings are not this one's): the paper's
+            sparse variant (DG-STGCN: the plain ``mstcn``, as the Assemble's DG experts).
     """
 
     cls: type[nn.Module]
@@ -40,6 +43,7 @@ class ModelSpec:
     pyskl_adaptive: str
     graph_kwargs: dict = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
+    expert_defaults: dict = field(default_factory=dict)
 
 
 #: ``--model`` name → backbone. The one list of model names.
@@ -49,7 +53,7 @@ MODELS: dict[str, ModelSpec] = {
     "aagcn": ModelSpec(AAGCN, "spatial", ""),
     "ctrgcn": ModelSpec(CTRGCN, "spatial", ""),
     "dgstgcn": ModelSpec(DGSTGCN, "random", "", {"num_filter": 8, "init_off": 0.04, "init_std": 0.02},
-                         {"gcn_ratio": 0.125, "gcn_ctr": "T", "gcn_ada": "T"}),
+                         {"gcn_ratio": 0.125, "gcn_ctr": "T", "gcn_ada": "T"}, {"tcn_type": "mstcn"}),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 
@@ -85,9 +89,11 @@ def build_backbone(cfg: Config, data: DataBundle, graph_mode: str | None = None,
         raise ValueError(f"model: unknown backbone {name!r}; valid choices: {', '.join(MODEL_NAMES)}")
     spec = MODELS[name]
     extra = _backbone_kwargs(cfg)
+    defaults = spec.defaults
     if name != m.name:  # another backbone (an expert of a mixed ensemble): only the sizing every backbone takes
         extra = {k: v for k, v in extra.items() if k in SIZING_KWARGS}
-    kwargs = {**spec.defaults, **extra}
+        defaults = {**defaults, **spec.expert_defaults}
+    kwargs = {**defaults, **extra}
     if gcn_adaptive and spec.pyskl_adaptive:
         kwargs["gcn_adaptive"] = gcn_adaptive
     mode = graph_mode or (cfg.model.graph_mode if name == m.name else "") or spec.graph_mode

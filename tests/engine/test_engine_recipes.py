@@ -142,6 +142,17 @@ def test_model_recipe_follows_set_model_name_and_not_a_config_file(tmp_path):
     assert cfg.sparsity.sparsity == 0.95 and cfg.sparsity.scope == "global"  # the defaults: no recipe at all
 
 
+def test_mixed_ensemble_dg_expert_is_the_papers_sparse_variant():
+    """A DG-STGCN expert under another --model gets the paper's plain mstcn (as the Assemble's experts),
+    the main backbone keeps its own settings."""
+    cfg = resolve("ntu60-xsub", "stgcn", *TINY_SETS, "ensemble.models=[stgcn, dgstgcn]",
+                  "ensemble.sparsities=[0.8, 0.95]", mode="ensemble")
+    ens = build_ensemble(cfg, bundle())
+    st, dg = (e.model for e in ens.experts)
+    assert type(st).__name__ == "STGCN" and type(dg).__name__ == "DGSTGCN"
+    assert {b.tcn_type for b in dg.gcn} == {"mstcn"} and not any("add_coeff" in k for k in dg.state_dict())
+
+
 def test_ensemble_models_is_typed_and_checked():
     assert parse_set("ensemble.models=[dgstgcn, aagcn]") == ("ensemble.models", ["dgstgcn", "aagcn"])
     assert parse_set("ensemble.models=[stgcn++]")[1] == ["stgcn++"]

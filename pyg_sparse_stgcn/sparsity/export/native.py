@@ -76,6 +76,21 @@ static inline void row64(const float *x, const int32_t *off, const float *v, int
   _mm512_mask_storeu_ps(out + 32, m2, epi(_mm512_add_ps(a2, c2), m2, res ? res + 32 : 0, relu));
   _mm512_mask_storeu_ps(out + 48, m3, epi(_mm512_add_ps(a3, c3), m3, res ? res + 48 : 0, relu));
 }
+/* the same for a block of w <= 16 columns (a row's tail): one load and one FMA per non-zero, not four */
+static inline void row16(const float *x, const int32_t *off, const float *v, int64_t e0, int64_t e1,
+                         int64_t w, float b, float *out, const float *res, int relu) {
+  const __mmask16 m0 = tail(w);
+  __m512 a0 = _mm512_set1_ps(b), c0 = _mm512_setzero_ps(), a1 = c0, c1 = c0;
+  int64_t e = e0;
+  for (; e + 3 < e1; e += 4) {
+    a0 = _mm512_fmadd_ps(_mm512_set1_ps(v[e]), LD(m0, x + off[e]), a0);
+    c0 = _mm512_fmadd_ps(_mm512_set1_ps(v[e + 1]), LD(m0, x + off[e + 1]), c0);
+    a1 = _mm512_fmadd_ps(_mm512_set1_ps(v[e + 2]), LD(m0, x + off[e + 2]), a1);
+    c1 = _mm512_fmadd_ps(_mm512_set1_ps(v[e + 3]), LD(m0, x + off[e + 3]), c1);
+  }
+  for (; e < e1; ++e) a0 = _mm512_fmadd_ps(_mm512_set1_ps(v[e]), LD(m0, x + off[e]), a0);
+  _mm512_mask_storeu_ps(out, m0, epi(_mm512_add_ps(_mm512_add_ps(a0, c0), _mm512_add_ps(a1, c1)), m0, res, relu));
+}
 #else
 static inline void row64(const float *x, const int32_t *off, const float *v, int64_t e0, int64_t e1,
                          int64_t w, float b, float *out, const float *res, int relu) {
@@ -89,6 +104,9 @@ static inline void row64(const float *x, const int32_t *off, const float *v, int
   if (relu) for (int64_t i = 0; i < w; ++i) acc[i] = acc[i] > 0.f ? acc[i] : 0.f;
   memcpy(out, acc, (size_t)w * sizeof(float));
 }
+#endif
+#ifndef __AVX512F__
+#define row16 row64  /* the portable row64 already loops over w columns only */
 #endif
 
 /* dst[q, o, i, :] = src[o, i * s + q, :] (rows of `inner` floats) for q < s, i < min(steps, ceil((len - q) / s)):
@@ -141,9 +159,11 @@ void spmm_shifted(float *y, int64_t ldy, int64_t gy, int64_t rows, int64_t group
         for (int64_t r = r0; r < r1; ++r) {
           float *out = y + r * ldy + g * gy;
           const float *rr = res ? res + r * ldr + g * gy : 0;
-          for (int64_t j = c0; j < c1; j += 64)
-            row64(xg + j, off, vals, rowptr[r], rowptr[r + 1], c1 - j < 64 ? c1 - j : 64, bias[r], out + j,
-                  rr ? rr + j : 0, relu);
+          for (int64_t j = c0; j < c1; j += 64) {
+            const int64_t w = c1 - j < 64 ? c1 - j : 64;
+            if (w <= 16) row16(xg + j, off, vals, rowptr[r], rowptr[r + 1], w, bias[r], out + j, rr ? rr + j : 0, relu);
+            else row64(xg + j, off, vals, rowptr[r], rowptr[r + 1], w, bias[r], out + j, rr ? rr + j : 0, relu);
+          }
         }
       }
     }

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from pyg_sparse_stgcn.graph import SkeletonGraph
-from pyg_sparse_stgcn.nn.temporal import StridedLinear
 from pyg_sparse_stgcn.nn import (
     STGCN,
     GCNHead,
@@ -20,6 +19,7 @@ from pyg_sparse_stgcn.nn import (
     STGCNPlusPlus,
     TemporalConv,
 )
+from pyg_sparse_stgcn.nn.temporal import StridedLinear
 
 SMALL = dict(base_channels=8, num_stages=4, inflate_stages=(3,), down_stages=(3,))
 

@@ -292,8 +292,9 @@ def route(kwargs: dict[str, Any], who: str, gcn_keys: Sequence[str],
     :data:`TCN_ALIASES` comes back as its canonical name)."""
     gcn = {k[4:]: v for k, v in kwargs.items() if k.startswith("gcn_")}
     tcn = {k[4:]: v for k, v in kwargs.items() if k.startswith("tcn_")}
-    if TCN_ALIASES.get(tcn.get("type")) in tcn_keys:
-        tcn["type"] = TCN_ALIASES[tcn["type"]]
+    alias = TCN_ALIASES.get(str(tcn.get("type")))
+    if alias is not None and alias in tcn_keys:
+        tcn["type"] = alias
     other = sorted(k for k in kwargs if not k.startswith(("gcn_", "tcn_")))
     tcn_all = sorted({k for keys in tcn_keys.values() for k in keys} | {"type"})
     if other:

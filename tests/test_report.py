@@ -65,3 +65,15 @@ def test_tables_show_the_results_and_pending_arms():
     assert "**refuted** here" in "\n".join(report.claims(res))
     assert "24 channels" in report.study_header("nw-ucla", res)[0]
     assert "not run yet" in report.study_header("nw-ucla", {})[0]
+
+
+def test_dense_target_line_uses_the_dense_arm_and_the_tuning_runs():
+    dense = {"top1": [0.92, 0.86]}
+    res = _study({"dense": dense})
+    res["selection"]["candidates"] = {"a": {"epochs": 40, "width": 32, "top1": 0.7, "train_top1": 0.8}}
+    (line,) = report.dense_target("nw-ucla", res)
+    assert "reaches 89.0 on the test split: **missed**" in line  # mean of 92 and 86
+    assert "40 epochs × 32 channels: 70.0 held-out, 80.0 train" in line
+    res["arms"]["dense"]["top1"] = [0.91]
+    assert ": met" in report.dense_target("nw-ucla", res)[0]
+    assert report.dense_target("msr-action3d", res) == []  # no target there

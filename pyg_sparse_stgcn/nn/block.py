@@ -1,33 +1,57 @@
 r"""The ST-GCN block: graph convolution, temporal convolution and a residual (PYSKL ``STGCNBlock``)."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from torch import Tensor, nn
 
 from ..graph import SkeletonGraph
-from ._utils import reset_module
+from ._utils import check_choice, reset_module
 from .conv.skeleton_mp import SkeletonMessagePassing
 from .conv.stgcn_conv import STGCNConv
 from .temporal import MultiScaleTemporalConv, TemporalConv
 
-__all__ = ["STGCNBlock", "ResidualBlock", "make_residual", "split_unit_kwargs"]
+__all__ = ["STGCNBlock", "ResidualBlock", "make_residual", "route", "check_keys", "TCN_ALIASES"]
 
-_GCN_KEYS = ("adaptive", "conv_pos", "with_res", "norm", "act")
-_TCN_KEYS = {"unit_tcn": ("kernel_size", "dilation", "norm", "dropout"),
-             "mstcn": ("mid_channels", "dropout", "ms_cfg")}
+#: The ``gcn_*`` / ``tcn_*`` options of :class:`STGCNBlock` (``tcn_type`` → its options; the first is the default).
+GCN_KEYS = ("type", "adaptive", "conv_pos", "with_res", "norm", "act")
+TCN_KEYS = {"unit_tcn": ("kernel_size", "dilation", "norm", "dropout"),
+            "mstcn": ("mid_channels", "dropout", "ms_cfg")}
 
 
-def split_unit_kwargs(kwargs: dict[str, Any], who: str = "STGCNBlock") -> tuple[dict, dict]:
-    """Route ``gcn_*`` kwargs to the GCN unit and ``tcn_*`` to the TCN unit (PYSKL); others are errors."""
+def check_keys(who: str, what: str, given: Mapping[str, Any], valid: Sequence[str]) -> None:
+    """:class:`ValueError` naming the unknown keys of ``given`` and the valid ones."""
+    bad = sorted(set(given) - set(valid))
+    if bad:
+        raise ValueError(f"{who}: unknown {what} {bad}; valid: {', '.join(valid) if valid else 'none'}")
+
+
+#: Other names of a ``tcn_type``: the paper code's ``'mstcn_sparse'`` is PYSKL's ``mstcn`` with masked convolutions,
+#: which here is ``'mstcn'`` (masks are attached to any unit).
+TCN_ALIASES = {"mstcn_sparse": "mstcn"}
+
+
+def route(kwargs: dict[str, Any], who: str, gcn_keys: Sequence[str],
+          tcn_keys: Mapping[str, Sequence[str]]) -> tuple[dict, dict]:
+    """PYSKL's ``gcn_*`` / ``tcn_*`` routing with the valid names in every error (a ``tcn_type`` alias of
+    :data:`TCN_ALIASES` comes back as its canonical name)."""
     gcn = {k[4:]: v for k, v in kwargs.items() if k.startswith("gcn_")}
     tcn = {k[4:]: v for k, v in kwargs.items() if k.startswith("tcn_")}
+    alias = TCN_ALIASES.get(str(tcn.get("type")))
+    if alias is not None and alias in tcn_keys:
+        tcn["type"] = alias
     other = sorted(k for k in kwargs if not k.startswith(("gcn_", "tcn_")))
+    tcn_all = sorted({k for keys in tcn_keys.values() for k in keys} | {"type"})
     if other:
-        raise ValueError(f"{who}: unknown argument(s) {other}; unit options are passed as gcn_<name> "
-                         f"({', '.join(_GCN_KEYS)}) or tcn_<name> (type, {', '.join(_TCN_KEYS['unit_tcn'])}, "
-                         f"{', '.join(_TCN_KEYS['mstcn'])})")
+        raise ValueError(f"{who}: unknown argument(s) {other}; unit options are gcn_<name> "
+                         f"({', '.join(gcn_keys)}) or tcn_<name> ({', '.join(tcn_all)})")
+    check_keys(who, "gcn_ option(s)", gcn, gcn_keys)
+    tcn_type = tcn.get("type", next(iter(tcn_keys)))
+    check_choice("tcn_type", tcn_type, tuple(tcn_keys))
+    check_keys(who, f"tcn_ option(s) for tcn_type={tcn_type!r}", {k: v for k, v in tcn.items() if k != "type"},
+               tcn_keys[tcn_type])
     return gcn, tcn
 
 
@@ -113,20 +137,11 @@ class STGCNBlock(ResidualBlock):
     def __init__(self, in_channels: int, out_channels: int, graph: SkeletonGraph | Tensor | np.ndarray,
                  stride: int = 1, residual: bool = True, backend: str = "auto", **kwargs: Any) -> None:
         super().__init__(in_channels, out_channels, stride)
-        gcn_kwargs, tcn_kwargs = split_unit_kwargs(kwargs)
+        gcn_kwargs, tcn_kwargs = route(kwargs, "STGCNBlock", GCN_KEYS, TCN_KEYS)
         gcn_type = gcn_kwargs.pop("type", "unit_gcn")
         if gcn_type != "unit_gcn":
             raise ValueError(f"STGCNBlock: gcn_type must be 'unit_gcn', got {gcn_type!r}")
         tcn_type = tcn_kwargs.pop("type", "unit_tcn")
-        if tcn_type not in _TCN_KEYS:
-            raise ValueError(f"STGCNBlock: unknown tcn_type {tcn_type!r}; valid values: 'unit_tcn', 'mstcn'")
-        bad = sorted(set(gcn_kwargs) - set(_GCN_KEYS))
-        if bad:
-            raise ValueError(f"STGCNBlock: unknown gcn_ option(s) {bad}; valid: {', '.join(_GCN_KEYS)}")
-        bad = sorted(set(tcn_kwargs) - set(_TCN_KEYS[tcn_type]))
-        if bad:
-            raise ValueError(f"STGCNBlock: unknown tcn_ option(s) {bad} for tcn_type={tcn_type!r}; valid: "
-                             f"{', '.join(_TCN_KEYS[tcn_type])}")
         self.gcn: STGCNConv = STGCNConv(in_channels, out_channels, graph, backend=backend, **gcn_kwargs)
         if tcn_type == "unit_tcn":
             kernel_size = tcn_kwargs.pop("kernel_size", 9)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
 from .._utils import check_choice, check_positive_ints, reset_module
+from ..block import check_keys, route
 from ..conv.skeleton_mp import BACKENDS, SkeletonMessagePassing, _graph_to_A
 
 __all__ = ["SkeletonBackbone", "build_graph", "check_keys", "route", "graph_tensor", "read_state_dict",
@@ -113,13 +114,6 @@ def build_graph(graph_cfg: SkeletonGraph | Mapping) -> SkeletonGraph:
 def graph_tensor(graph: SkeletonGraph) -> Tensor:
     """The graph's adjacency :math:`(K, V, V)` as a float32 tensor (a copy)."""
     return _graph_to_A(graph)[0]
-
-
-def check_keys(who: str, what: str, given: Mapping[str, Any], valid: Sequence[str]) -> None:
-    """:class:`ValueError` naming the unknown keys of ``given`` and the valid ones."""
-    bad = sorted(set(given) - set(valid))
-    if bad:
-        raise ValueError(f"{who}: unknown {what} {bad}; valid: {', '.join(valid) if valid else 'none'}")
 
 
 class SkeletonBackbone(nn.Module):
@@ -281,28 +275,3 @@ class SkeletonBackbone(nn.Module):
                 f"num_stages={len(self.blocks)}, backend={self.backend!r}")
 
 
-#: Other names of a ``tcn_type``: the paper code's ``'mstcn_sparse'`` is PYSKL's ``mstcn`` with masked convolutions,
-#: which here is ``'mstcn'`` (masks are attached to any unit).
-TCN_ALIASES = {"mstcn_sparse": "mstcn"}
-
-
-def route(kwargs: dict[str, Any], who: str, gcn_keys: Sequence[str],
-          tcn_keys: Mapping[str, Sequence[str]]) -> tuple[dict, dict]:
-    """PYSKL's ``gcn_*`` / ``tcn_*`` routing with the valid names in every error (a ``tcn_type`` alias of
-    :data:`TCN_ALIASES` comes back as its canonical name)."""
-    gcn = {k[4:]: v for k, v in kwargs.items() if k.startswith("gcn_")}
-    tcn = {k[4:]: v for k, v in kwargs.items() if k.startswith("tcn_")}
-    alias = TCN_ALIASES.get(str(tcn.get("type")))
-    if alias is not None and alias in tcn_keys:
-        tcn["type"] = alias
-    other = sorted(k for k in kwargs if not k.startswith(("gcn_", "tcn_")))
-    tcn_all = sorted({k for keys in tcn_keys.values() for k in keys} | {"type"})
-    if other:
-        raise ValueError(f"{who}: unknown argument(s) {other}; unit options are gcn_<name> "
-                         f"({', '.join(gcn_keys)}) or tcn_<name> ({', '.join(tcn_all)})")
-    check_keys(who, "gcn_ option(s)", gcn, gcn_keys)
-    tcn_type = tcn.get("type", next(iter(tcn_keys)))
-    check_choice("tcn_type", tcn_type, tuple(tcn_keys))
-    check_keys(who, f"tcn_ option(s) for tcn_type={tcn_type!r}", {k: v for k, v in tcn.items() if k != "type"},
-               tcn_keys[tcn_type])
-    return gcn, tcn

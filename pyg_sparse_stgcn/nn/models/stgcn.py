@@ -8,7 +8,7 @@ from typing import Any, cast
 from torch import nn
 
 from ...graph import SkeletonGraph
-from ..block import STGCNBlock, split_unit_kwargs
+from ..block import GCN_KEYS, TCN_KEYS, STGCNBlock, route
 from ..conv.stgcn_conv import STGCNConv
 from ._backbone import SkeletonBackbone, build_graph
 
@@ -58,7 +58,7 @@ class STGCN(SkeletonBackbone):
         super().__init__()
         self._setup("STGCN", graph_cfg, in_channels, base_channels, data_bn_type, num_person, num_stages,
                     inflate_stages, down_stages, backend,
-                    check_kwargs=lambda: split_unit_kwargs(kwargs, who="STGCN"),  # validates the names early
+                    check_kwargs=lambda: route(kwargs, "STGCN", GCN_KEYS, TCN_KEYS),  # validates the names early
                     pretrained=pretrained)
         self.ch_ratio = ch_ratio
         self.kwargs = dict(kwargs)

@@ -3,6 +3,7 @@ weight product, the aggregation over joints included, is one pass of the native 
 (:func:`~pyg_sparse_stgcn.sparsity.export.native.spmm_shifted`) over only the kept non-zeros."""
 from __future__ import annotations
 
+import math
 from typing import Any, cast
 
 import torch
@@ -62,9 +63,7 @@ class _Arena:
 
     def take(self, shape: tuple[int, ...], like: Tensor, alive: tuple[Tensor | None, ...]) -> Tensor:
         """An uninitialised ``like``-typed tensor of ``shape`` sharing memory with none of ``alive``."""
-        n = 1
-        for d in shape:
-            n *= d
+        n = math.prod(shape)
         busy = {t.untyped_storage().data_ptr() for t in alive if t is not None}
         for i, slot in enumerate(self.slots):
             if slot.data_ptr() in busy:

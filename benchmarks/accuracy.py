@@ -9,7 +9,8 @@ One command per dataset trains every arm of the study through the library's own 
     python benchmarks/accuracy.py --dataset nw-ucla --arms dense generate-0.95 --seeds 0 1 2
     python benchmarks/accuracy.py --dataset nw-ucla --tune          # hyper-parameters on the held-out split
 
-Arms (``ARMS``, in the order they run): ``dense`` and ``generate-0.95`` with three seeds, then ``ensemble``
+Arms (``ARMS``, in the order they run): ``dense``, ``generate-0.95`` and ``dense-bf16`` (the dense arm under
+``train.precision = "bf16"``: its accuracy parity) with three seeds, then ``ensemble``
 (0.6 / 0.8 / 0.95 / 0.99), ``dense-budget`` (a dense model whose width gives the ensemble's kept-parameter
 budget at test), ``generate-0.8``, ``generate-0.99``, ``generate-0.95-edges-0.5``, ``magnitude-0.95``
 (one-shot magnitude pruning of the dense model + fine-tuning), ``edges-0.5`` and ``edges-0.8`` (real edge
@@ -24,6 +25,10 @@ one is recorded in the results file at once (atomic write) and never runs again;
 from its last epoch with the engine's ``--resume`` (or restarts when it never wrote a checkpoint). Killing the
 study and running the same command again continues it.
 
+**Several workers may share a study** (one per core: ``--arms`` picks what each starts with). A worker holds a
+lock on the job directory it trains in (another worker skips that job), re-reads the results file before each
+job (a job another worker finished is not run again) and merges its arm-seeds into the file under a lock.
+
 **Hyper-parameters are chosen on a held-out part of the training split, never on the test split.** ``--tune``
 trains the candidate recipes of ``TUNE_CANDIDATES`` with ``data.holdout = HOLDOUT`` (that fraction of every
 class of the training split, drawn with a fixed seed, replaces the test split) and writes
@@ -33,6 +38,8 @@ epochs) from that file, and records the selection in its results.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -215,6 +222,8 @@ def jobs() -> list[Job]:
             stages={"dense": ("train",)}),
         Job("generate-0.95", ("generate-0.95",), _generate(0.95), multi_seed=True,
             stages={"generate-0.95": ("generate",)}),
+        Job("dense-bf16", ("dense-bf16",), lambda r, s, c: _base("train", s, r, c, "--set", "train.precision=bf16"),
+            multi_seed=True, stages={"dense-bf16": ("train",)}),
         Job("ensemble", ("ensemble",), _ensemble, stages={"ensemble": ("ensemble",)}),
         Job("dense-budget", ("dense-budget",), _dense_budget, stages={"dense-budget": ("train",)}),
         Job("generate-0.8", ("generate-0.8",), _generate(0.8), stages={"generate-0.8": ("generate",)}),
@@ -395,6 +404,42 @@ def aggregate(runs: dict[str, dict[str, dict[str, Any]]], order: Sequence[str]) 
     return arms
 
 
+@contextlib.contextmanager
+def _flock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path`` (created); yields whether it was obtained (``blocking=False``
+    yields :obj:`False` at once when another process holds it). The kernel drops it when the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def merge_runs(res: dict[str, Any], disk: dict[str, Any]) -> None:
+    """Add to ``res["runs"]`` the arm-seeds of ``disk`` (the results file as another worker left it) that
+    ``res`` lacks."""
+    for arm, seeds in disk.get("runs", {}).items():
+        for seed, rec in seeds.items():
+            res["runs"].setdefault(arm, {}).setdefault(seed, rec)
+
+
+def record_study(path: Path, res: dict[str, Any], seeds: Sequence[int], wall: float = 0.0) -> None:
+    """Merge the results file's arm-seeds into ``res``, add ``wall`` seconds to its wall time and write it
+    (atomically, under a lock shared by the workers of the study)."""
+    with _flock(RUNS / f"{path.name}.lock"):  # beside the runs (git-ignored), not the results
+        disk = load_results(path)
+        merge_runs(res, disk)
+        res["wall_time_s"] = round(disk.get("wall_time_s", res.get("wall_time_s", 0.0)) + wall, 1)
+        _refresh(res, seeds)
+        write_study(path, res)
+
+
 def write_study(path: Path, res: dict[str, Any]) -> None:
     res["machine"] = machine_info()
     res["updated_utc"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -495,21 +540,26 @@ def study(dataset: str, arms: Sequence[str] | None, seeds: Sequence[int]) -> Non
     selected = [j for j in jobs() if wanted & set(j.arms)]
     ctx = Context(dataset, DATASETS[dataset], res)
     plan = [(j, s) for j, s in _plan(selected, seeds) if any(ctx.finished(a, s) is None for a in j.arms)]
-    _refresh(res, seeds)
-    write_study(path, res)
+    record_study(path, res, seeds)
     bar = tqdm(plan, desc=f"accuracy {dataset}", file=sys.stderr, unit="run")
     for job, seed in bar:
         bar.set_postfix_str(f"{job.name} seed {seed}")
+        merge_runs(res, load_results(path))  # another worker may have finished it, or what it waits for
+        if all(ctx.finished(a, seed) is not None for a in job.arms):
+            continue
         argv = job.argv(recipe, seed, ctx)
         if isinstance(argv, str):
             print(f"\n{job.name} seed {seed}: skipped, {argv}", file=sys.stderr)
             continue
         out = RUNS / dataset / job.name / f"seed{seed}"
-        run, wall, rc = execute_job(argv, out)
-        res["wall_time_s"] = round(res["wall_time_s"] + wall, 1)
+        with _flock(out.with_name(out.name + ".lock"), blocking=False) as mine:
+            if not mine:
+                print(f"\n{job.name} seed {seed}: skipped, another worker is training it", file=sys.stderr)
+                continue
+            run, wall, rc = execute_job(argv, out)
         if rc != 0 or run is None or not (run / "summary.json").exists():
             print(f"\n{job.name} seed {seed}: failed (exit {rc}); see {out / 'log.txt'}", file=sys.stderr)
-            write_study(path, res)
+            record_study(path, res, seeds, wall)
             continue
         cmd = _command(argv)
         for arm in job.arms:
@@ -518,8 +568,7 @@ def study(dataset: str, arms: Sequence[str] | None, seeds: Sequence[int]) -> Non
                        finished_utc=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                        width=_width(run))
             res["runs"].setdefault(arm, {})[str(seed)] = rec
-        _refresh(res, seeds)
-        write_study(path, res)  # atomic: a finished arm-seed is never lost
+        record_study(path, res, seeds, wall)  # atomic: a finished arm-seed is never lost
         print(f"\n{job.name} seed {seed}: " + ", ".join(f"{a} top-1 {res['runs'][a][str(seed)]['top1']:.4f}"
                                                         for a in job.arms), file=sys.stderr)
 
@@ -532,7 +581,7 @@ def _width(run: Path) -> int | None:
 
 
 def _refresh(res: dict[str, Any], seeds: Sequence[int]) -> None:
-    res["arms"] = aggregate(res["runs"], ARMS)
+    res["arms"] = aggregate(res["runs"], [a for j in jobs() for a in j.arms])
     want = {j.name: (list(seeds) if j.multi_seed else list(seeds[:1])) for j in jobs()}
     res["seeds"] = {a: want[j.name] for j in jobs() for a in j.arms}
     res["pending"] = [f"{a} seed {s}" for j in jobs() for a in j.arms for s in want[j.name]

@@ -51,6 +51,8 @@ ARM_HELP = {
     "generate-0.95": "sparse generator, 95 % of the weights",
     "generate-0.99": "sparse generator, 99 % of the weights",
     "generate-0.95-edges-0.5": "sparse generator, 95 % of the weights and 50 % of the real edge entries",
+    "dense-bf16": "dense ST-GCN trained under bfloat16 autocast (`--set train.precision=bf16`): accuracy parity "
+                  "with `dense`",
     "ensemble": "multi-level sparsity ensemble, experts at 0.6 / 0.8 / 0.95 / 0.99 (`--mode ensemble`)",
     "dense-budget": "dense ST-GCN narrowed to the ensemble's kept-parameter budget at test (parameter-matched "
                     "control)",
@@ -216,6 +218,27 @@ def dense_target(dataset: str, res: Mapping[str, Any]) -> list[str]:
             + (f" (held-out recipe runs, top-1 at the last epoch — {tuned})." if tuned else ".")]
 
 
+#: Issue 12's bf16 target: training under bfloat16 autocast keeps the dense top-1 within this many points (mean
+#: over the seeds).
+BF16_PARITY_POINTS = 0.5
+
+
+def bf16_parity(res: Mapping[str, Any]) -> list[str]:
+    """The dense arm trained under bf16 autocast against the fp32 dense arm (when it has run)."""
+    arms = res.get("arms", {})
+    bf16, dense = arms.get("dense-bf16"), arms.get("dense")
+    if bf16 is None or dense is None:
+        return []
+    d = 100 * (statistics.fmean(bf16["top1"]) - statistics.fmean(dense["top1"]))
+    ok = abs(d) <= BF16_PARITY_POINTS + 1e-9
+    n = min(len(bf16["top1"]), len(dense["top1"]))
+    verdict = "**missed**" if not ok else "met" if n >= 3 else "within it so far (fewer than 3 seeds)"
+    return [f"bf16 training (target: within {BF16_PARITY_POINTS:g} point of fp32 over 3 seeds): `dense-bf16` "
+            f"{mean_std(bf16['top1'])} against `dense` {mean_std(dense['top1'])}, {d:+.1f} points over "
+            f"{len(bf16['top1'])} / {len(dense['top1'])} seeds: {verdict}; "
+            f"train time {bf16.get('seconds', 0):.0f} s against {dense.get('seconds', 0):.0f} s per seed."]
+
+
 def study_header(dataset: str, res: Mapping[str, Any], title: bool = True) -> list[str]:
     cmd = f"python benchmarks/accuracy.py --dataset {dataset}"
     if not res:
@@ -246,8 +269,8 @@ def results_block(studies: Mapping[str, Mapping[str, Any]]) -> str:
         out += study_header(ds, res)
         if res:
             out += [""] + arm_rows(res, full=False) + [""] + claims(res)
-            target = dense_target(ds, res)
-            out += [""] + target if target else []
+            for extra in (dense_target(ds, res), bf16_parity(res)):
+                out += [""] + extra if extra else []
         out.append("")
     return "\n".join(out).rstrip()
 

@@ -63,3 +63,52 @@ def test_aggregate():
     a = arms["generate-0.95"]
     assert a["seeds"] == [0, 1] and a["top1"] == [0.8, 0.7] and a["mean_class_accuracy"] == [0.7, 0.6]
     assert a["seconds"] == 20.0 and a["weight_sparsity"] == 0.95 and a["params_kept"] == 10
+
+
+def test_two_workers_share_a_study(tmp_path, monkeypatch):
+    """A second worker started while the first trains a job skips that job and trains the rest; the first
+    worker (arm ``a`` only) does not train what the second finished, and its last write keeps the second's
+    arm ``b``: every arm-seed is trained once and none is lost."""
+    trained: list[tuple[str, str]] = []
+    results = tmp_path / "accuracy_demo.json"
+
+    def fake(argv, log):
+        out = Path(argv[argv.index("--out") + 1])
+        trained.append((out.parent.name, out.name))
+        if len(trained) == 1:  # while the first worker trains its first job, a second worker runs the study
+            accuracy.study("demo", ["a", "b"], [0, 1])
+        run = out / "demo-train-1"
+        run.mkdir(parents=True)
+        (run / "config.toml").write_text("[model]\nbase_channels = 8\n")
+        (run / "metrics.jsonl").write_text('{"stage": "train", "time_s": 2.0}\n')
+        top1 = 0.5 + 0.1 * len(trained)
+        (run / "summary.json").write_text(f'{{"top1": {top1}, "mean_class_accuracy": {top1}}}')
+        return 0
+
+    def job(name):
+        return accuracy.Job(name, (name,), lambda r, s, c: ["--mode", "train", "--seed", str(s)], multi_seed=True,
+                            stages={name: ("train",)})
+
+    monkeypatch.setattr(accuracy, "run_cli", fake)
+    monkeypatch.setattr(accuracy, "jobs", lambda: [job("a"), job("b")])
+    monkeypatch.setattr(accuracy, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(accuracy, "DATASETS", {"demo": tmp_path})
+    monkeypatch.setattr(accuracy, "TUNE_CANDIDATES", {})
+    monkeypatch.setattr(accuracy, "choose_recipe", lambda d: (accuracy.Recipe("e1-w8", 1, 8), {}))
+    monkeypatch.setattr(accuracy, "results_path", lambda d, tuning=False: results.with_stem(
+        results.stem + ("_tuning" if tuning else "")))
+    accuracy.study("demo", ["a"], [0, 1])
+
+    assert sorted(trained) == [("a", "seed0"), ("a", "seed1"), ("b", "seed0"), ("b", "seed1")]
+    res = accuracy.load_results(results)
+    assert {a: sorted(r) for a, r in res["runs"].items()} == {"a": ["0", "1"], "b": ["0", "1"]}
+    assert res["runs"]["a"]["0"]["top1"] == pytest.approx(0.5 + 0.1 * 4)  # the first worker's job finished last
+    assert res["pending"] == [] and res["arms"]["b"]["top1"] == [res["runs"]["b"][s]["top1"] for s in "01"]
+
+
+def test_flock_is_exclusive_across_open_files(tmp_path):
+    with accuracy._flock(tmp_path / "x.lock") as first:
+        with accuracy._flock(tmp_path / "x.lock", blocking=False) as second:
+            assert first and not second
+    with accuracy._flock(tmp_path / "x.lock", blocking=False) as again:
+        assert again

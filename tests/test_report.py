@@ -77,3 +77,16 @@ def test_dense_target_line_uses_the_dense_arm_and_the_tuning_runs():
     res["arms"]["dense"]["top1"] = [0.91]
     assert ": met" in report.dense_target("nw-ucla", res)[0]
     assert report.dense_target("msr-action3d", res) == []  # no target there
+
+
+def test_bf16_parity_line():
+    res = _study({"dense": {"top1": [0.86, 0.88, 0.84], "seconds": 100.0},
+                  "dense-bf16": {"top1": [0.85, 0.87, 0.84], "seconds": 60.0}})
+    (line,) = report.bf16_parity(res)
+    # means 86.0 and 85.333...: -0.7 points, outside 0.5
+    assert "-0.7 points over 3 / 3 seeds: **missed**" in line and "60 s against 100 s" in line
+    res["arms"]["dense-bf16"]["top1"] = [0.86, 0.87, 0.86]  # 86.333: +0.3
+    assert "+0.3 points over 3 / 3 seeds: met" in report.bf16_parity(res)[0]
+    res["arms"]["dense-bf16"]["top1"] = [0.86]
+    assert "fewer than 3 seeds" in report.bf16_parity(res)[0]
+    assert report.bf16_parity(_study({"dense": {"top1": [0.9]}})) == []  # not run: no line

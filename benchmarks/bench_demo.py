@@ -7,6 +7,7 @@ points, the wall-clock time, the SHA-256 of the recipe (``configs/demo.toml``) a
 (``engine.modes.generate.demo_expectation``) quote this file.
 
     python benchmarks/bench_demo.py --seeds 3 [--out benchmarks/results/demo.json]
+    python benchmarks/bench_demo.py --seeds 3 --precision bf16    # -> demo_bf16.json: bf16 accuracy parity
 """
 from __future__ import annotations
 
@@ -25,17 +26,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, command_line, machine_info, write_results  # noqa: E402
 
 from pyg_sparse_stgcn.engine.modes.generate import recipe_digest  # noqa: E402
+from pyg_sparse_stgcn.engine.trainer import PRECISIONS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_COMMAND = "python scripts/run.py --data demo --mode generate"
 
 
-def run_demo(seed: int) -> dict[str, Any]:
-    """Run the demo command once with ``--seed seed``; its summary plus the wall-clock seconds it took and the
-    load average after it."""
+def run_demo(seed: int, precision: str = "fp32") -> dict[str, Any]:
+    """Run the demo command once with ``--seed seed`` (and ``train.precision``); its summary plus the
+    wall-clock seconds it took and the load average after it."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, str(REPO / "scripts" / "run.py"), "--data", "demo", "--mode", "generate",
                "--out", out, "--no-progress", "--seed", str(seed)]
+        if precision != "fp32":
+            cmd += ["--set", f"train.precision={precision}"]
         start = time.perf_counter()
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - start
@@ -56,19 +60,24 @@ def spread(values: list[float], scale: float = 1.0) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(RESULTS_DIR / "demo.json"))
+    parser.add_argument("--out", help="results file (default benchmarks/results/demo.json, demo_bf16.json for "
+                                      "--precision bf16)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="train.precision of both runs (bf16: the accuracy parity of bfloat16 autocast)")
     parser.add_argument("--seeds", type=int, default=3, help="run seeds 0 .. N-1 (default 3)")
     args = parser.parse_args()
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
     runs = []
     for seed in range(args.seeds):
-        runs.append(run_demo(seed))
+        runs.append(run_demo(seed, args.precision))
         print(json.dumps(runs[-1], indent=2), flush=True)
     dense = [r["summary"]["dense"]["top1"] for r in runs]
     sparse = [r["summary"]["top1"] for r in runs]
+    suffix = "" if args.precision == "fp32" else f" --set train.precision={args.precision}"
     payload = {"benchmark": "demo (synthetic data): dense baseline vs 95 %-sparse generator, over seeds",
-               "command": command_line(), "demo_command": DEMO_COMMAND + " --seed N",
+               "command": command_line(), "demo_command": DEMO_COMMAND + " --seed N" + suffix,
+               "precision": args.precision,
                "recipe": "pyg_sparse_stgcn/configs/demo.toml", "recipe_sha256": recipe_digest("demo"),
                "seeds": [r["seed"] for r in runs], "machine": machine_info(),
                "dense_top1": spread(dense), "sparse_top1": spread(sparse),
@@ -77,7 +86,8 @@ def main() -> None:
                "params_kept": {"dense": runs[0]["summary"]["dense"]["params_kept"],
                                "sparse": runs[0]["summary"]["params_kept"]},
                "wall_s": spread([r["wall_s"] for r in runs]), "runs": runs}
-    write_results(args.out, payload)
+    default = RESULTS_DIR / ("demo.json" if args.precision == "fp32" else f"demo_{args.precision}.json")
+    write_results(args.out or default, payload)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ One command per dataset trains every arm of the study through the library's own 
     python benchmarks/accuracy.py --dataset msr-action3d nw-ucla    # both, the DG-STGCN Assemble of each last
     python benchmarks/accuracy.py --dataset nw-ucla --arms dense generate-0.95 --seeds 0 1 2
     python benchmarks/accuracy.py --dataset nw-ucla --tune          # hyper-parameters on the held-out split
+    python benchmarks/accuracy.py --dataset nw-ucla --limits        # what limits the dense baseline (held-out)
 
 Arms (``ARMS``, in the order they run): ``dense``, ``generate-0.95`` and ``dense-bf16`` (the dense arm under
 ``train.precision = "bf16"``: its accuracy parity) with three seeds, then ``ensemble``
@@ -67,6 +68,13 @@ HOLDOUT = 0.2
 
 #: The recipes compared on the held-out split (``--tune``): name → (epochs, width).
 TUNE_CANDIDATES: dict[str, tuple[int, int]] = {"e40-w32": (40, 32), "e80-w32": (80, 32)}
+
+#: What limits the dense baseline, measured on the held-out split against the 40-epoch candidate (``--limits``;
+#: never the study's recipe, whose width stays CPU-sized): name → (epochs, width, extra settings). ``e40-w32-skeleton``
+#: replaces the paper's learnable random graph with ST-GCN's physical-skeleton partition (still learnable,
+#: ``init``); ``e40-w64`` doubles the width (the stock ST-GCN's 64 channels, about 4x the FLOPs).
+LIMIT_CHECKS: dict[str, tuple[int, int, tuple[str, ...]]] = {
+    "e40-w32-skeleton": (40, 32, ("model.graph_mode=stgcn_spatial",)), "e40-w64": (40, 64, ())}
 
 #: The recipe used when no tuning file exists (the shipped ``configs/<dataset>.toml``: 40 epochs, 32 channels).
 DEFAULT_CANDIDATE = "e40-w32"
@@ -480,8 +488,9 @@ def _plan(selected: Sequence[Job], seeds: Sequence[int]) -> Iterator[tuple[Job, 
             yield job, seed
 
 
-def tune(dataset: str) -> None:
-    """Train every ``TUNE_CANDIDATES`` recipe (dense, seed 0) on the held-out split; write the tuning file."""
+def _held_out(dataset: str, key: str, specs: dict[str, tuple[int, int, tuple[str, ...]]]) -> None:
+    """Train every recipe of ``specs`` (name → epochs, width, extra settings; dense, seed 0) on the held-out
+    split and record it under ``key`` of the tuning file."""
     from tqdm import tqdm
 
     path = results_path(dataset, tuning=True)
@@ -489,27 +498,37 @@ def tune(dataset: str) -> None:
                                              f"part of the training split", "dataset": dataset,
                                  "held_out": {"fraction": HOLDOUT, "seed": 0}, "candidates": {}}
     res["command"] = command_line()
+    res.setdefault(key, {})
     ctx = Context(dataset, DATASETS[dataset], res)
-    for name in tqdm(TUNE_CANDIDATES, desc=f"tune {dataset}", file=sys.stderr):
-        if res["candidates"].get(name, {}).get("top1") is not None:
+    for name in tqdm(specs, desc=f"{key} {dataset}", file=sys.stderr):
+        if res[key].get(name, {}).get("top1") is not None:
             continue
-        epochs, width = TUNE_CANDIDATES[name]
-        recipe = Recipe(name, epochs, width)
-        argv = _base("train", 0, recipe, ctx, "--set", f"data.holdout={HOLDOUT}")
-        run, wall, rc = execute_job(argv, RUNS / dataset / "tune" / name)
+        epochs, width, extra = specs[name]
+        argv = _base("train", 0, Recipe(name, epochs, width), ctx, "--set", f"data.holdout={HOLDOUT}",
+                     *(a for setting in extra for a in ("--set", setting)))
+        out = RUNS / dataset / "tune" / name
+        run, wall, rc = execute_job(argv, out)
         if rc != 0 or run is None or not (run / "summary.json").exists():
-            print(f"tune {name}: failed (exit {rc}); see {RUNS / dataset / 'tune' / name / 'log.txt'}",
-                  file=sys.stderr)
+            print(f"{key} {name}: failed (exit {rc}); see {out / 'log.txt'}", file=sys.stderr)
             continue
         s = json.loads((run / "summary.json").read_text())
-        res["candidates"][name] = {"epochs": epochs, "width": width, "top1": s["top1"],
-                                   "mean_class_accuracy": s["mean_class_accuracy"],
-                                   "train_top1": _final_train_top1(run, "train"),
-                                   "seconds": _stage_seconds(run, ("train",)),
-                                   "command": _command(argv),
-                                   "run_dir": _rel(run)}
+        res[key][name] = {"epochs": epochs, "width": width, "settings": list(extra), "top1": s["top1"],
+                          "mean_class_accuracy": s["mean_class_accuracy"],
+                          "train_top1": _final_train_top1(run, "train"),
+                          "seconds": _stage_seconds(run, ("train",)), "command": _command(argv),
+                          "run_dir": _rel(run)}
         write_study(path, res)
     write_study(path, res)
+
+
+def tune(dataset: str) -> None:
+    """Train every ``TUNE_CANDIDATES`` recipe (dense, seed 0) on the held-out split; write the tuning file."""
+    _held_out(dataset, "candidates", {n: (e, w, ()) for n, (e, w) in TUNE_CANDIDATES.items()})
+
+
+def check_limits(dataset: str) -> None:
+    """Train the ``LIMIT_CHECKS`` recipes on the held-out split (``limit_checks`` of the tuning file)."""
+    _held_out(dataset, "limit_checks", LIMIT_CHECKS)
 
 
 def study(dataset: str, arms: Sequence[str] | None, seeds: Sequence[int]) -> None:
@@ -596,6 +615,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS),
                         help="seeds of the multi-seed arms (dense, generate-0.95); the others take the first")
     parser.add_argument("--tune", action="store_true", help="choose the recipe on the held-out split instead")
+    parser.add_argument("--limits", action="store_true",
+                        help=f"instead, measure what limits the dense baseline on the held-out split: "
+                             f"{', '.join(LIMIT_CHECKS)}")
     args = parser.parse_args()
     for dataset in args.dataset:
         if not DATASETS[dataset].is_dir():
@@ -604,9 +626,9 @@ def main() -> None:
     bad = set(args.arms or ()) - set(ARMS)
     if bad:
         raise SystemExit(f"--arms: unknown arm(s) {', '.join(sorted(bad))}; valid: {', '.join(ARMS)}")
-    if args.tune:
+    if args.tune or args.limits:
         for dataset in args.dataset:
-            tune(dataset)
+            (tune if args.tune else check_limits)(dataset)
         return
     wanted = list(args.arms or ARMS)
     for group in ([a for a in wanted if a not in DEFERRED], [a for a in wanted if a in DEFERRED]):

@@ -203,8 +203,9 @@ def claims(res: Mapping[str, Any]) -> list[str]:
 DENSE_TARGET = {"nw-ucla": 0.90}
 
 
-def dense_target(dataset: str, res: Mapping[str, Any]) -> list[str]:
-    """The dense baseline against its target, with the held-out tuning runs that show what limits it."""
+def dense_target(dataset: str, res: Mapping[str, Any], limits: Mapping[str, Any] | None = None) -> list[str]:
+    """The dense baseline against its target, with the held-out tuning runs and the ``limits`` checks (the
+    tuning file's ``limit_checks``: one factor changed each) that show what limits it."""
     target = DENSE_TARGET.get(dataset)
     if target is None or not res:
         return []
@@ -214,8 +215,21 @@ def dense_target(dataset: str, res: Mapping[str, Any]) -> list[str]:
     cands = res.get("selection", {}).get("candidates", {})
     tuned = "; ".join(f"{c['epochs']} epochs × {c['width']} channels: {pct(c['top1'])} held-out, "
                       f"{pct(c.get('train_top1'))} train" for c in cands.values())
-    return [f"Dense joint-stream baseline target ≥ {pct(target, 0)} %: {got}"
-            + (f" (held-out recipe runs, top-1 at the last epoch — {tuned})." if tuned else ".")]
+    line = (f"Dense joint-stream baseline target ≥ {pct(target, 0)} %: {got}"
+            + (f" (held-out recipe runs, top-1 at the last epoch — {tuned})." if tuned else "."))
+    done = {n: c for n, c in (limits or {}).items() if c.get("top1") is not None}
+    if done:
+        checks = "; ".join(f"{c['epochs']} epochs × {c['width']} channels"
+                           + "".join(f", `{x}`" for x in c.get("settings", [])) + f": {pct(c['top1'])} held-out, "
+                           f"{pct(c.get('train_top1'))} train" for c in done.values())
+        line += (f" What limits it, one factor changed on the held-out split (`python benchmarks/accuracy.py "
+                 f"--dataset {dataset} --limits`): {checks}.")
+    return [line]
+
+
+def limit_checks(dataset: str) -> dict[str, Any]:
+    """The ``--limits`` runs of ``dataset`` (its tuning file's ``limit_checks``)."""
+    return load(f"accuracy_{dataset}_tuning.json").get("limit_checks", {})
 
 
 #: Issue 12's bf16 target: training under bfloat16 autocast keeps the dense top-1 within this many points (mean
@@ -269,7 +283,7 @@ def results_block(studies: Mapping[str, Mapping[str, Any]]) -> str:
         out += study_header(ds, res)
         if res:
             out += [""] + arm_rows(res, full=False) + [""] + claims(res)
-            for extra in (dense_target(ds, res), bf16_parity(res)):
+            for extra in (dense_target(ds, res, limit_checks(ds)), bf16_parity(res)):
                 out += [""] + extra if extra else []
         out.append("")
     return "\n".join(out).rstrip()
@@ -289,7 +303,7 @@ def results_md(studies: Mapping[str, Mapping[str, Any]], demo: Mapping[str, Any]
         if not res:
             continue
         out += arm_rows(res, full=True) + [""] + claims(res) + [""]
-        target = dense_target(ds, res)
+        target = dense_target(ds, res, limit_checks(ds))
         out += target + [""] if target else []
         sel = res.get("selection", {})
         if sel.get("candidates"):

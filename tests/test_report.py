@@ -90,3 +90,14 @@ def test_bf16_parity_line():
     res["arms"]["dense-bf16"]["top1"] = [0.86]
     assert "fewer than 3 seeds" in report.bf16_parity(res)[0]
     assert report.bf16_parity(_study({"dense": {"top1": [0.9]}})) == []  # not run: no line
+
+
+def test_dense_target_line_names_the_limit_checks():
+    res = _study({"dense": {"top1": [0.86]}})
+    limits = {"e40-w64": {"epochs": 40, "width": 64, "settings": [], "top1": 0.81, "train_top1": 0.9},
+              "e40-w32-skeleton": {"epochs": 40, "width": 32, "settings": ["model.graph_mode=stgcn_spatial"],
+                                   "top1": None}}  # not finished: not quoted
+    (line,) = report.dense_target("nw-ucla", res, limits)
+    assert "--limits`): 40 epochs × 64 channels: 81.0 held-out, 90.0 train." in line
+    assert "stgcn_spatial" not in line
+    assert "What limits it" not in report.dense_target("nw-ucla", res)[0]

@@ -8,6 +8,9 @@ points, the wall-clock time, the SHA-256 of the recipe (``configs/demo.toml``) a
 
     python benchmarks/bench_demo.py --seeds 3 [--out benchmarks/results/demo.json]
     python benchmarks/bench_demo.py --seeds 3 --precision bf16    # -> demo_bf16.json: bf16 accuracy parity
+
+Resumable: every finished seed is kept in ``benchmarks/runs/demo/<precision>.json`` (git-ignored) and is not run
+again by the next invocation while the recipe (its SHA-256) is the same.
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ from pyg_sparse_stgcn.engine.modes.generate import recipe_digest  # noqa: E402
 from pyg_sparse_stgcn.engine.trainer import PRECISIONS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+#: Finished seeds of an interrupted invocation, per precision (git-ignored).
+PARTIAL_DIR = REPO / "benchmarks" / "runs" / "demo"
 DEMO_COMMAND = "python scripts/run.py --data demo --mode generate"
 
 
@@ -52,6 +57,22 @@ def run_demo(seed: int, precision: str = "fp32") -> dict[str, Any]:
             "summary": summary}
 
 
+def finished_runs(path: Path, digest: str) -> dict[int, dict[str, Any]]:
+    """The seeds already run into ``path`` with the recipe of SHA-256 ``digest`` (none for another recipe)."""
+    if not path.exists():
+        return {}
+    rec = json.loads(path.read_text())
+    return {r["seed"]: r for r in rec.get("runs", [])} if rec.get("recipe_sha256") == digest else {}
+
+
+def save_runs(path: Path, digest: str, runs: dict[int, dict[str, Any]]) -> None:
+    """Write the finished seeds atomically (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"recipe_sha256": digest, "runs": [runs[s] for s in sorted(runs)]}, indent=1))
+    os.replace(tmp, path)
+
+
 def spread(values: list[float], scale: float = 1.0) -> dict[str, Any]:
     """``{"mean", "std", "values"}`` (sample standard deviation; 0 for one value), times ``scale``."""
     v = [scale * x for x in values]
@@ -68,17 +89,23 @@ def main() -> None:
     args = parser.parse_args()
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
-    runs = []
+    digest, partial = recipe_digest("demo"), PARTIAL_DIR / f"{args.precision}.json"
+    done = finished_runs(partial, digest)
     for seed in range(args.seeds):
-        runs.append(run_demo(seed, args.precision))
-        print(json.dumps(runs[-1], indent=2), flush=True)
+        if seed in done:
+            print(f"seed {seed}: finished in an earlier invocation ({partial})", flush=True)
+            continue
+        done[seed] = run_demo(seed, args.precision)
+        save_runs(partial, digest, done)
+        print(json.dumps(done[seed], indent=2), flush=True)
+    runs = [done[seed] for seed in range(args.seeds)]
     dense = [r["summary"]["dense"]["top1"] for r in runs]
     sparse = [r["summary"]["top1"] for r in runs]
     suffix = "" if args.precision == "fp32" else f" --set train.precision={args.precision}"
     payload = {"benchmark": "demo (synthetic data): dense baseline vs 95 %-sparse generator, over seeds",
                "command": command_line(), "demo_command": DEMO_COMMAND + " --seed N" + suffix,
                "precision": args.precision,
-               "recipe": "pyg_sparse_stgcn/configs/demo.toml", "recipe_sha256": recipe_digest("demo"),
+               "recipe": "pyg_sparse_stgcn/configs/demo.toml", "recipe_sha256": digest,
                "seeds": [r["seed"] for r in runs], "machine": machine_info(),
                "dense_top1": spread(dense), "sparse_top1": spread(sparse),
                "drop_points": spread([d - s for d, s in zip(dense, sparse, strict=True)], 100.0),

@@ -101,3 +101,16 @@ def test_dense_target_line_names_the_limit_checks():
     assert "--limits`): 40 epochs × 64 channels: 81.0 held-out, 90.0 train." in line
     assert "stgcn_spatial" not in line
     assert "What limits it" not in report.dense_target("nw-ucla", res)[0]
+
+
+def test_demo_bf16_line_compares_seed_for_seed_means():
+    def demo(dense, sparse, wall):
+        return {"seeds": [0, 1, 2], "dense_top1": {"mean": dense, "std": 0.01},
+                "sparse_top1": {"mean": sparse, "std": 0.02}, "wall_s": {"values": [wall] * 3},
+                "machine": {"git_commit": "abc"}}
+
+    line = report.demo_bf16_line(demo(0.95, 0.89, 300.0), demo(0.953, 0.886, 150.0))
+    assert "dense 95.3 ± 1.0 % (+0.3 points); 95 %-sparse 88.6 ± 2.0 % (-0.4 points)" in line
+    assert "within the 0.5-point parity target; 150 s against 300 s" in line
+    assert "**outside**" in report.demo_bf16_line(demo(0.95, 0.89, 1.0), demo(0.95, 0.88, 1.0))
+    assert report.demo_bf16_line(demo(0.95, 0.89, 1.0), {}) == ""

@@ -33,7 +33,7 @@ def joint_major(model: nn.Module) -> JointMajorSTGCN:
 # the kernels
 # --------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n,groups", [(1, 1), (50, 3), (64, 1), (130, 2), (300, 1)])
+@pytest.mark.parametrize("n,groups", [(1, 1), (40, 2), (50, 3), (64, 1), (100, 2), (130, 2), (300, 1)])
 @pytest.mark.parametrize("residual,relu", [(False, False), (True, True)])
 def test_spmm_shifted_matches_dense_reference(n, groups, residual, relu):
     g = torch.Generator().manual_seed(n + groups)

@@ -76,6 +76,31 @@ static inline void row64(const float *x, const int32_t *off, const float *v, int
   _mm512_mask_storeu_ps(out + 32, m2, epi(_mm512_add_ps(a2, c2), m2, res ? res + 32 : 0, relu));
   _mm512_mask_storeu_ps(out + 48, m3, epi(_mm512_add_ps(a3, c3), m3, res ? res + 48 : 0, relu));
 }
+/* the same for a block of 32 < w <= 48 columns: three loads per non-zero, not four */
+static inline void row48(const float *x, const int32_t *off, const float *v, int64_t e0, int64_t e1,
+                         int64_t w, float b, float *out, const float *res, int relu) {
+  const __mmask16 m2 = tail(w - 32);
+  __m512 a0 = _mm512_set1_ps(b), a1 = a0, a2 = a0;
+  __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0;
+  int64_t e = e0;
+  for (; e + 1 < e1; e += 2) {
+    const float *s = x + off[e], *t = x + off[e + 1];
+    const __m512 p = _mm512_set1_ps(v[e]), q = _mm512_set1_ps(v[e + 1]);
+    a0 = _mm512_fmadd_ps(p, _mm512_loadu_ps(s), a0); a1 = _mm512_fmadd_ps(p, _mm512_loadu_ps(s + 16), a1);
+    a2 = _mm512_fmadd_ps(p, LD(m2, s + 32), a2);
+    c0 = _mm512_fmadd_ps(q, _mm512_loadu_ps(t), c0); c1 = _mm512_fmadd_ps(q, _mm512_loadu_ps(t + 16), c1);
+    c2 = _mm512_fmadd_ps(q, LD(m2, t + 32), c2);
+  }
+  if (e < e1) {
+    const float *s = x + off[e]; const __m512 p = _mm512_set1_ps(v[e]);
+    a0 = _mm512_fmadd_ps(p, _mm512_loadu_ps(s), a0); a1 = _mm512_fmadd_ps(p, _mm512_loadu_ps(s + 16), a1);
+    a2 = _mm512_fmadd_ps(p, LD(m2, s + 32), a2);
+  }
+  const __mmask16 all = (__mmask16)0xFFFF;
+  _mm512_storeu_ps(out, epi(_mm512_add_ps(a0, c0), all, res, relu));
+  _mm512_storeu_ps(out + 16, epi(_mm512_add_ps(a1, c1), all, res ? res + 16 : 0, relu));
+  _mm512_mask_storeu_ps(out + 32, m2, epi(_mm512_add_ps(a2, c2), m2, res ? res + 32 : 0, relu));
+}
 /* the same for a block of w <= 16 columns (a row's tail): one load and one FMA per non-zero, not four */
 static inline void row16(const float *x, const int32_t *off, const float *v, int64_t e0, int64_t e1,
                          int64_t w, float b, float *out, const float *res, int relu) {
@@ -107,6 +132,7 @@ static inline void row64(const float *x, const int32_t *off, const float *v, int
 #endif
 #ifndef __AVX512F__
 #define row16 row64  /* the portable row64 already loops over w columns only */
+#define row48 row64
 #endif
 
 /* dst[q, o, i, :] = src[o, i * s + q, :] (rows of `inner` floats) for q < s, i < min(steps, ceil((len - q) / s)):
@@ -161,8 +187,11 @@ void spmm_shifted(float *y, int64_t ldy, int64_t gy, int64_t rows, int64_t group
           const float *rr = res ? res + r * ldr + g * gy : 0;
           for (int64_t j = c0; j < c1; j += 64) {
             const int64_t w = c1 - j < 64 ? c1 - j : 64;
-            if (w <= 16) row16(xg + j, off, vals, rowptr[r], rowptr[r + 1], w, bias[r], out + j, rr ? rr + j : 0, relu);
-            else row64(xg + j, off, vals, rowptr[r], rowptr[r + 1], w, bias[r], out + j, rr ? rr + j : 0, relu);
+            const int64_t e0 = rowptr[r], e1 = rowptr[r + 1];
+            const float *rj = rr ? rr + j : 0;
+            if (w <= 16) row16(xg + j, off, vals, e0, e1, w, bias[r], out + j, rj, relu);
+            else if (w > 32 && w <= 48) row48(xg + j, off, vals, e0, e1, w, bias[r], out + j, rj, relu);
+            else row64(xg + j, off, vals, e0, e1, w, bias[r], out + j, rj, relu);
           }
         }
       }

@@ -315,7 +315,9 @@ def results_md(studies: Mapping[str, Mapping[str, Any]], demo: Mapping[str, Any]
            *([parity, ""] if parity else []),
            "## Accuracy on real data", "",
            "Every arm trains through the library's own modes (`scripts/run.py --mode train | generate | ensemble | "
-           "lottery | prune`), with the same width, graph and recipe. An arm not yet run is listed as pending.", ""]
+           "lottery | prune`), with the same width, graph and recipe. An arm not yet run is listed as pending. "
+           "Several workers may share a study, one per core (`--arms` sets what each starts with; a worker skips "
+           "the job another one trains and never runs one that has finished).", ""]
     out += ["| arm | what |", "| --- | --- |"] + [f"| `{a}` | {helps.get(a, '')} |" for a in ARMS] + [""]
     for ds in DATASETS:
         res = studies.get(ds, {})
@@ -323,8 +325,8 @@ def results_md(studies: Mapping[str, Mapping[str, Any]], demo: Mapping[str, Any]
         if not res:
             continue
         out += arm_rows(res, full=True) + [""] + claims(res) + [""]
-        target = dense_target(ds, res, limit_checks(ds))
-        out += target + [""] if target else []
+        for extra in (dense_target(ds, res, limit_checks(ds)), bf16_parity(res)):
+            out += extra + [""] if extra else []
         sel = res.get("selection", {})
         if sel.get("candidates"):
             out += ["Recipe selection on the held-out split (dense, seed 0):", "",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
@@ -130,20 +131,34 @@ def demo_block(demo: Mapping[str, Any]) -> str:
 BF16_PARITY_POINTS = 0.5
 
 
+def mean_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """``mean(a) - mean(b)`` in points and its standard error (sample variances; 0 for a single seed)."""
+    var = [statistics.variance(v) / len(v) if len(v) > 1 else 0.0 for v in (a, b)]
+    return 100 * (statistics.fmean(a) - statistics.fmean(b)), 100 * math.sqrt(sum(var))
+
+
+def parity_verdict(d: float, se: float, seeds: int) -> str:
+    """Issue 12's bf16 parity verdict for a difference of ``d`` ± ``se`` points over ``seeds`` seeds."""
+    if abs(d) <= BF16_PARITY_POINTS + 1e-9:
+        return "met" if seeds >= 3 else "within it so far (fewer than 3 seeds)"
+    noise = " (within 2 standard errors: seed noise cannot be told apart)" if abs(d) <= 2 * se else ""
+    return f"**missed**{noise}"
+
+
 def demo_bf16_line(demo: Mapping[str, Any], bf16: Mapping[str, Any]) -> str:
     """The demo trained under bf16 autocast against the fp32 demo, seed for seed (issue 12's parity target)."""
     if not demo.get("dense_top1") or not bf16.get("dense_top1"):
         return ""
-    parts, ok = [], True
+    parts = []
     for key, name in (("dense_top1", "dense"), ("sparse_top1", "95 %-sparse")):
-        d = 100 * (bf16[key]["mean"] - demo[key]["mean"])
-        ok &= abs(d) <= BF16_PARITY_POINTS + 1e-9
-        parts.append(f"{name} {pct(bf16[key]['mean'])} ± {pct(bf16[key]['std'])} % ({d:+.1f} points)")
+        d, se = mean_difference(bf16[key]["values"], demo[key]["values"])
+        parts.append(f"{name} {pct(bf16[key]['mean'])} ± {pct(bf16[key]['std'])} % ({d:+.1f} ± {se:.1f} points: "
+                     f"{parity_verdict(d, se, min(len(bf16['seeds']), len(demo['seeds'])))})")
     fp32_wall, bf16_wall = (statistics.fmean(r["wall_s"]["values"]) for r in (demo, bf16))
     return (f"Trained under bf16 autocast (`python benchmarks/bench_demo.py --seeds {len(bf16['seeds'])} "
             f"--precision bf16`, seeds {', '.join(str(x) for x in bf16['seeds'])}, commit "
-            f"{bf16.get('machine', {}).get('git_commit', '?')}): {'; '.join(parts)} against fp32 — "
-            f"{'within' if ok else '**outside**'} the {BF16_PARITY_POINTS:g}-point parity target; "
+            f"{bf16.get('machine', {}).get('git_commit', '?')}) against fp32, target within "
+            f"{BF16_PARITY_POINTS:g} point (difference of the means ± its standard error): {'; '.join(parts)}; "
             f"{bf16_wall:.0f} s against {fp32_wall:.0f} s wall clock per run.")
 
 
@@ -260,13 +275,12 @@ def bf16_parity(res: Mapping[str, Any]) -> list[str]:
     bf16, dense = arms.get("dense-bf16"), arms.get("dense")
     if bf16 is None or dense is None:
         return []
-    d = 100 * (statistics.fmean(bf16["top1"]) - statistics.fmean(dense["top1"]))
-    ok = abs(d) <= BF16_PARITY_POINTS + 1e-9
-    n = min(len(bf16["top1"]), len(dense["top1"]))
-    verdict = "**missed**" if not ok else "met" if n >= 3 else "within it so far (fewer than 3 seeds)"
+    d, se = mean_difference(bf16["top1"], dense["top1"])
+    verdict = parity_verdict(d, se, min(len(bf16["top1"]), len(dense["top1"])))
     return [f"bf16 training (target: within {BF16_PARITY_POINTS:g} point of fp32 over 3 seeds): `dense-bf16` "
-            f"{mean_std(bf16['top1'])} against `dense` {mean_std(dense['top1'])}, {d:+.1f} points over "
-            f"{len(bf16['top1'])} / {len(dense['top1'])} seeds: {verdict}; "
+            f"{mean_std(bf16['top1'])} against `dense` {mean_std(dense['top1'])}, {d:+.1f} ± {se:.1f} points "
+            f"(difference of the means ± its standard error) over {len(bf16['top1'])} / {len(dense['top1'])} "
+            f"seeds: {verdict}; "
             f"train time {bf16.get('seconds', 0):.0f} s against {dense.get('seconds', 0):.0f} s per seed."]
 
 

@@ -3,6 +3,7 @@
 figures in the tables are those of the results (checked against numbers computed here)."""
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -83,12 +84,15 @@ def test_bf16_parity_line():
     res = _study({"dense": {"top1": [0.86, 0.88, 0.84], "seconds": 100.0},
                   "dense-bf16": {"top1": [0.85, 0.87, 0.84], "seconds": 60.0}})
     (line,) = report.bf16_parity(res)
-    # means 86.0 and 85.333...: -0.7 points, outside 0.5
-    assert "-0.7 points over 3 / 3 seeds: **missed**" in line and "60 s against 100 s" in line
+    # means 86.0 and 85.333: -0.67 points; standard error sqrt(4/3 + 2.333/3) = 1.453 points
+    assert "-0.7 ± 1.5 points" in line and "over 3 / 3 seeds: **missed** (within 2 standard errors" in line
+    assert "60 s against 100 s" in line
     res["arms"]["dense-bf16"]["top1"] = [0.86, 0.87, 0.86]  # 86.333: +0.3
-    assert "+0.3 points over 3 / 3 seeds: met" in report.bf16_parity(res)[0]
+    assert "+0.3 ± 1.2 points" in report.bf16_parity(res)[0] and "seeds: met;" in report.bf16_parity(res)[0]
     res["arms"]["dense-bf16"]["top1"] = [0.86]
     assert "fewer than 3 seeds" in report.bf16_parity(res)[0]
+    res["arms"]["dense-bf16"]["top1"] = [0.80, 0.80, 0.80]  # -6 points, far outside the noise
+    assert report.bf16_parity(res)[0].endswith("seeds: **missed**; train time 60 s against 100 s per seed.")
     assert report.bf16_parity(_study({"dense": {"top1": [0.9]}})) == []  # not run: no line
 
 
@@ -103,14 +107,16 @@ def test_dense_target_line_names_the_limit_checks():
     assert "What limits it" not in report.dense_target("nw-ucla", res)[0]
 
 
-def test_demo_bf16_line_compares_seed_for_seed_means():
+def test_demo_bf16_line_compares_the_means_with_their_noise():
     def demo(dense, sparse, wall):
-        return {"seeds": [0, 1, 2], "dense_top1": {"mean": dense, "std": 0.01},
-                "sparse_top1": {"mean": sparse, "std": 0.02}, "wall_s": {"values": [wall] * 3},
-                "machine": {"git_commit": "abc"}}
+        return {"seeds": [0, 1, 2], "dense_top1": {"mean": statistics.fmean(dense), "std": 0.01, "values": dense},
+                "sparse_top1": {"mean": statistics.fmean(sparse), "std": 0.02, "values": sparse},
+                "wall_s": {"values": [wall] * 3}, "machine": {"git_commit": "abc"}}
 
-    line = report.demo_bf16_line(demo(0.95, 0.89, 300.0), demo(0.953, 0.886, 150.0))
-    assert "dense 95.3 ± 1.0 % (+0.3 points); 95 %-sparse 88.6 ± 2.0 % (-0.4 points)" in line
-    assert "within the 0.5-point parity target; 150 s against 300 s" in line
-    assert "**outside**" in report.demo_bf16_line(demo(0.95, 0.89, 1.0), demo(0.95, 0.88, 1.0))
-    assert report.demo_bf16_line(demo(0.95, 0.89, 1.0), {}) == ""
+    line = report.demo_bf16_line(demo([0.95, 0.95, 0.95], [0.89, 0.90, 0.88], 300.0),
+                                 demo([0.953, 0.953, 0.953], [0.886, 0.886, 0.886], 150.0))
+    assert "dense 95.3 ± 1.0 % (+0.3 ± 0.0 points: met)" in line
+    assert "95 %-sparse 88.6 ± 2.0 % (-0.4 ± 0.6 points: met)" in line and "150 s against 300 s" in line
+    far = report.demo_bf16_line(demo([0.95] * 3, [0.89] * 3, 1.0), demo([0.95] * 3, [0.80] * 3, 1.0))
+    assert "(-9.0 ± 0.0 points: **missed**)" in far
+    assert report.demo_bf16_line(demo([0.95] * 3, [0.89] * 3, 1.0), {}) == ""

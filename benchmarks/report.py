@@ -141,7 +141,7 @@ def parity_verdict(d: float, se: float, seeds: int) -> str:
     """Issue 12's bf16 parity verdict for a difference of ``d`` ± ``se`` points over ``seeds`` seeds."""
     if abs(d) <= BF16_PARITY_POINTS + 1e-9:
         return "met" if seeds >= 3 else "within it so far (fewer than 3 seeds)"
-    noise = " (within 2 standard errors: seed noise cannot be told apart)" if abs(d) <= 2 * se else ""
+    noise = ", but within 2 standard errors: not told apart from seed noise" if abs(d) <= 2 * se else ""
     return f"**missed**{noise}"
 
 
@@ -152,8 +152,8 @@ def demo_bf16_line(demo: Mapping[str, Any], bf16: Mapping[str, Any]) -> str:
     parts = []
     for key, name in (("dense_top1", "dense"), ("sparse_top1", "95 %-sparse")):
         d, se = mean_difference(bf16[key]["values"], demo[key]["values"])
-        parts.append(f"{name} {pct(bf16[key]['mean'])} ± {pct(bf16[key]['std'])} % ({d:+.1f} ± {se:.1f} points: "
-                     f"{parity_verdict(d, se, min(len(bf16['seeds']), len(demo['seeds'])))})")
+        parts.append(f"{name} {pct(bf16[key]['mean'])} ± {pct(bf16[key]['std'])} %, {d:+.1f} ± {se:.1f} points: "
+                     f"{parity_verdict(d, se, min(len(bf16['seeds']), len(demo['seeds'])))}")
     fp32_wall, bf16_wall = (statistics.fmean(r["wall_s"]["values"]) for r in (demo, bf16))
     return (f"Trained under bf16 autocast (`python benchmarks/bench_demo.py --seeds {len(bf16['seeds'])} "
             f"--precision bf16`, seeds {', '.join(str(x) for x in bf16['seeds'])}, commit "

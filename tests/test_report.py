@@ -85,7 +85,7 @@ def test_bf16_parity_line():
                   "dense-bf16": {"top1": [0.85, 0.87, 0.84], "seconds": 60.0}})
     (line,) = report.bf16_parity(res)
     # means 86.0 and 85.333: -0.67 points; standard error sqrt(4/3 + 2.333/3) = 1.453 points
-    assert "-0.7 ± 1.5 points" in line and "over 3 / 3 seeds: **missed** (within 2 standard errors" in line
+    assert "-0.7 ± 1.5 points" in line and "over 3 / 3 seeds: **missed**, but within 2 standard errors" in line
     assert "60 s against 100 s" in line
     res["arms"]["dense-bf16"]["top1"] = [0.86, 0.87, 0.86]  # 86.333: +0.3
     assert "+0.3 ± 1.2 points" in report.bf16_parity(res)[0] and "seeds: met;" in report.bf16_parity(res)[0]
@@ -115,8 +115,8 @@ def test_demo_bf16_line_compares_the_means_with_their_noise():
 
     line = report.demo_bf16_line(demo([0.95, 0.95, 0.95], [0.89, 0.90, 0.88], 300.0),
                                  demo([0.953, 0.953, 0.953], [0.886, 0.886, 0.886], 150.0))
-    assert "dense 95.3 ± 1.0 % (+0.3 ± 0.0 points: met)" in line
-    assert "95 %-sparse 88.6 ± 2.0 % (-0.4 ± 0.6 points: met)" in line and "150 s against 300 s" in line
+    assert "dense 95.3 ± 1.0 %, +0.3 ± 0.0 points: met;" in line
+    assert "95 %-sparse 88.6 ± 2.0 %, -0.4 ± 0.6 points: met;" in line and "150 s against 300 s" in line
     far = report.demo_bf16_line(demo([0.95] * 3, [0.89] * 3, 1.0), demo([0.95] * 3, [0.80] * 3, 1.0))
-    assert "(-9.0 ± 0.0 points: **missed**)" in far
+    assert "-9.0 ± 0.0 points: **missed**;" in far
     assert report.demo_bf16_line(demo([0.95] * 3, [0.89] * 3, 1.0), {}) == ""

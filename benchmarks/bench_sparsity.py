@@ -7,7 +7,10 @@ sparsity.
    Masks: ``uniform_layer`` (magnitude, every weight tensor at the same sparsity: ``prune(scope='layer',
    kinds='weight')``) and ``generator_global`` (the sparse generator's masks at its target sparsity:
    ``SparseGenerator(model, s)``, weights, one global threshold over kaiming-uniform scores, so layers end up
-   unevenly sparse), each at 95 % and 99 %, exported with :func:`to_sparse_kernels` (``layout='auto'``: the
+   unevenly sparse: these are the generator's masks at initialisation, where the score scale 1/sqrt(fan_in)
+   removes the high-fan-in temporal convolutions first — every weight of some of them, listed per export as
+   ``empty_products`` — the most uneven case, not a trained generator's masks), each at 95 % and 99 %,
+   exported with :func:`to_sparse_kernels` (``layout='auto'``: the
    fastest of its layouts on the example batch). Dense paths of the same architecture, each measured: the eager
    model (``'dense'`` aggregation backend), the folded channel-major dense model (BN folded, dense products and
    aggregation: ``to_sparse_kernels(layout='channel_major', force=False, aggregation='dense')``) and the eager
@@ -153,6 +156,8 @@ def _export_row(model: nn.Module, x: torch.Tensor, repeats: int) -> tuple[nn.Mod
             "max_abs_err_vs_masked": err, "max_abs_output": float(ref.abs().max()),
             "weight_sparsity": rep["sparsity"], "kept_weights": rep["kept"], "maskable_weights": rep["total"],
             "operator_sparsity_min_max": [min(spars, default=0.0), max(spars, default=0.0)],
+            # products whose every weight is removed (their output is the bias, plus the residual)
+            "empty_products": [c.name for c in res.products if c.sparsity >= 1.0],
             "sparse_products": sum(c.sparse for c in res.products), "products": len(res.products),
             "edges_removed": res.edges_removed}
     if isinstance(exported, JointMajorSTGCN):

@@ -129,6 +129,31 @@ def test_joint_major_equals_masked_model(batch, kind):
         assert torch.allclose(jm(x[:1]), model(x[:1]), atol=1e-5)  # another batch size after this one
 
 
+def test_joint_major_operator_without_kept_weights_reads_nothing(monkeypatch):
+    """Strided convs whose weights are all removed (the generator's masks at initialisation remove whole
+    high-fan-in temporal convs) output their bias (plus the residual) without splitting their input."""
+    torch.manual_seed(0)
+    model = tiny()
+    random_bn_stats(model)
+    with torch.no_grad():  # the strided block's temporal and residual convs
+        model.backbone.gcn[2].tcn.conv.weight.zero_()
+        model.backbone.gcn[2].residual.conv.weight.zero_()
+    model.eval()
+    jm = joint_major(model)
+    block = jm._blocks()[2]
+    assert block.tcn.stride == 2 and block.tcn.rows.nnz == 0
+
+    def split(dst, src):
+        raise AssertionError("an operator without kept weights split its input")
+
+    monkeypatch.setattr(native, "split_phases", split)
+    x = torch.randn(2, 2, 20, 17, 3)
+    with torch.no_grad():
+        y = model(x)
+        out = jm(x)
+    assert (out - y).abs().max() <= 1e-4 * max(1.0, float(y.abs().max()))
+
+
 def test_joint_major_graph_operator_is_kept_weights_times_kept_entries():
     model = tiny()
     prune(model, 0.8, scope="layer", edge_sparsity=0.5)

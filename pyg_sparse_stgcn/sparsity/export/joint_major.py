@@ -123,8 +123,8 @@ class _JMTemporal(nn.Module):
         s = self.stride
         t_out = self.out_frames(T)
         alive = (x, residual, *keep)
-        if s == 1:
-            src, n_q = x, Tp
+        if s == 1 or self.rows.nnz == 0:  # (no kept weight: nothing reads the input, no phases to split)
+            src, n_q = x, -(-Tp // s)
         else:  # the s phases (frames q, q + s, ...) of the padded input, each (C, V, n_q, B)
             n_q = -(-Tp // s)
             src = arena.take((s, C, V, n_q, B), x, alive)

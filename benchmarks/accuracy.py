@@ -10,8 +10,8 @@ One command per dataset trains every arm of the study through the library's own 
     python benchmarks/accuracy.py --dataset nw-ucla --tune          # hyper-parameters on the held-out split
     python benchmarks/accuracy.py --dataset nw-ucla --limits        # what limits the dense baseline (held-out)
 
-Arms (``ARMS``, in the order they run): ``dense``, ``generate-0.95`` and ``dense-bf16`` (the dense arm under
-``train.precision = "bf16"``: its accuracy parity) with three seeds, then ``ensemble``
+Arms (``ARMS``, in the order they run): ``dense``, ``generate-0.95`` and, on NW-UCLA, ``dense-bf16`` (the dense
+arm under ``train.precision = "bf16"``: its accuracy parity) with three seeds, then ``ensemble``
 (0.6 / 0.8 / 0.95 / 0.99), ``dense-budget`` (a dense model whose width gives the ensemble's kept-parameter
 budget at test), ``generate-0.8``, ``generate-0.99``, ``generate-0.95-edges-0.5``, ``magnitude-0.95``
 (one-shot magnitude pruning of the dense model + fine-tuning), ``edges-0.5`` and ``edges-0.8`` (real edge
@@ -118,6 +118,7 @@ class Job:
             it cannot run yet (an arm it depends on has not finished).
         multi_seed (bool): Runs with every seed of ``--seeds`` (else the first only).
         stages (dict): Arm → the trainer stage(s) whose epochs are its training time.
+        datasets (tuple of str): The datasets it runs on (empty: every one).
     """
 
     name: str
@@ -125,6 +126,10 @@ class Job:
     argv: Callable[[Recipe, int, Context], list[str] | str]
     multi_seed: bool = False
     stages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    datasets: tuple[str, ...] = ()
+
+    def runs_on(self, dataset: str) -> bool:
+        return not self.datasets or dataset in self.datasets
 
 
 @dataclass
@@ -231,7 +236,7 @@ def jobs() -> list[Job]:
         Job("generate-0.95", ("generate-0.95",), _generate(0.95), multi_seed=True,
             stages={"generate-0.95": ("generate",)}),
         Job("dense-bf16", ("dense-bf16",), lambda r, s, c: _base("train", s, r, c, "--set", "train.precision=bf16"),
-            multi_seed=True, stages={"dense-bf16": ("train",)}),
+            multi_seed=True, stages={"dense-bf16": ("train",)}, datasets=("nw-ucla",)),
         Job("ensemble", ("ensemble",), _ensemble, stages={"ensemble": ("ensemble",)}),
         Job("dense-budget", ("dense-budget",), _dense_budget, stages={"dense-budget": ("train",)}),
         Job("generate-0.8", ("generate-0.8",), _generate(0.8), stages={"generate-0.8": ("generate",)}),
@@ -556,7 +561,7 @@ def study(dataset: str, arms: Sequence[str] | None, seeds: Sequence[int]) -> Non
                 "selection": selection, "command": command_line(), "seeds_multi": list(seeds)})
     res.setdefault("wall_time_s", 0.0)
     wanted = set(arms or ARMS)
-    selected = [j for j in jobs() if wanted & set(j.arms)]
+    selected = [j for j in jobs() if wanted & set(j.arms) and j.runs_on(dataset)]
     ctx = Context(dataset, DATASETS[dataset], res)
     plan = [(j, s) for j, s in _plan(selected, seeds) if any(ctx.finished(a, s) is None for a in j.arms)]
     record_study(path, res, seeds)
@@ -601,9 +606,10 @@ def _width(run: Path) -> int | None:
 
 def _refresh(res: dict[str, Any], seeds: Sequence[int]) -> None:
     res["arms"] = aggregate(res["runs"], [a for j in jobs() for a in j.arms])
-    want = {j.name: (list(seeds) if j.multi_seed else list(seeds[:1])) for j in jobs()}
-    res["seeds"] = {a: want[j.name] for j in jobs() for a in j.arms}
-    res["pending"] = [f"{a} seed {s}" for j in jobs() for a in j.arms for s in want[j.name]
+    mine = [j for j in jobs() if j.runs_on(res.get("dataset", ""))]
+    want = {j.name: (list(seeds) if j.multi_seed else list(seeds[:1])) for j in mine}
+    res["seeds"] = {a: want[j.name] for j in mine for a in j.arms}
+    res["pending"] = [f"{a} seed {s}" for j in mine for a in j.arms for s in want[j.name]
                       if str(s) not in res["runs"].get(a, {})]
 
 

@@ -139,8 +139,10 @@ def mean_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, floa
 
 def parity_verdict(d: float, se: float, seeds: int) -> str:
     """Issue 12's bf16 parity verdict for a difference of ``d`` ± ``se`` points over ``seeds`` seeds."""
+    if seeds < 3:
+        return f"pending ({seeds} of 3 seeds so far)"
     if abs(d) <= BF16_PARITY_POINTS + 1e-9:
-        return "met" if seeds >= 3 else "within it so far (fewer than 3 seeds)"
+        return "met"
     noise = ", but within 2 standard errors: not told apart from seed noise" if abs(d) <= 2 * se else ""
     return f"**missed**{noise}"
 
@@ -188,7 +190,10 @@ def arm_rows(res: Mapping[str, Any], full: bool) -> list[str]:
     head = ("| arm | top-1 % | mean-class % | weights removed % | edge entries / connections removed % | "
             "params kept / stored | train s |")
     rows = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    planned = res.get("seeds", {})  # the arms of this dataset's study (all, in a file without the field)
     for name in ARMS:
+        if planned and name not in planned and name not in arms:
+            continue
         a = arms.get(name)
         if a is None:
             if full or name in ("dense", "generate-0.95", "ensemble", "dense-budget"):

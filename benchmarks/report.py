@@ -286,7 +286,8 @@ def bf16_parity(res: Mapping[str, Any]) -> list[str]:
             f"{mean_std(bf16['top1'])} against `dense` {mean_std(dense['top1'])}, {d:+.1f} ± {se:.1f} points "
             f"(difference of the means ± its standard error) over {len(bf16['top1'])} / {len(dense['top1'])} "
             f"seeds: {verdict}; "
-            f"train time {bf16.get('seconds', 0):.0f} s against {dense.get('seconds', 0):.0f} s per seed."]
+            f"train time {bf16.get('seconds', 0):.0f} s against {dense.get('seconds', 0):.0f} s per seed (wall clock "
+            f"on a machine shared with other runs: not a speed measurement)."]
 
 
 def study_header(dataset: str, res: Mapping[str, Any], title: bool = True) -> list[str]:

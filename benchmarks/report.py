@@ -126,8 +126,8 @@ def demo_block(demo: Mapping[str, Any]) -> str:
             f"it is worth a look, not a surprise on 160 synthetic test videos.")
 
 
-#: Issue 12's bf16 target: training under bfloat16 autocast keeps top-1 (dense and sparse) within this many points (mean
-#: over the seeds).
+#: Issue 12's bf16 target: training under bfloat16 autocast keeps top-1 (dense and sparse) within this many
+#: points (mean over the seeds).
 BF16_PARITY_POINTS = 0.5
 
 
@@ -161,7 +161,8 @@ def demo_bf16_line(demo: Mapping[str, Any], bf16: Mapping[str, Any]) -> str:
             f"--precision bf16`, seeds {', '.join(str(x) for x in bf16['seeds'])}, commit "
             f"{bf16.get('machine', {}).get('git_commit', '?')}) against fp32, target within "
             f"{BF16_PARITY_POINTS:g} point (difference of the means ± its standard error): {'; '.join(parts)}; "
-            f"{bf16_wall:.0f} s against {fp32_wall:.0f} s wall clock per run.")
+            f"{bf16_wall:.0f} s against {fp32_wall:.0f} s per run (wall clock on a machine shared with other runs: "
+            f"not a speed measurement).")
 
 
 def epoch_block(rec: Mapping[str, Any]) -> str:

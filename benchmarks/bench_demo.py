@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, command_line, machine_info, write_results  # noqa: E402
 
+from pyg_sparse_stgcn.atomic import atomic_write_json  # noqa: E402
 from pyg_sparse_stgcn.engine.modes.generate import recipe_digest  # noqa: E402
 from pyg_sparse_stgcn.engine.trainer import PRECISIONS  # noqa: E402
 
@@ -66,11 +67,8 @@ def finished_runs(path: Path, digest: str) -> dict[int, dict[str, Any]]:
 
 
 def save_runs(path: Path, digest: str, runs: dict[int, dict[str, Any]]) -> None:
-    """Write the finished seeds atomically (a temporary file, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"recipe_sha256": digest, "runs": [runs[s] for s in sorted(runs)]}, indent=1))
-    os.replace(tmp, path)
+    """Write the finished seeds atomically."""
+    atomic_write_json(path, {"recipe_sha256": digest, "runs": [runs[s] for s in sorted(runs)]})
 
 
 def spread(values: list[float], scale: float = 1.0) -> dict[str, Any]:

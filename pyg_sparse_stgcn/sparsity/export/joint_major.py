@@ -123,10 +123,9 @@ class _JMTemporal(nn.Module):
         s = self.stride
         t_out = self.out_frames(T)
         alive = (x, residual, *keep)
-        if s == 1 or self.rows.nnz == 0:  # (no kept weight: nothing reads the input, no phases to split)
-            src, n_q = x, -(-Tp // s)
-        else:  # the s phases (frames q, q + s, ...) of the padded input, each (C, V, n_q, B)
-            n_q = -(-Tp // s)
+        n_q = -(-Tp // s)
+        src = x  # stride 1, or no kept weight (nothing reads the input: no phases to split)
+        if s > 1 and self.rows.nnz:  # the s phases (frames q, q + s, ...) of the padded input, each (C, V, n_q, B)
             src = arena.take((s, C, V, n_q, B), x, alive)
             native.split_phases(src.view(s, C * V, n_q, B), x.view(C * V, Tp, B))
 

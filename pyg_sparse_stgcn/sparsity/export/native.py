@@ -185,9 +185,9 @@ void spmm_shifted(float *y, int64_t ldy, int64_t gy, int64_t rows, int64_t group
         for (int64_t r = r0; r < r1; ++r) {
           float *out = y + r * ldy + g * gy;
           const float *rr = res ? res + r * ldr + g * gy : 0;
+          const int64_t e0 = rowptr[r], e1 = rowptr[r + 1];
           for (int64_t j = c0; j < c1; j += 64) {
             const int64_t w = c1 - j < 64 ? c1 - j : 64;
-            const int64_t e0 = rowptr[r], e1 = rowptr[r + 1];
             const float *rj = rr ? rr + j : 0;
             if (w <= 16) row16(xg + j, off, vals, e0, e1, w, bias[r], out + j, rj, relu);
             else if (w > 32 && w <= 48) row48(xg + j, off, vals, e0, e1, w, bias[r], out + j, rj, relu);

@@ -35,9 +35,10 @@ def joint_major(model: nn.Module) -> JointMajorSTGCN:
 
 @pytest.mark.parametrize("n,groups", [(1, 1), (40, 2), (50, 3), (64, 1), (100, 2), (130, 2), (300, 1)])
 @pytest.mark.parametrize("residual,relu", [(False, False), (True, True)])
-def test_spmm_shifted_matches_dense_reference(n, groups, residual, relu):
+@pytest.mark.parametrize("block", [64, 100, native.COLUMN_BLOCK])
+def test_spmm_shifted_matches_dense_reference(n, groups, residual, relu, block):
     g = torch.Generator().manual_seed(n + groups)
-    R, C, k, gap = 7, 5, 3, 4
+    R, C, k, gap = 7, 12, 3, 4  # rows of about 14 non-zeros: longer than the prefetch distance
     W = torch.randn(k, R, C, generator=g) * (torch.rand(k, R, C, generator=g) < 0.4)
     W[:, 2] = 0  # an empty row: bias (+ residual) only
     bias = torch.randn(R, generator=g)
@@ -49,7 +50,7 @@ def test_spmm_shifted_matches_dense_reference(n, groups, residual, relu):
     y = torch.full((R, groups * ystride), float("nan"))
     res = torch.randn(R, groups * ystride, generator=g) if residual else None
     native.spmm_shifted(y[:, :n], x, rowptr, off, vals, bias, None if res is None else res[:, :n], relu,
-                        groups=groups, group_stride_y=ystride, group_stride_x=L)
+                        groups=groups, group_stride_y=ystride, group_stride_x=L, block=block)
     for gi in range(groups):
         xs = x[:, gi * L: (gi + 1) * L]
         ref = bias[:, None] + sum(W[j] @ xs[:, j: j + n] for j in range(k))
@@ -92,6 +93,41 @@ def test_split_phases_matches_strided_slices(inner):
         assert torch.equal(dst[q, :, :m], src[:, q::3])
 
 
+def test_column_block_keeps_the_sources_of_a_block_in_l2_while_the_input_stays_in_cache():
+    small, cached, large = native.SOURCE_BUDGET, native.RESIDENT_INPUT, 4 * native.RESIDENT_INPUT
+    for rows in (1, 400, 6400):  # an input that fits in L2, or that no cache holds: the widest blocks
+        assert native.column_block(rows, small) == native.column_block(rows, large) == native.COLUMN_BLOCK
+    blocks = [native.column_block(rows, cached) for rows in (16, 400, 1600, 3200, 6400, 10**6)]
+    assert all(b % 64 == 0 and 64 <= b <= native.COLUMN_BLOCK for b in blocks)
+    assert blocks == sorted(blocks, reverse=True) and blocks[0] == native.COLUMN_BLOCK and blocks[-1] == 64
+    for rows, b in zip((16, 400, 1600, 3200, 6400), blocks):
+        assert b == 64 or rows * b * 4 <= native.SOURCE_BUDGET
+    with pytest.raises(ValueError, match="block"):
+        native.spmm_shifted(torch.zeros(1, 4), torch.zeros(4), torch.zeros(2, dtype=torch.long),
+                            torch.zeros(0, dtype=torch.int32), torch.zeros(0), torch.zeros(1), block=0)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_spmm_shifted_threads_split_uneven_rows_exactly(threads):
+    """Rows go to threads by their non-zeros: one heavy row, empty rows, more threads than light rows."""
+    g = torch.Generator().manual_seed(threads)
+    R, C, n = 5, 40, 70
+    W = torch.zeros(1, R, C)
+    W[0, 1] = torch.randn(C, generator=g)  # every non-zero but two in one row
+    W[0, 3, :2] = torch.randn(2, generator=g)
+    x, bias = torch.randn(C, n, generator=g), torch.randn(R, generator=g)
+    rowptr, taps, cols, vals = native.sparse_rows(W)
+    y = torch.full((R, n + 4), float("nan"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        native.spmm_shifted(y[:, 2: 2 + n], x, rowptr, native.int32_offsets(cols * n), vals, bias, pad=2)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.allclose(y[:, 2: 2 + n], bias[:, None] + W[0] @ x, atol=1e-5)
+    assert (y[:, :2] == 0).all() and (y[:, 2 + n:] == 0).all()
+
+
 def test_sparse_rows_lists_every_nonzero_by_row():
     W = torch.zeros(2, 3, 4)
     W[1, 0, 2], W[0, 0, 3], W[0, 2, 1] = 1.0, 2.0, 3.0
@@ -106,7 +142,13 @@ def test_sparse_rows_lists_every_nonzero_by_row():
 
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("kind", ["dense", "layer", "generator", "edges"])
-def test_joint_major_equals_masked_model(batch, kind):
+@pytest.mark.parametrize("budget", [None, 1])  # 1 byte: every operator in blocks of 64 columns
+def test_joint_major_equals_masked_model(batch, kind, budget, monkeypatch):
+    blocks: list[int] = []
+    if budget is not None:
+        monkeypatch.setattr(native, "SOURCE_BUDGET", budget)
+        spmm = native.spmm_shifted
+        monkeypatch.setattr(native, "spmm_shifted", lambda *a, **kw: blocks.append(kw["block"]) or spmm(*a, **kw))
     torch.manual_seed(0)
     model = tiny()
     random_bn_stats(model)
@@ -123,6 +165,7 @@ def test_joint_major_equals_masked_model(batch, kind):
         y = model(x)
         assert jm.runs_native(x)
         out = jm(x)
+        assert budget is None or set(blocks) == {64}
         assert out.shape == y.shape
         assert (out - y).abs().max() <= 1e-4 * max(1.0, float(y.abs().max()))
         assert torch.equal(jm(x), out)  # workspaces reused: the same again

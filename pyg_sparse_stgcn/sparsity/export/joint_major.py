@@ -18,7 +18,8 @@ __all__ = ["JointMajorSTGCN"]
 class _SparseRows(nn.Module):
     """The non-zeros of one sparse operator by output row: buffers ``rowptr``, ``taps`` (the temporal tap, or
     the source joint of the graph operator), ``cols`` (input channel) and ``values``, plus the per-row
-    ``bias``."""
+    ``bias``; ``source_rows``, the distinct input rows the non-zeros read (they size the kernel's column
+    blocks: :func:`~.native.column_block`)."""
 
     rowptr: Tensor
     taps: Tensor
@@ -26,11 +27,13 @@ class _SparseRows(nn.Module):
     values: Tensor
     bias: Tensor
 
-    def __init__(self, rowptr: Tensor, taps: Tensor, cols: Tensor, values: Tensor, bias: Tensor) -> None:
+    def __init__(self, rowptr: Tensor, taps: Tensor, cols: Tensor, values: Tensor, bias: Tensor,
+                 source_rows: int) -> None:
         super().__init__()
         for name, t in (("rowptr", rowptr), ("taps", taps), ("cols", cols), ("values", values),
                         ("bias", bias)):
             self.register_buffer(name, t.detach().contiguous())
+        self.source_rows = source_rows
 
     @property
     def nnz(self) -> int:
@@ -92,7 +95,9 @@ class _Arena:
 
 def _tap_rows(p: _CMProduct) -> _SparseRows:
     rowptr, taps, cols, vals = native.sparse_rows(p.weight)
-    return _SparseRows(rowptr, taps, cols, vals, p.bias)
+    # every tap of an input channel reads (a phase of) that channel's row
+    phases = p.stride if p.k > 1 else 1
+    return _SparseRows(rowptr, taps, cols, vals, p.bias, int(torch.unique(cols).numel()) * phases)
 
 
 class _JMTemporal(nn.Module):
@@ -142,7 +147,8 @@ class _JMTemporal(nn.Module):
         ys = y.view(self.out_channels, V * Tp_out * B)[:, cols]
         res = None if residual is None else residual.view(self.out_channels, V * Tp_out * B)[:, cols]
         native.spmm_shifted(ys, src, self.rows.rowptr, off, self.rows.values, self.rows.bias, res, relu,
-                            groups=V, group_stride_y=Tp_out * B, group_stride_x=n_q * B, pad=P * B)
+                            groups=V, group_stride_y=Tp_out * B, group_stride_x=n_q * B, pad=P * B,
+                            block=native.column_block(self.rows.source_rows, 4 * src.numel()))
         return y
 
 
@@ -187,7 +193,8 @@ class _JMGraph(nn.Module):
         r, c = torch.div(key, C_in * V, rounding_mode="floor"), key % (C_in * V)
         rowptr = torch.zeros(C_out * V + 1, dtype=torch.long, device=ref.device)
         rowptr[1:] = torch.cumsum(torch.bincount(r, minlength=C_out * V), 0)
-        self.rows = _SparseRows(rowptr, c % V, c // V, v, block.gcn_const.reshape(-1))
+        self.rows = _SparseRows(rowptr, c % V, c // V, v, block.gcn_const.reshape(-1),
+                                int(torch.unique(c).numel()))
         self.act = block.gcn_act
 
     def forward(self, x: Tensor, T: int, P: int, arena: _Arena, residual: Tensor | None,
@@ -200,7 +207,7 @@ class _JMGraph(nn.Module):
         ys = y.view(self.out_channels * V, Tp * B)[:, P * B: (P + T) * B]
         res = None if residual is None else residual.view(self.out_channels * V, Tp * B)[:, P * B: (P + T) * B]
         native.spmm_shifted(ys, x, self.rows.rowptr, off, self.rows.values, self.rows.bias, res, self.act,
-                            pad=P * B)
+                            pad=P * B, block=native.column_block(self.rows.source_rows, 4 * x.numel()))
         return y
 
 

@@ -231,6 +231,59 @@ def test_removed_edge_is_not_read():
     assert (y[:, :, :P] == 0).all() and (y[:, :, P + T:] == 0).all()
 
 
+def test_joint_major_replays_the_kernels_it_recorded(monkeypatch):
+    """A geometry seen twice is recorded (its kernel calls with their pointers), then replayed without
+    running the operators: new inputs, stale buffer contents (NaN), other geometries in between, reloaded
+    weights and dtype round trips all give the masked model's outputs."""
+    torch.manual_seed(0)
+    model = tiny(num_stages=6, inflate_stages=(3, 5), down_stages=(3, 5))
+    random_bn_stats(model)
+    prune(model, 0.8, scope="layer", kinds="weight")
+    model.eval()
+    jm = joint_major(model)
+    run_ops = []
+    block_forward = type(jm.blocks[0]).forward
+    monkeypatch.setattr(type(jm.blocks[0]), "forward", lambda self, *a: run_ops.append(1) or block_forward(self, *a))
+
+    def check(shape, ref_model=model, target=jm):
+        x = torch.randn(shape)
+        for slot in target.arena.slots:
+            slot.fill_(float("nan"))
+        with torch.no_grad():
+            ref, out = ref_model(x), target(x)
+        assert (out - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max()))
+
+    a, b = (2, 2, 20, 17, 3), (1, 2, 12, 17, 3)
+    check(a)
+    check(a)  # recorded
+    assert len(jm.plans) == 1
+    run_ops.clear()
+    check(a)
+    check(a)
+    assert not run_ops  # replayed: no operator ran
+    check(b)
+    check(b)
+    check(a)
+    check(b)
+    # new weights through load_state_dict (in place, or assign=True): nothing recorded survives
+    state = {k: v * 1.5 if v.is_floating_point() else v for k, v in jm.state_dict().items()}
+    fresh = JointMajorSTGCN(copy.deepcopy(jm.channel_major)).eval()
+    fresh.load_state_dict(state)
+
+    def unrecorded(x):  # the operators run one by one (the scaled sparse operators, not the channel-major)
+        fresh.plans.clear()
+        return fresh(x)
+    for assign in (False, True):
+        jm.load_state_dict(state, assign=assign)
+        assert not jm.plans
+        for _ in range(3):
+            check(a, ref_model=unrecorded)
+    jm.double()
+    jm.float()
+    assert not jm.plans
+    check(a, ref_model=unrecorded)
+
+
 def test_joint_major_activations_share_a_few_buffers():
     """The buffers are a handful whatever the depth, stale contents (NaN) never leak into a result (the
     padding frames are zeroed on every use) and shapes may change between calls."""

@@ -4,11 +4,12 @@ weight product, the aggregation over joints included, is one pass of the native 
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
 
+from ...nn import GCNHead
 from . import native
 from .channel_major import ChannelMajorSTGCN, ExportViews, _CMBlock, _CMProduct
 
@@ -91,6 +92,23 @@ class _Arena:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.slots)
+
+    def stamp(self) -> tuple[tuple[int, int], ...]:
+        """Where the buffers are and how large (a recorded plan is valid while this stays the same)."""
+        return tuple((t.data_ptr(), t.numel()) for t in self.slots)
+
+
+class _Plan(NamedTuple):
+    """One input geometry's forward, recorded: the kernel calls in order (their pointers into the arena's
+    buffers, the operators' non-zeros and cached offsets), the input buffer they read and the output buffer
+    they leave. Every operator's kernel calls depend on the geometry alone, never on the input's values, so
+    while the arena keeps its buffers (``stamp``) a forward is: zero the input's padding, copy the input in,
+    replay the kernels, without the Python of every operator in between."""
+
+    input: Tensor
+    output: Tensor
+    kernels: native.Recording
+    stamp: tuple[tuple[int, int], ...]
 
 
 def _tap_rows(p: _CMProduct) -> _SparseRows:
@@ -252,7 +270,11 @@ class JointMajorSTGCN(ExportViews, nn.Module):
     ``.double()`` / ``.to(device)``) runs the wrapped channel-major model (``channel_major``), which gives
     the same outputs. Activations live in a few buffers that all operators share and that are kept between
     calls (their size is that of a few activations of the largest batch seen, whatever the depth): one
-    instance must not run in several threads at once.
+    instance must not run in several threads at once. The kernel calls of an input geometry (batch,
+    persons, frames, threads) are recorded the second time it is seen and replayed from then on while the
+    buffers stay where they are (:attr:`plans`), without the Python of every operator in between; with a
+    :class:`~pyg_sparse_stgcn.nn.GCNHead`, :meth:`forward` pools straight from the last buffer instead of
+    materialising the features. ``.to()`` / ``.float()`` and :meth:`load_state_dict` drop the plans.
 
     Args:
         model (ChannelMajorSTGCN): The channel-major export of the folded model.
@@ -273,11 +295,25 @@ class JointMajorSTGCN(ExportViews, nn.Module):
                        default=0)
         self.export_result: Any = None
         self.__dict__["_arena"] = _Arena()
+        self.__dict__["_plans"] = {}
 
     @property
     def arena(self) -> _Arena:
         """The activation buffers every operator shares (kept between calls; see :class:`_Arena`)."""
         return cast(_Arena, self.__dict__["_arena"])
+
+    @property
+    def plans(self) -> dict[tuple[int, ...], _Plan]:
+        """The recorded kernel sequence per input geometry (see :class:`_Plan`)."""
+        return cast("dict[tuple[int, ...], _Plan]", self.__dict__["_plans"])
+
+    def _apply(self, fn: Any, recurse: bool = True) -> JointMajorSTGCN:
+        self.plans.clear()  # .to(), .float(), ... may replace the tensors a plan points into
+        return cast(JointMajorSTGCN, super()._apply(fn, recurse))
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self.plans.clear()  # assign=True replaces the tensors a plan points into
+        return super().load_state_dict(*args, **kwargs)
 
     def _blocks(self) -> list[_JMBlock]:
         return [cast(_JMBlock, b) for b in self.blocks]
@@ -301,30 +337,61 @@ class JointMajorSTGCN(ExportViews, nn.Module):
         return (x.dtype == ref.dtype == torch.float32 and x.device.type == ref.device.type == "cpu"
                 and native.available())
 
-    def features(self, x: Tensor) -> Tensor:
-        """Backbone features :math:`(N, M, C', T', V)` of :math:`(N, M, T, V, C)`."""
+    def _check(self, x: Tensor) -> None:
         cm = self.channel_major
         if x.dim() != 5 or x.size(3) != cm.num_nodes or x.size(4) != cm.in_channels:
             raise ValueError(f"JointMajorSTGCN: x must be (N, M, T, V={cm.num_nodes}, C={cm.in_channels}), "
                              f"got shape {tuple(x.shape)}")
-        if not self.runs_native(x):
-            return cm.features(x)
+
+    def _run(self, x: Tensor) -> Tensor:
+        """The last block's output :math:`(C', V, T', B)` (the interior frames of a shared buffer, which the
+        next call overwrites) of a native input :math:`(N, M, T, V, C)`."""
         N, M, T, V, C = x.shape
-        x = cm.normalize_input(x)
+        x = self.channel_major.normalize_input(x)
         P = self.pad
         arena = self.arena
-        h = arena.take_padded((C, V, T + 2 * P, N * M), P, x, (x,))
-        h[:, :, P: P + T].copy_(x.permute(4, 3, 2, 0, 1).reshape(C, V, T, N * M))
-        for block in self._blocks():
-            h, T = block(h, T, P, arena)
-        C2 = h.size(0)
+        key = (N, M, T, torch.get_num_threads())
+        plan = self.plans.get(key)
+        if plan is not None and plan.stamp == arena.stamp():
+            h_in, h = plan.input, plan.output
+            h_in[:, :, :P].zero_()  # the input's padding, as take_padded leaves it (the buffer held others since)
+            h_in[:, :, P + T:].zero_()
+            h_in[:, :, P: P + T].copy_(x.permute(4, 3, 2, 0, 1).reshape(C, V, T, N * M))
+            plan.kernels.replay()
+        else:
+            before = arena.stamp()
+            h_in = h = arena.take_padded((C, V, T + 2 * P, N * M), P, x, (x,))
+            h[:, :, P: P + T].copy_(x.permute(4, 3, 2, 0, 1).reshape(C, V, T, N * M))
+            with native.record() as kernels:
+                for block in self._blocks():
+                    h, T = block(h, T, P, arena)
+            if arena.stamp() == before:  # a plan of a call that grew the buffers would hold the old ones
+                self.plans[key] = _Plan(h_in, h, kernels, before)
+        return h[:, :, P: h.size(2) - P]
+
+    def features(self, x: Tensor) -> Tensor:
+        """Backbone features :math:`(N, M, C', T', V)` of :math:`(N, M, T, V, C)`."""
+        self._check(x)
+        if not self.runs_native(x):
+            return self.channel_major.features(x)
+        h = self._run(x)
+        C2, V, T2, _ = h.shape
         # a copy: the shared buffers are overwritten by the next call
-        return h[:, :, P: P + T].permute(3, 0, 2, 1).reshape(N, M, C2, T, V).clone(
+        return h.permute(3, 0, 2, 1).reshape(x.size(0), x.size(1), C2, T2, V).clone(
             memory_format=torch.contiguous_format)
 
     def forward(self, x: Tensor) -> Tensor:
         head = self.channel_major.head
         if head is not None and x.dim() == 6:
             x = x.reshape(x.size(0) * x.size(1), *x.shape[2:])
+        if type(head) is GCNHead and x.dim() == 5 and self.runs_native(x):
+            # the head's pooling over (T', V) and the persons, read from the joint-major buffer: the features
+            # (N, M, C', T', V) are never materialised (at a batch of 64 their transposing copy alone costs
+            # more than a tenth of the forward)
+            self._check(x)
+            h = self._run(x)
+            C2, V, T2, _ = h.shape
+            pooled = h.sum(dim=1).sum(dim=1).t().reshape(x.size(0), x.size(1), C2).mean(dim=1) / (V * T2)
+            return head.fc_cls(head.dropout(pooled))
         f = self.features(x)
         return f if head is None else head(f)

@@ -20,6 +20,8 @@ products instead (same results, slower).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
 import hashlib
 import os
@@ -29,13 +31,15 @@ import subprocess
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 __all__ = ["available", "spmm_shifted", "split_phases", "sparse_rows", "int32_offsets", "column_block",
-           "COLUMN_BLOCK"]
+           "Recording", "record", "COLUMN_BLOCK"]
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -264,6 +268,7 @@ def column_block(source_rows: int, input_bytes: int) -> int:
     fit = SOURCE_BUDGET // (4 * max(source_rows, 1)) // 64 * 64
     return max(64, min(COLUMN_BLOCK, fit))
 
+
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -328,14 +333,52 @@ def available() -> bool:
     return _library() is not None
 
 
+class Recording:
+    """The native calls of a sequence of :func:`spmm_shifted` / :func:`split_phases` calls, with their
+    arguments (raw pointers, sizes, the thread count), to run again without Python in between: the tensors
+    they point into are held (``tensors``), and must still hold what a replay should read and be where it
+    should write (the caller's contract, e.g. buffers that are kept between calls)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self.tensors: list[Tensor] = []
+
+    def replay(self) -> None:
+        """Run every recorded native call again, in order."""
+        for fn, args in self.calls:
+            fn(*args)
+
+
+_recording: contextvars.ContextVar[Recording | None] = contextvars.ContextVar("native_recording", default=None)
+
+
+@contextlib.contextmanager
+def record() -> Iterator[Recording]:
+    """Within the block, every native call is run and also appended to the yielded :class:`Recording`."""
+    rec = Recording()
+    token = _recording.set(rec)
+    try:
+        yield rec
+    finally:
+        _recording.reset(token)
+
+
+def _run(fn: Callable[..., None], args: tuple[Any, ...], *tensors: Tensor | None) -> None:
+    fn(*args)
+    rec = _recording.get()
+    if rec is not None:
+        rec.calls.append((fn, args))
+        rec.tensors.extend(t for t in tensors if t is not None)
+
+
 def spmm_shifted(y: Tensor, x: Tensor, rowptr: Tensor, offsets: Tensor, values: Tensor, bias: Tensor,
                  residual: Tensor | None = None, relu: bool = False, groups: int = 1, group_stride_y: int = 0,
                  group_stride_x: int = 0, pad: int = 0, block: int = COLUMN_BLOCK) -> Tensor:
     r"""A sparse matrix times shifted rows of one buffer, for every group:
 
     .. math::
-        y_{r, g, j} = b_r + \sum_{e \in 	ext{row } r} v_e\, x[o_e + g\, s_x + j] \;(+\, 	ext{res}_{r, g, j}),
-        \quad 	ext{then ReLU if } 	exttt{relu},
+        y_{r, g, j} = b_r + \sum_{e \in \text{row } r} v_e\, x[o_e + g\, s_x + j] \;(+\, \text{res}_{r, g, j}),
+        \quad \text{then ReLU if } \texttt{relu},
 
     for :math:`0 \le j < n` (``y.size(1)``), :math:`0 \le g <` ``groups``, with ``y[r, g, j]`` at
     ``y[r, g * group_stride_y + j]`` (a view of a larger buffer: the columns of group :math:`g` start
@@ -384,11 +427,12 @@ def spmm_shifted(y: Tensor, x: Tensor, rowptr: Tensor, offsets: Tensor, values: 
         last = base + (R - 1) * y.stride(0) + (groups - 1) * group_stride_y + n + pad
         if pad < 0 or base < pad or last > y.untyped_storage().nbytes() // y.element_size():
             raise ValueError(f"spmm_shifted: pad={pad} columns around the groups of y fall outside its storage")
-    lib.spmm_shifted(y.data_ptr(), y.stride(0), group_stride_y, R, groups, n, x.data_ptr(), group_stride_x,
-                     rowptr.data_ptr(), offsets.data_ptr(), values.data_ptr(), bias.data_ptr(),
-                     None if residual is None else residual.data_ptr(),
-                     0 if residual is None else residual.stride(0), int(relu), block, pad,
-                     torch.get_num_threads())
+    _run(lib.spmm_shifted, (y.data_ptr(), y.stride(0), group_stride_y, R, groups, n, x.data_ptr(), group_stride_x,
+                            rowptr.data_ptr(), offsets.data_ptr(), values.data_ptr(), bias.data_ptr(),
+                            None if residual is None else residual.data_ptr(),
+                            0 if residual is None else residual.stride(0), int(relu), block, pad,
+                            torch.get_num_threads()),
+         y, x, rowptr, offsets, values, bias, residual)
     return y
 
 
@@ -405,7 +449,8 @@ def split_phases(dst: Tensor, src: Tensor) -> Tensor:
         raise ValueError(f"split_phases: contiguous float32 (s, O, steps, *) and (O, L, *) expected, got "
                          f"{tuple(dst.shape)} and {tuple(src.shape)}")
     inner = src[0, 0].numel() if src.dim() > 2 else 1
-    lib.split_phases(dst.data_ptr(), src.data_ptr(), O, src.size(1), steps, s, inner, torch.get_num_threads())
+    _run(lib.split_phases, (dst.data_ptr(), src.data_ptr(), O, src.size(1), steps, s, inner,
+                            torch.get_num_threads()), dst, src)
     return dst
 
 

@@ -25,10 +25,12 @@ Usage (from the repository root)::
     python benchmarks/bench_deploy.py              # writes benchmarks/results/deploy.json
     python benchmarks/bench_deploy.py --quick      # fewer repeats
     python benchmarks/bench_deploy.py --threads 1  # one thread only
+    python benchmarks/bench_deploy.py --table benchmarks/results/deploy.json  # docs/deploy.md's table
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -70,13 +72,46 @@ def stats(times: list[float]) -> dict[str, float]:
             "runs": len(ms)}
 
 
+#: The columns of docs/deploy.md's table: results key → header.
+TABLE_COLUMNS = {"dense_torch": "dense torch", "sparse95_uniform_layer": "95 % export, uniform masks",
+                 "sparse95_generator_global": "95 % export, generator masks",
+                 "onnxruntime_dense": "onnxruntime dense", "onnxruntime_95_folded": "onnxruntime 95 % (folded)"}
+
+
+def windows_table(results: dict) -> str:
+    """The window cells of a results file as docs/deploy.md's table: windows/s (p50 latency) per runtime."""
+    lines = ["| window, threads | " + " | ".join(TABLE_COLUMNS.values()) + " |",
+             "| --- " * (len(TABLE_COLUMNS) + 1) + "|"]
+    for name, cell in results["windows"].items():
+        window, threads = name.split("_threads")
+        entries = []
+        for key in TABLE_COLUMNS:
+            r = cell.get(key)
+            if r is None:
+                entries.append("not run")
+                continue
+            rate = f"{r['windows_per_s']:.1f}"
+            entries.append(f"{f'**{rate}**' if key.startswith('sparse') else rate} ({r['p50_ms']:.1f} ms)")
+        label = "NTU" if window == "ntu" else window.capitalize()
+        lines.append(f"| {label}, {threads} | " + " | ".join(entries) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=40)
     ap.add_argument("--quick", action="store_true", help="8 repeats instead of --repeats")
     ap.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2)")
     ap.add_argument("--out", default=str(RESULTS_DIR / "deploy.json"))
+    ap.add_argument("--table", metavar="JSON", default=None,
+                    help="measure nothing: print the windows of this results file as docs/deploy.md's table")
     args = ap.parse_args()
+    if args.table:
+        results = json.loads(Path(args.table).read_text(encoding="utf-8"))
+        if not results.get("windows"):
+            ap.error(f"--table: {args.table} has no windows")
+        print(windows_table(results))
+        return
     repeats = 8 if args.quick else args.repeats
     try:
         thread_counts = tuple(int(t) for t in args.threads.split(",") if t)

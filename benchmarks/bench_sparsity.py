@@ -32,6 +32,7 @@ Usage (from the repository root)::
     python benchmarks/bench_sparsity.py --quick          # batch 1 only, no compile, 3 rounds (no JSON
                                                          # unless --out is given)
     python benchmarks/bench_sparsity.py --sections edges # only the edge-aggregation section
+    python benchmarks/bench_sparsity.py --table benchmarks/results/sparsity.json  # docs/sparsity.md's tables
     python benchmarks/bench_sparsity.py --sparsities 0.5,0.7,0.8,0.9 --batches 1,8 --sections grid \
         --out benchmarks/results/sparsity_breakeven.json  # where sparse stops paying (no targets there)
 """
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import json
 import os
 import sys
 import time
@@ -254,6 +256,37 @@ def bench_grid(repeats: int, batches: tuple[int, ...], threads: tuple[int, ...],
     return result
 
 
+def grid_table(grid: dict) -> str:
+    """The grid of a results file (``payload["sparse_vs_dense"]``) as the markdown table docs/sparsity.md
+    quotes: one row per (batch, threads, masks, sparsity), speed-up = fastest dense median / sparse median."""
+    lines = ["| batch | threads (clock) | fastest dense | mask | sparsity | dense ms | sparse ms | speedup (median) "
+             "| range | windows/s | target |", "| --- " * 11 + "|"]
+    for cell in grid["cells"]:
+        for row in cell["rows"]:
+            lo, hi = row["speedup_range"]
+            target = "none" if row["target"] is None else (
+                f"x{row['target']:g} {'met' if row['meets_target'] else 'missed'}")
+            lines.append(f"| {cell['batch']} | {cell['threads']} ({cell['clock']}) | {cell['fastest_dense']} | "
+                         f"{row['masks']} | {row['sparsity']:g} | {row['dense_median_ms']:.1f} | "
+                         f"{row['sparse_median_ms']:.1f} | **x{row['speedup_median']:.2f}** | {lo:.2f}-{hi:.2f} | "
+                         f"{row['windows_per_s']:.1f} | {target} |")
+    return "\n".join(lines)
+
+
+def generator_table(steps: dict) -> str:
+    """The generator section of a results file (``payload["generator_step"]``) as docs/sparsity.md's table:
+    dense step → generator step (min), min / median ratio, per masks and clock."""
+    lines = ["| masks | scope | wall clock, 2 threads (min / median ratio) | thread CPU time, 1 thread (min / "
+             "median ratio) |", "| --- | --- | --- | --- |"]
+    label = {("weight",): "weights", ("weight", "edge"): "weights + edges"}
+    for wall, cpu in zip(steps["cpu"], steps.get("cpu_1thread_cputime", [None] * len(steps["cpu"]))):
+        cells = [f"{1e3 * r['dense_step']['min_s']:.1f} → {1e3 * r['generator_step']['min_s']:.1f} ms: "
+                 f"**{r['ratio_min']:.3f}** / {r['ratio_median']:.3f}" if r else "not run" for r in (wall, cpu)]
+        lines.append(f"| {label.get(tuple(wall['kinds']), '+'.join(wall['kinds']))} | {wall['scope']} | "
+                     f"{cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------------------------------------
 # aggregation over joints against edge sparsity
 # --------------------------------------------------------------------------------------------------------
@@ -390,7 +423,18 @@ def main() -> None:
                     help=f"comma-separated subset of {','.join(SECTIONS)} (default: "
                          f"{','.join(DEFAULT_SECTIONS)})")
     ap.add_argument("--out", default=None, help="output JSON (default benchmarks/results/sparsity.json)")
+    ap.add_argument("--table", metavar="JSON", default=None,
+                    help="measure nothing: print the grid and generator sections of this results file as the "
+                         "markdown tables of docs/sparsity.md")
     args = ap.parse_args()
+    if args.table:
+        payload = json.loads(Path(args.table).read_text(encoding="utf-8"))
+        grid, steps = payload.get("sparse_vs_dense"), payload.get("generator_step")
+        if not (grid and "cells" in grid) and not (steps and "cpu" in steps):
+            ap.error(f"--table: {args.table} has neither a grid (sparse_vs_dense.cells) nor generator steps")
+        print("\n\n".join(([grid_table(grid)] if grid and "cells" in grid else [])
+                          + ([generator_table(steps)] if steps and "cpu" in steps else [])))
+        return
     sections = [x for x in args.sections.split(",") if x]
     if any(x not in SECTIONS for x in sections):
         ap.error(f"--sections: unknown section in {args.sections!r}; valid: {', '.join(SECTIONS)}")

@@ -265,6 +265,12 @@ def test_joint_major_replays_the_kernels_it_recorded(monkeypatch):
     check(b)
     check(a)
     check(b)
+    assert len(jm.plans) == 2
+    c = (4, 2, 24, 17, 3)  # larger: the buffers grow, and the plans of the old ones go
+    check(c)
+    check(c)
+    assert list(jm.plans) == [(4, 2, 24, torch.get_num_threads())]
+    check(a)
     # new weights through load_state_dict (in place, or assign=True): nothing recorded survives
     state = {k: v * 1.5 if v.is_floating_point() else v for k, v in jm.state_dict().items()}
     fresh = JointMajorSTGCN(copy.deepcopy(jm.channel_major)).eval()

@@ -271,8 +271,9 @@ class JointMajorSTGCN(ExportViews, nn.Module):
     the same outputs. Activations live in a few buffers that all operators share and that are kept between
     calls (their size is that of a few activations of the largest batch seen, whatever the depth): one
     instance must not run in several threads at once. The kernel calls of an input geometry (batch,
-    persons, frames, threads) are recorded the second time it is seen and replayed from then on while the
-    buffers stay where they are (:attr:`plans`), without the Python of every operator in between; with a
+    persons, frames, threads) are recorded by a call that finds the buffers large enough (the second call at a
+    new largest geometry) and replayed from then on while the buffers stay where they are (:attr:`plans`),
+    without the Python of every operator in between; with a
     :class:`~pyg_sparse_stgcn.nn.GCNHead`, :meth:`forward` pools straight from the last buffer instead of
     materialising the features. ``.to()`` / ``.float()`` and :meth:`load_state_dict` drop the plans.
 
@@ -366,6 +367,10 @@ class JointMajorSTGCN(ExportViews, nn.Module):
                 for block in self._blocks():
                     h, T = block(h, T, P, arena)
             if arena.stamp() == before:  # a plan of a call that grew the buffers would hold the old ones
+                # plans of older buffers are invalid, and would keep those buffers alive
+                stale = [k for k, p in self.plans.items() if p.stamp != before]
+                for k in stale:
+                    del self.plans[k]
                 self.plans[key] = _Plan(h_in, h, kernels, before)
         return h[:, :, P: h.size(2) - P]
 

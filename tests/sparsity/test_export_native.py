@@ -35,8 +35,9 @@ def joint_major(model: nn.Module) -> JointMajorSTGCN:
 
 @pytest.mark.parametrize("n,groups", [(1, 1), (40, 2), (50, 3), (64, 1), (100, 2), (130, 2), (300, 1)])
 @pytest.mark.parametrize("residual,relu", [(False, False), (True, True)])
-@pytest.mark.parametrize("block", [64, 100, native.COLUMN_BLOCK])
-def test_spmm_shifted_matches_dense_reference(n, groups, residual, relu, block):
+@pytest.mark.parametrize("block,shuffle", [(64, True), (100, False), (native.COLUMN_BLOCK, False),
+                                           (native.COLUMN_BLOCK, True)])
+def test_spmm_shifted_matches_dense_reference(n, groups, residual, relu, block, shuffle):
     g = torch.Generator().manual_seed(n + groups)
     R, C, k, gap = 7, 12, 3, 4  # rows of about 14 non-zeros: longer than the prefetch distance
     W = torch.randn(k, R, C, generator=g) * (torch.rand(k, R, C, generator=g) < 0.4)
@@ -49,8 +50,9 @@ def test_spmm_shifted_matches_dense_reference(n, groups, residual, relu, block):
     ystride = n + gap
     y = torch.full((R, groups * ystride), float("nan"))
     res = torch.randn(R, groups * ystride, generator=g) if residual else None
+    order = native.row_order(rowptr, torch.randperm(R, generator=g)) if shuffle else None
     native.spmm_shifted(y[:, :n], x, rowptr, off, vals, bias, None if res is None else res[:, :n], relu,
-                        groups=groups, group_stride_y=ystride, group_stride_x=L, block=block)
+                        groups=groups, group_stride_y=ystride, group_stride_x=L, block=block, order=order)
     for gi in range(groups):
         xs = x[:, gi * L: (gi + 1) * L]
         ref = bias[:, None] + sum(W[j] @ xs[:, j: j + n] for j in range(k))
@@ -107,8 +109,20 @@ def test_column_block_keeps_the_sources_of_a_block_in_l2_while_the_input_stays_i
                             torch.zeros(0, dtype=torch.int32), torch.zeros(0), torch.zeros(1), block=0)
 
 
-@pytest.mark.parametrize("threads", [2, 3])
-def test_spmm_shifted_threads_split_uneven_rows_exactly(threads):
+def test_row_order_is_a_permutation_with_its_work():
+    rowptr = torch.tensor([0, 3, 3, 7])
+    order = native.row_order(rowptr, torch.tensor([2, 0, 1]))
+    assert order.tolist() == [2, 0, 1, 0, 5, 9, 10]  # rows 2, 0, 1 cost 4 + 1, 3 + 1, 0 + 1
+    with pytest.raises(ValueError, match="permutation"):
+        native.row_order(rowptr, torch.tensor([0, 0, 1]))
+    y, x = torch.zeros(3, 4), torch.zeros(8)
+    with pytest.raises(ValueError, match="row_order"):
+        native.spmm_shifted(y, x, rowptr, torch.zeros(7, dtype=torch.int32), torch.zeros(7), torch.zeros(3),
+                            order=order[:3])
+
+
+@pytest.mark.parametrize("threads,shuffle", [(2, False), (3, False), (2, True), (3, True)])
+def test_spmm_shifted_threads_split_uneven_rows_exactly(threads, shuffle):
     """Rows go to threads by their non-zeros: one heavy row, empty rows, more threads than light rows."""
     g = torch.Generator().manual_seed(threads)
     R, C, n = 5, 40, 70
@@ -121,7 +135,9 @@ def test_spmm_shifted_threads_split_uneven_rows_exactly(threads):
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        native.spmm_shifted(y[:, 2: 2 + n], x, rowptr, native.int32_offsets(cols * n), vals, bias, pad=2)
+        order = native.row_order(rowptr, torch.randperm(R, generator=g)) if shuffle else None
+        native.spmm_shifted(y[:, 2: 2 + n], x, rowptr, native.int32_offsets(cols * n), vals, bias, pad=2,
+                            order=order)
     finally:
         torch.set_num_threads(before)
     assert torch.allclose(y[:, 2: 2 + n], bias[:, None] + W[0] @ x, atol=1e-5)
@@ -142,13 +158,20 @@ def test_sparse_rows_lists_every_nonzero_by_row():
 
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("kind", ["dense", "layer", "generator", "edges"])
-@pytest.mark.parametrize("budget", [None, 1])  # 1 byte: every operator in blocks of 64 columns
-def test_joint_major_equals_masked_model(batch, kind, budget, monkeypatch):
+@pytest.mark.parametrize("small_cache", [False, True])  # every operator in blocks of 64, graph rows by joint
+def test_joint_major_equals_masked_model(batch, kind, small_cache, monkeypatch):
     blocks: list[int] = []
-    if budget is not None:
-        monkeypatch.setattr(native, "SOURCE_BUDGET", budget)
+    orders: list[bool] = []
+    if small_cache:
+        monkeypatch.setattr(native, "SOURCE_BUDGET", 1)
+        monkeypatch.setattr(native, "L2_BYTES", 0)
         spmm = native.spmm_shifted
-        monkeypatch.setattr(native, "spmm_shifted", lambda *a, **kw: blocks.append(kw["block"]) or spmm(*a, **kw))
+
+        def recorded(*a, **kw):
+            blocks.append(kw["block"])
+            orders.append(kw.get("order") is not None)
+            return spmm(*a, **kw)
+        monkeypatch.setattr(native, "spmm_shifted", recorded)
     torch.manual_seed(0)
     model = tiny()
     random_bn_stats(model)
@@ -165,7 +188,7 @@ def test_joint_major_equals_masked_model(batch, kind, budget, monkeypatch):
         y = model(x)
         assert jm.runs_native(x)
         out = jm(x)
-        assert budget is None or set(blocks) == {64}
+        assert not small_cache or (set(blocks) == {64} and sum(orders) == len(jm.blocks))  # every graph conv
         assert out.shape == y.shape
         assert (out - y).abs().max() <= 1e-4 * max(1.0, float(y.abs().max()))
         assert torch.equal(jm(x), out)  # workspaces reused: the same again

@@ -186,6 +186,7 @@ class _JMGraph(nn.Module):
     out_channels: int
     num_nodes: int
     rows: _SparseRows
+    order: Tensor | None
 
     def __init__(self, block: _CMBlock) -> None:
         super().__init__()
@@ -211,8 +212,15 @@ class _JMGraph(nn.Module):
         r, c = torch.div(key, C_in * V, rounding_mode="floor"), key % (C_in * V)
         rowptr = torch.zeros(C_out * V + 1, dtype=torch.long, device=ref.device)
         rowptr[1:] = torch.cumsum(torch.bincount(r, minlength=C_out * V), 0)
-        self.rows = _SparseRows(rowptr, c % V, c // V, v, block.gcn_const.reshape(-1),
-                                int(torch.unique(c).numel()))
+        # an input larger than L2 runs joint by joint: the rows (., w) read the input rows (., v) of the joints
+        # v that send to w only, which stay in cache while all C_out of them are summed; the column blocks are
+        # sized for those (a smaller input stays in L2 whatever the order, and runs in row order: sequential
+        # indices and outputs)
+        w_of = r % V
+        per_joint = max((int(torch.unique(c[w_of == w]).numel()) for w in range(V)), default=0)
+        self.rows = _SparseRows(rowptr, c % V, c // V, v, block.gcn_const.reshape(-1), per_joint)
+        by_joint = torch.arange(C_out * V, device=rowptr.device).view(C_out, V).t().reshape(-1)
+        self.register_buffer("order", native.row_order(rowptr, by_joint), persistent=False)
         self.act = block.gcn_act
 
     def forward(self, x: Tensor, T: int, P: int, arena: _Arena, residual: Tensor | None,
@@ -225,7 +233,8 @@ class _JMGraph(nn.Module):
         ys = y.view(self.out_channels * V, Tp * B)[:, P * B: (P + T) * B]
         res = None if residual is None else residual.view(self.out_channels * V, Tp * B)[:, P * B: (P + T) * B]
         native.spmm_shifted(ys, x, self.rows.rowptr, off, self.rows.values, self.rows.bias, res, self.act,
-                            pad=P * B, block=native.column_block(self.rows.source_rows, 4 * x.numel()))
+                            pad=P * B, block=native.column_block(self.rows.source_rows, 4 * x.numel()),
+                            order=self.order if 4 * x.numel() > native.L2_BYTES else None)
         return y
 
 

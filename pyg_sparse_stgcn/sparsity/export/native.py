@@ -38,8 +38,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["available", "spmm_shifted", "split_phases", "sparse_rows", "int32_offsets", "column_block",
-           "Recording", "record", "COLUMN_BLOCK"]
+__all__ = ["available", "spmm_shifted", "row_order", "split_phases", "sparse_rows", "int32_offsets",
+           "column_block", "Recording", "record", "COLUMN_BLOCK"]
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -173,15 +173,19 @@ void split_phases(float *dst, const float *src, int64_t outer, int64_t len, int6
     }
 }
 
-/* The first row of thread t of nt: rows are split so that every thread gets about the same work, a row
-   costing its non-zeros plus one (its epilogue); the first row r with rowptr[r] + r >= t * total / nt. */
-static int64_t split(const int64_t *rowptr, int64_t rows, int64_t t, int64_t nt) {
+/* The first step of thread t of nt: the rows are split so that every thread gets about the same work, a row
+   costing its non-zeros plus one (its epilogue); work[k] is the cost of the rows before step k, or, without
+   `work` (rows in their own order), rowptr[k] - rowptr[0] + k. */
+static int64_t cost(const int64_t *rowptr, const int64_t *work, int64_t k) {
+  return work ? work[k] : rowptr[k] - rowptr[0] + k;
+}
+static int64_t split(const int64_t *rowptr, const int64_t *work, int64_t rows, int64_t t, int64_t nt) {
   if (t >= nt) return rows;
-  const int64_t goal = (rowptr[rows] - rowptr[0] + rows) * t / nt;
+  const int64_t goal = cost(rowptr, work, rows) * t / nt;
   int64_t lo = 0, hi = rows;
   while (lo < hi) {
     const int64_t mid = (lo + hi) / 2;
-    if (rowptr[mid] - rowptr[0] + mid < goal) lo = mid + 1; else hi = mid;
+    if (cost(rowptr, work, mid) < goal) lo = mid + 1; else hi = mid;
   }
   return lo;
 }
@@ -190,20 +194,22 @@ static int64_t split(const int64_t *rowptr, int64_t rows, int64_t t, int64_t nt)
      y[r*ldy + g*gy + j] = bias[r] + sum_{e in row r} vals[e] * x[off[e] + g*gx + j]
                            (+ res[r*ldr + g*gy + j]), then ReLU if relu;
    and y[r*ldy + g*gy + j] = 0 for the `pad` columns on each side (-pad <= j < 0, n <= j < n + pad).
-   Rows are split over `threads` OpenMP threads; columns go in blocks of `cb` (the input block in cache). */
+   Rows are split over `threads` OpenMP threads; columns go in blocks of `cb` (the input block in cache);
+   within a block the rows run in the order `order` (row order[k] at step k; NULL: 0, 1, ...), so that rows
+   reading the same source rows run one after another while those stay in cache. */
 void spmm_shifted(float *y, int64_t ldy, int64_t gy, int64_t rows, int64_t groups, int64_t n,
                   const float *x, int64_t gx, const int64_t *rowptr, const int32_t *off, const float *vals,
                   const float *bias, const float *res, int64_t ldr, int relu, int64_t cb, int64_t pad,
-                  int threads) {
+                  const int64_t *order, const int64_t *work, int threads) {
   int64_t nt = threads < 1 ? 1 : threads;
   if (nt > rows) nt = rows < 1 ? 1 : rows;
   #pragma omp parallel for num_threads(nt) schedule(static, 1)
   for (int64_t t = 0; t < nt; ++t) {
-    const int64_t r0 = split(rowptr, rows, t, nt), r1 = split(rowptr, rows, t + 1, nt);
+    const int64_t k0 = split(rowptr, work, rows, t, nt), k1 = split(rowptr, work, rows, t + 1, nt);
     if (pad > 0)
-      for (int64_t r = r0; r < r1; ++r)
+      for (int64_t k = k0; k < k1; ++k)
         for (int64_t g = 0; g < groups; ++g) {
-          float *row = y + r * ldy + g * gy;
+          float *row = y + (order ? order[k] : k) * ldy + g * gy;
           memset(row - pad, 0, (size_t)pad * sizeof(float));
           memset(row + n, 0, (size_t)pad * sizeof(float));
         }
@@ -211,7 +217,8 @@ void spmm_shifted(float *y, int64_t ldy, int64_t gy, int64_t rows, int64_t group
       const float *xg = x + g * gx;
       for (int64_t c0 = 0; c0 < n; c0 += cb) {
         const int64_t c1 = c0 + cb < n ? c0 + cb : n;
-        for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t k = k0; k < k1; ++k) {
+          const int64_t r = order ? order[k] : k;
           float *out = y + r * ldy + g * gy;
           const float *rr = res ? res + r * ldr + g * gy : 0;
           const int64_t e0 = rowptr[r], e1 = rowptr[r + 1];
@@ -248,8 +255,10 @@ def _l2_bytes() -> int:
     return 2**20
 
 
+#: The L2 cache of one core, in bytes.
+L2_BYTES = _l2_bytes()
 #: Bytes of source rows one column block may touch (half of the L2, the other half for outputs and indices).
-SOURCE_BUDGET = _l2_bytes() // 2
+SOURCE_BUDGET = L2_BYTES // 2
 #: Inputs up to this size stay in the last-level cache between column blocks, so that blocks sized for L2
 #: pay: measured on the development CPU (2 MiB L2), an NTU batch of 8 (10-13 MiB per graph convolution's
 #: input) ran its graph convolutions 10-28 % faster in blocks of 64-128 columns than of 256, a batch of 64
@@ -312,7 +321,7 @@ def _build() -> ctypes.CDLL | None:
             return None
     dll = ctypes.CDLL(str(lib))
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    dll.spmm_shifted.argtypes = [p, i64, i64, i64, i64, i64, p, i64, p, p, p, p, p, i64, i32, i64, i64, i32]
+    dll.spmm_shifted.argtypes = [p, i64, i64, i64, i64, i64, p, i64, p, p, p, p, p, i64, i32, i64, i64, p, p, i32]
     dll.spmm_shifted.restype = None
     dll.split_phases.argtypes = [p, p, i64, i64, i64, i64, i64, i32]
     dll.split_phases.restype = None
@@ -373,7 +382,8 @@ def _run(fn: Callable[..., None], args: tuple[Any, ...], *tensors: Tensor | None
 
 def spmm_shifted(y: Tensor, x: Tensor, rowptr: Tensor, offsets: Tensor, values: Tensor, bias: Tensor,
                  residual: Tensor | None = None, relu: bool = False, groups: int = 1, group_stride_y: int = 0,
-                 group_stride_x: int = 0, pad: int = 0, block: int = COLUMN_BLOCK) -> Tensor:
+                 group_stride_x: int = 0, pad: int = 0, block: int = COLUMN_BLOCK,
+                 order: Tensor | None = None) -> Tensor:
     r"""A sparse matrix times shifted rows of one buffer, for every group:
 
     .. math::
@@ -405,6 +415,10 @@ def spmm_shifted(y: Tensor, x: Tensor, rowptr: Tensor, offsets: Tensor, values: 
             ``y``'s storage. (default: :obj:`0`)
         block (int, optional): Output columns per block (every row's non-zeros are summed over one block of
             columns before the next; see :func:`column_block`). (default: :data:`COLUMN_BLOCK`)
+        order (torch.Tensor, optional): The order the rows run in within a block, a permutation of
+            :math:`0 .. R - 1` (int64, with :func:`row_order`'s work prefix appended: :math:`(2R + 1,)`), so
+            that rows reading the same source rows run one after another; :obj:`None`: row order.
+            (default: :obj:`None`)
 
     Returns:
         torch.Tensor: ``y``.
@@ -422,6 +436,10 @@ def spmm_shifted(y: Tensor, x: Tensor, rowptr: Tensor, offsets: Tensor, values: 
         raise ValueError("spmm_shifted: residual columns must be contiguous")
     if block < 1:
         raise ValueError(f"spmm_shifted: block must be positive, got {block}")
+    if order is not None and (order.dtype != torch.int64 or order.shape != (2 * R + 1,)
+                              or not order.is_contiguous()):
+        raise ValueError(f"spmm_shifted: order must be row_order(rowptr) for the {R} rows, got "
+                         f"{order.dtype} {tuple(order.shape)}")
     if pad:
         base = y.storage_offset()
         last = base + (R - 1) * y.stride(0) + (groups - 1) * group_stride_y + n + pad
@@ -431,9 +449,23 @@ def spmm_shifted(y: Tensor, x: Tensor, rowptr: Tensor, offsets: Tensor, values: 
                             rowptr.data_ptr(), offsets.data_ptr(), values.data_ptr(), bias.data_ptr(),
                             None if residual is None else residual.data_ptr(),
                             0 if residual is None else residual.stride(0), int(relu), block, pad,
+                            None if order is None else order.data_ptr(),
+                            None if order is None else order.data_ptr() + 8 * R,
                             torch.get_num_threads()),
-         y, x, rowptr, offsets, values, bias, residual)
+         y, x, rowptr, offsets, values, bias, residual, order)
     return y
+
+
+def row_order(rowptr: Tensor, order: Tensor) -> Tensor:
+    """The ``order`` argument of :func:`spmm_shifted`: the permutation ``order`` of the rows, then the work
+    before each step (the non-zeros plus one of the rows before it, in that order), in one int64 tensor."""
+    R = rowptr.numel() - 1
+    if order.shape != (R,) or not torch.equal(torch.sort(order).values, torch.arange(R, device=order.device)):
+        raise ValueError(f"row_order: a permutation of the {R} rows expected")
+    cost = (rowptr[1:] - rowptr[:-1] + 1)[order]
+    work = torch.zeros(R + 1, dtype=torch.int64, device=rowptr.device)
+    work[1:] = torch.cumsum(cost, 0)
+    return torch.cat([order.to(torch.int64), work]).contiguous()
 
 
 def split_phases(dst: Tensor, src: Tensor) -> Tensor:

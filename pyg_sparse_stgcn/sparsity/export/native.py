@@ -260,9 +260,9 @@ L2_BYTES = _l2_bytes()
 #: Bytes of source rows one column block may touch (half of the L2, the other half for outputs and indices).
 SOURCE_BUDGET = L2_BYTES // 2
 #: Inputs up to this size stay in the last-level cache between column blocks, so that blocks sized for L2
-#: pay: measured on the development CPU (2 MiB L2), an NTU batch of 8 (10-13 MiB per graph convolution's
-#: input) ran its graph convolutions 10-28 % faster in blocks of 64-128 columns than of 256, a batch of 64
-#: (84-103 MiB) 8-31 % slower (every block streams the operator's indices again, from memory).
+#: pay: measured on the development CPU (2 MiB L2), with the rows in row order, an NTU batch of 8 (10-13 MiB
+#: per graph convolution's input) ran its graph convolutions 10-28 % faster in blocks of 64-128 columns than
+#: of 256, a batch of 64 (84-103 MiB) 8-31 % slower (every block streams the operator's indices again).
 RESIDENT_INPUT = 32 * 2**20
 
 

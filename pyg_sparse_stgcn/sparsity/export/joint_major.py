@@ -186,7 +186,7 @@ class _JMGraph(nn.Module):
     out_channels: int
     num_nodes: int
     rows: _SparseRows
-    order: Tensor | None
+    order: Tensor
 
     def __init__(self, block: _CMBlock) -> None:
         super().__init__()

@@ -5,8 +5,9 @@ development CPU, against 170 GFLOP/s of dense SGEMM: at 95 % sparsity it barely 
 This kernel is output-stationary: for each output row and each block of up to 64 columns it keeps the
 output in vector registers while it adds :math:`w_e \mathbf{x}_{\text{src}(e)}` for the row's non-zeros
 :math:`e`, reading every source row as a *shifted* slice of one input buffer (and prefetching the source
-rows of the non-zeros a few entries ahead). Columns go in blocks (:func:`column_block`) short enough that
-the slices of every source row an operator reads stay in L2 while all output rows are summed over them.
+rows of the non-zeros a few entries ahead). Columns go in blocks (:func:`column_block`), and within a block
+the rows may run in an order (:func:`row_order`) in which rows reading the same source rows follow each
+other, so that the sources stay in cache while those rows are summed over them.
 The shift is what lets the :math:`k` taps of a temporal convolution be one sparse matrix over the
 :math:`(C_{in}, T B V)` activation with no copies (tap :math:`j` of input channel :math:`c` is the row
 :math:`c` shifted by :math:`j` frames). Bias, a residual and the ReLU are applied while the block is in

@@ -64,6 +64,15 @@ def test_tables_show_the_results_and_pending_arms():
     assert "| ensemble ≥ dense + 1 point and ≥ the parameter-matched dense | pending | pending |" in claims
     res["arms"]["generate-0.95"]["top1"] = [0.70]
     assert "**refuted** here" in "\n".join(report.claims(res))
+    # the ensemble without its parameter-matched control: decided only when it misses dense + 1 point
+    res["arms"]["ensemble"] = {**dense, "top1": [0.86]}
+    assert "86.0 vs dense 85.0, dense-budget pending | pending (dense-budget) |" in "\n".join(report.claims(res))
+    res["arms"]["ensemble"]["top1"] = [0.855]
+    assert "85.5 vs dense 85.0, dense-budget pending | **refuted** here |" in "\n".join(report.claims(res))
+    res["arms"]["dense-budget"] = {**dense, "top1": [0.80]}
+    res["arms"]["ensemble"]["top1"] = [0.87]
+    assert "87.0 vs dense 85.0, dense-budget 80.0 | holds |" in "\n".join(report.claims(res))
+    del res["arms"]["ensemble"], res["arms"]["dense-budget"]
     assert "24 channels" in report.study_header("nw-ucla", res)[0]
     assert "not run yet" in report.study_header("nw-ucla", {})[0]
 

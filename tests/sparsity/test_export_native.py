@@ -2,6 +2,7 @@
 
 Every result is checked against a reference written here in plain torch (dense products, the masked model).
 """
+import contextlib
 import copy
 
 import pytest
@@ -311,6 +312,27 @@ def test_joint_major_replays_the_kernels_it_recorded(monkeypatch):
     jm.float()
     assert not jm.plans
     check(a, ref_model=unrecorded)
+
+
+@pytest.mark.parametrize("layout", ["joint_major", "channel_major"])
+def test_exported_model_runs_in_and_out_of_inference_mode(layout):
+    """Buffers kept between calls are never inference tensors: a first call under torch.inference_mode()
+    does not stop later plain, no_grad or inference calls (nor the recorded replay) from writing them."""
+    torch.manual_seed(0)
+    model = tiny()
+    random_bn_stats(model)
+    prune(model, 0.8, scope="layer", kinds="weight")
+    model.eval()
+    jm = joint_major(model)
+    exported = jm if layout == "joint_major" else jm.channel_major
+    x = torch.randn(2, 2, 20, 17, 3)
+    with torch.no_grad():
+        ref = model(x)
+    for mode in ("inference", "inference", "inference", "plain", "no_grad", "inference", "plain"):
+        ctx = {"inference": torch.inference_mode(), "no_grad": torch.no_grad()}.get(mode, contextlib.nullcontext())
+        with ctx:
+            out = exported(x)
+        assert (out - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max())), mode
 
 
 def test_joint_major_activations_share_a_few_buffers():

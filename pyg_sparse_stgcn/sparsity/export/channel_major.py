@@ -38,6 +38,13 @@ def _bn_affine(bn: nn.Module, channels: int, ref: Tensor) -> tuple[Tensor, Tenso
     return scale, shift
 
 
+def kept_empty(shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """An uninitialised ``like``-typed tensor to keep between calls: never an inference tensor (one allocated
+    under :func:`torch.inference_mode` could not be written by a later call outside it)."""
+    with torch.inference_mode(False):
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+
+
 def _workspace(owner: nn.Module, key: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
     """An uninitialised tensor kept on ``owner`` and reused while shape, dtype and device stay the same.
 
@@ -49,7 +56,7 @@ def _workspace(owner: nn.Module, key: str, shape: tuple[int, ...], like: Tensor)
     cache = owner.__dict__.setdefault("_workspaces", {})
     buf = cache.get(key)
     if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
-        buf = like.new_empty(shape)
+        buf = kept_empty(shape, like)
         cache[key] = buf
     return buf
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ...nn import GCNHead
 from . import native
-from .channel_major import ChannelMajorSTGCN, ExportViews, _CMBlock, _CMProduct
+from .channel_major import ChannelMajorSTGCN, ExportViews, _CMBlock, _CMProduct, kept_empty
 
 __all__ = ["JointMajorSTGCN"]
 
@@ -73,9 +73,9 @@ class _Arena:
             if slot.data_ptr() in busy:
                 continue
             if slot.numel() < n or slot.dtype != like.dtype or slot.device != like.device:
-                self.slots[i] = slot = like.new_empty(n)
+                self.slots[i] = slot = kept_empty((n,), like)
             return slot[:n].view(shape)
-        self.slots.append(like.new_empty(n))
+        self.slots.append(kept_empty((n,), like))
         return self.slots[-1].view(shape)
 
     def take_padded(self, shape: tuple[int, int, int, int], P: int, like: Tensor,

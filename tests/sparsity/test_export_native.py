@@ -4,6 +4,7 @@ Every result is checked against a reference written here in plain torch (dense p
 """
 import contextlib
 import copy
+import io
 
 import pytest
 import torch
@@ -333,6 +334,31 @@ def test_exported_model_runs_in_and_out_of_inference_mode(layout):
         with ctx:
             out = exported(x)
         assert (out - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max())), mode
+
+
+def test_joint_major_copies_and_pickles_after_use():
+    """Copies start without the buffers and recorded kernel calls of the original (raw pointers), and both
+    keep giving the masked model's outputs."""
+    torch.manual_seed(0)
+    model = tiny()
+    random_bn_stats(model)
+    prune(model, 0.8, scope="layer", kinds="weight")
+    model.eval()
+    jm = joint_major(model)
+    x = torch.randn(2, 2, 20, 17, 3)
+    with torch.no_grad():
+        ref = model(x)
+        for _ in range(3):
+            jm(x)
+        assert jm.plans
+        buf = io.BytesIO()
+        torch.save(jm, buf)
+        buf.seek(0)
+        for twin in (copy.deepcopy(jm), torch.load(buf, weights_only=False)):
+            assert not twin.plans and not twin.arena.slots
+            for _ in range(3):
+                assert (twin(x) - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max()))
+        assert (jm(x) - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max()))
 
 
 def test_joint_major_activations_share_a_few_buffers():

@@ -317,6 +317,13 @@ class JointMajorSTGCN(ExportViews, nn.Module):
         """The recorded kernel sequence per input geometry (see :class:`_Plan`)."""
         return cast("dict[tuple[int, ...], _Plan]", self.__dict__["_plans"])
 
+    def __getstate__(self) -> dict[str, Any]:
+        # copies and pickles start without the buffers and recorded kernel calls (raw pointers into this
+        # instance's buffers, which cannot be pickled)
+        state = dict(super().__getstate__())
+        state["_arena"], state["_plans"] = _Arena(), {}
+        return state
+
     def _apply(self, fn: Any, recurse: bool = True) -> JointMajorSTGCN:
         self.plans.clear()  # .to(), .float(), ... may replace the tensors a plan points into
         return cast(JointMajorSTGCN, super()._apply(fn, recurse))

@@ -273,6 +273,23 @@ def grid_table(grid: dict) -> str:
     return "\n".join(lines)
 
 
+def breakeven_table(grid: dict) -> str:
+    """A grid below the targeted sparsities (``--sparsities 0.5,...``) as docs/sparsity.md's break-even table:
+    one row per (masks, sparsity), the median speed-up per (batch, threads)."""
+    cols = [(c["batch"], c["threads"]) for c in grid["cells"]]
+    speed = {(c["batch"], c["threads"], r["masks"], r["sparsity"]): r["speedup_median"]
+             for c in grid["cells"] for r in c["rows"]}
+    keys = sorted({(r["sparsity"], r["masks"]) for c in grid["cells"] for r in c["rows"]},
+                  key=lambda k: (k[0], k[1] != "uniform_layer"))
+    lines = ["| mask | sparsity | layout `auto` chose | " + " | ".join(
+        f"batch {n}, {t} thread{'s' if t > 1 else ''}" for n, t in cols) + " |", "| --- " * (len(cols) + 3) + "|"]
+    for sp, masks in keys:
+        layout = grid["exports"][f"{masks}@{sp}"]["layout"]
+        lines.append(f"| {masks} | {sp:.2f} | {layout} | "
+                     + " | ".join(f"x{speed[(n, t, masks, sp)]:.2f}" for n, t in cols) + " |")
+    return "\n".join(lines)
+
+
 def generator_table(steps: dict) -> str:
     """The generator section of a results file (``payload["generator_step"]``) as docs/sparsity.md's table:
     dense step → generator step (min), min / median ratio, per masks and clock."""
@@ -432,8 +449,9 @@ def main() -> None:
         grid, steps = payload.get("sparse_vs_dense"), payload.get("generator_step")
         if not (grid and "cells" in grid) and not (steps and "cpu" in steps):
             ap.error(f"--table: {args.table} has neither a grid (sparse_vs_dense.cells) nor generator steps")
-        print("\n\n".join(([grid_table(grid)] if grid and "cells" in grid else [])
-                          + ([generator_table(steps)] if steps and "cpu" in steps else [])))
+        targeted = grid and any(r["target"] is not None for c in grid["cells"] for r in c["rows"])
+        tables = [] if not (grid and "cells" in grid) else [grid_table(grid) if targeted else breakeven_table(grid)]
+        print("\n\n".join(tables + ([generator_table(steps)] if steps and "cpu" in steps else [])))
         return
     sections = [x for x in args.sections.split(",") if x]
     if any(x not in SECTIONS for x in sections):

@@ -22,6 +22,12 @@ def test_docs_quote_the_committed_tables():
     assert bench_sparsity.generator_table(payload["generator_step"]) in docs
 
 
+def test_docs_quote_the_committed_breakeven_grid():
+    grid = json.loads((RESULTS.parent / "sparsity_breakeven.json").read_text(encoding="utf-8"))["sparse_vs_dense"]
+    assert all(r["target"] is None for c in grid["cells"] for r in c["rows"])
+    assert bench_sparsity.breakeven_table(grid) in (REPO / "docs" / "sparsity.md").read_text(encoding="utf-8")
+
+
 def test_generator_rows_follow_from_the_stored_timings():
     steps = json.loads(RESULTS.read_text(encoding="utf-8"))["generator_step"]
     for row in steps["cpu"] + steps["cpu_1thread_cputime"]:

@@ -25,6 +25,15 @@ def tiny(**kw) -> SkeletonClassifier:
     return SkeletonClassifier(bb, GCNHead(5, bb.out_channels))
 
 
+def pruned_tiny(**kw) -> SkeletonClassifier:
+    """:func:`tiny` (seeded) with random BN statistics and 80 % of every weight tensor removed, in eval mode."""
+    torch.manual_seed(0)
+    model = tiny(**kw)
+    random_bn_stats(model)
+    prune(model, 0.8, scope="layer", kinds="weight")
+    return model.eval()
+
+
 def joint_major(model: nn.Module) -> JointMajorSTGCN:
     f = fold(model).eval()
     remove_pruned_edges(f)
@@ -260,11 +269,7 @@ def test_joint_major_replays_the_kernels_it_recorded(monkeypatch):
     """A geometry seen twice is recorded (its kernel calls with their pointers), then replayed without
     running the operators: new inputs, stale buffer contents (NaN), other geometries in between, reloaded
     weights and dtype round trips all give the masked model's outputs."""
-    torch.manual_seed(0)
-    model = tiny(num_stages=6, inflate_stages=(3, 5), down_stages=(3, 5))
-    random_bn_stats(model)
-    prune(model, 0.8, scope="layer", kinds="weight")
-    model.eval()
+    model = pruned_tiny(num_stages=6, inflate_stages=(3, 5), down_stages=(3, 5))
     jm = joint_major(model)
     run_ops = []
     block_forward = type(jm.blocks[0]).forward
@@ -319,11 +324,7 @@ def test_joint_major_replays_the_kernels_it_recorded(monkeypatch):
 def test_exported_model_runs_in_and_out_of_inference_mode(layout):
     """Buffers kept between calls are never inference tensors: a first call under torch.inference_mode()
     does not stop later plain, no_grad or inference calls (nor the recorded replay) from writing them."""
-    torch.manual_seed(0)
-    model = tiny()
-    random_bn_stats(model)
-    prune(model, 0.8, scope="layer", kinds="weight")
-    model.eval()
+    model = pruned_tiny()
     jm = joint_major(model)
     exported = jm if layout == "joint_major" else jm.channel_major
     x = torch.randn(2, 2, 20, 17, 3)
@@ -339,11 +340,7 @@ def test_exported_model_runs_in_and_out_of_inference_mode(layout):
 def test_joint_major_copies_and_pickles_after_use():
     """Copies start without the buffers and recorded kernel calls of the original (raw pointers), and both
     keep giving the masked model's outputs."""
-    torch.manual_seed(0)
-    model = tiny()
-    random_bn_stats(model)
-    prune(model, 0.8, scope="layer", kinds="weight")
-    model.eval()
+    model = pruned_tiny()
     jm = joint_major(model)
     x = torch.randn(2, 2, 20, 17, 3)
     with torch.no_grad():

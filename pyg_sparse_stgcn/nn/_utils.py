@@ -1,11 +1,14 @@
 """Small building blocks shared by the layers: channels-last batch norm and argument checks."""
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["BatchNormLast", "make_norm", "make_down", "check_features", "check_choice", "check_positive_ints",
-           "reset_module"]
+__all__ = ["BatchNormLast", "batch_norm_groups", "make_norm", "make_down", "check_features", "check_choice",
+           "check_positive_ints", "reset_module"]
 
 
 class BatchNormLast(nn.BatchNorm1d):
@@ -31,14 +34,55 @@ class BatchNormLast(nn.BatchNorm1d):
             raise ValueError(f"BatchNormLast: expected a 2-D, 3-D or 4-D input, got {input.dim()}-D")
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        if x.dim() == 4:
-            channels_last = x.is_contiguous()
-            if not channels_last and not x.permute(0, 3, 1, 2).is_contiguous():
-                x, channels_last = x.contiguous(), True
-            y = super().forward(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-            return _GradLayout.apply(y, channels_last)
-        shape = x.shape
-        return super().forward(x.reshape(-1, shape[-1])).view(shape)
+        return _on_channels(x, super().forward)
+
+
+def _on_channels(x: Tensor, norm: Callable[[Tensor], Tensor]) -> Tensor:
+    """Run a channels-first batch norm ``norm`` on the channels-last ``x`` (see :class:`BatchNormLast`)."""
+    if x.dim() == 4:
+        channels_last = x.is_contiguous()
+        if not channels_last and not x.permute(0, 3, 1, 2).is_contiguous():
+            x, channels_last = x.contiguous(), True
+        y = norm(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return _GradLayout.apply(y, channels_last)
+    shape = x.shape
+    return norm(x.reshape(-1, shape[-1])).view(shape)
+
+
+def batch_norm_groups(norms: Sequence[BatchNormLast], x: Tensor) -> Tensor:
+    r"""``cat([norms[i](x_i)])`` over the consecutive channel groups :math:`x_i` of ``x`` (``norms[i]``'s
+    ``num_features`` each), as **one** batch norm over all the channels: the same outputs, gradients and
+    running-statistics updates as the separate calls (every channel is normalised on its own), a single pass
+    over ``x`` instead of one per group. Norms that differ in ``eps``, ``momentum``, ``affine``,
+    ``track_running_stats`` or mode, or a ``momentum`` of :obj:`None` (cumulative averaging), run separately.
+
+    Shapes:
+        - **input:** :math:`(*, \sum_i C_i)`
+        - **output:** :math:`(*, \sum_i C_i)`
+    """
+    sizes = [n.num_features for n in norms]
+    if x.size(-1) != sum(sizes):
+        raise ValueError(f"batch_norm_groups: x has {x.size(-1)} channels, the norms {sum(sizes)}")
+    n0 = norms[0]
+    key = (n0.eps, n0.momentum, n0.affine, n0.track_running_stats, n0.training)
+    if n0.momentum is None or any((n.eps, n.momentum, n.affine, n.track_running_stats, n.training) != key
+                                  for n in norms):
+        return torch.cat([n(part) for n, part in zip(norms, x.split(sizes, -1))], -1)
+    tracked = n0.track_running_stats and n0.running_mean is not None
+    update = n0.training and tracked
+    mean = torch.cat([n.running_mean for n in norms]) if tracked else None  # type: ignore[misc]
+    var = torch.cat([n.running_var for n in norms]) if tracked else None  # type: ignore[misc]
+    weight = torch.cat([n.weight for n in norms]) if n0.affine else None
+    bias = torch.cat([n.bias for n in norms]) if n0.affine else None
+    y = _on_channels(x, lambda v: F.batch_norm(v, mean, var, weight, bias, n0.training or not tracked,
+                                               float(n0.momentum), n0.eps))  # type: ignore[arg-type]
+    if update:
+        with torch.no_grad():
+            for n, m, v in zip(norms, mean.split(sizes), var.split(sizes)):  # type: ignore[union-attr]
+                n.running_mean.copy_(m)  # type: ignore[union-attr]
+                n.running_var.copy_(v)  # type: ignore[union-attr]
+                n.num_batches_tracked.add_(1)  # type: ignore[union-attr,operator]
+    return y
 
 
 class _GradLayout(torch.autograd.Function):

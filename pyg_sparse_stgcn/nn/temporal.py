@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import BatchNormLast, check_features, check_positive_ints, make_norm, reset_module
+from ._utils import BatchNormLast, batch_norm_groups, check_features, check_positive_ints, make_norm, reset_module
 
 __all__ = ["TemporalConv", "MultiScaleTemporalConv", "DGMultiScaleTemporalConv", "CTRMultiScaleTemporalConv",
            "StridedLinear", "TemporalMaxPool"]
@@ -157,6 +157,46 @@ class TemporalConv(nn.Module):
 _DEFAULT_MS_CFG = ((3, 1), (3, 2), (3, 3), (3, 4), ("max", 3), "1x1")
 
 
+def _opens_with_projection(branch: nn.Module) -> bool:
+    """Whether ``branch`` is a ``Sequential`` that starts ``Linear → BatchNormLast → ReLU``."""
+    return (isinstance(branch, nn.Sequential) and len(branch) >= 3 and isinstance(branch[0], nn.Linear)
+            and not isinstance(branch[0], StridedLinear) and isinstance(branch[1], BatchNormLast)
+            and isinstance(branch[2], nn.ReLU))
+
+
+def run_branches(branches: nn.ModuleList, x: Tensor) -> Tensor:
+    r"""``torch.cat([branch(x) for branch in branches], dim=-1)`` with the ``Linear → BN → ReLU`` that opens
+    the multi-scale branches run once for all of them: one GEMM with the stacked weights, one batch norm
+    (:func:`batch_norm_groups`) and one ReLU, then each branch's rest on its channels. The values, gradients
+    and running statistics are those of the separate branches, and the parameters stay the branches' own
+    (PYSKL's names, masks and all), but :math:`x` is read once instead of once per branch, and its gradient
+    is one GEMM instead of a sum of one per branch.
+
+    Shapes:
+        - **input:** :math:`(B, T, V, C_{in})`
+        - **output:** :math:`(B, T', V, \sum C_{branch})`
+    """
+    flags = [_opens_with_projection(b) for b in branches]
+    opened = [cast(nn.Sequential, b) for b, f in zip(branches, flags) if f]
+    linears = [cast(nn.Linear, b[0]) for b in opened]
+    if len(opened) < 2 or len({lin.bias is None for lin in linears}) > 1:
+        return torch.cat([branch(x) for branch in branches], dim=-1)
+    bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
+    h = F.linear(x, torch.cat([lin.weight for lin in linears]), bias)
+    h = F.relu(batch_norm_groups([cast(BatchNormLast, b[1]) for b in opened], h))
+    parts = iter(h.split([lin.out_features for lin in linears], dim=-1))
+    outs = []
+    for branch, opens in zip(branches, flags):
+        if opens:
+            y = next(parts)
+            for m in list(cast(nn.Sequential, branch))[3:]:
+                y = m(y)
+            outs.append(y)
+        else:
+            outs.append(branch(x))
+    return torch.cat(outs, dim=-1)
+
+
 class MultiScaleTemporalConv(nn.Module):
     r"""PYSKL's ``mstcn`` (ST-GCN++): parallel temporal branches, concatenated and fused,
 
@@ -235,8 +275,7 @@ class MultiScaleTemporalConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_features(x, self.in_channels, None, "MultiScaleTemporalConv", min_dim=4)
-        feat = torch.cat([branch(x) for branch in self.branches], dim=-1)
-        return self.drop(self.bn(self.transform(feat)))
+        return self.drop(self.bn(self.transform(run_branches(self.branches, x))))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, ms_cfg={list(self.ms_cfg)}, "
@@ -287,7 +326,7 @@ class DGMultiScaleTemporalConv(MultiScaleTemporalConv):
         if V > self.num_joints:
             raise ValueError(f"DGMultiScaleTemporalConv: V={V} joints but num_joints={self.num_joints}")
         x = torch.cat([x, x.mean(-2, keepdim=True)], dim=-2)
-        out = torch.cat([branch(x) for branch in self.branches], dim=-1)
+        out = run_branches(self.branches, x)
         feat = out[..., :V, :] + out[..., V:, :] * self.add_coeff[:V].view(V, 1)
         return self.drop(self.bn(self.transform(feat)))
 
@@ -358,7 +397,7 @@ class CTRMultiScaleTemporalConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_features(x, self.in_channels, None, "CTRMultiScaleTemporalConv", min_dim=4)
-        return self.drop(self.relu(torch.cat([b(x) for b in self.branches], dim=-1)))
+        return self.drop(self.relu(run_branches(self.branches, x)))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

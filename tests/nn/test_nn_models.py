@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -18,8 +19,15 @@ from pyg_sparse_stgcn.nn import (
     STGCNConv,
     STGCNPlusPlus,
     TemporalConv,
+    _utils,
+    temporal,
 )
-from pyg_sparse_stgcn.nn.temporal import StridedLinear
+from pyg_sparse_stgcn.nn._utils import BatchNormLast, batch_norm_groups
+from pyg_sparse_stgcn.nn.temporal import (
+    CTRMultiScaleTemporalConv,
+    DGMultiScaleTemporalConv,
+    StridedLinear,
+)
 
 SMALL = dict(base_channels=8, num_stages=4, inflate_stages=(3,), down_stages=(3,))
 
@@ -94,6 +102,94 @@ def test_multiscale_temporal_conv_shapes_and_branches(stride, T):
     assert ms2(torch.randn(1, 7, 2, 8)).shape == (1, 7, 2, 20)
     with pytest.raises(ValueError, match=r"ms_cfg\[1\]"):
         MultiScaleTemporalConv(8, 8, ms_cfg=[(3, 1), ("avg", 3)])
+
+
+class _KeepEven(torch.nn.Module):
+    """A fixed weight mask (a parametrization, as the sparsity masks are)."""
+
+    def forward(self, w):
+        return w * (torch.arange(w.numel()).view_as(w) % 2 == 0)
+
+
+def _separate_branches(branches, x):
+    return torch.cat([b(x) for b in branches], dim=-1)
+
+
+@pytest.mark.parametrize("unit", ["mstcn", "dgmstcn", "ctr"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_multiscale_branches_run_as_one_projection(unit, stride, monkeypatch):
+    torch.manual_seed(0)
+    if unit == "ctr":
+        m = CTRMultiScaleTemporalConv(10, 16, kernel_size=3, stride=stride, dilations=(1, 2))
+    elif unit == "dgmstcn":
+        m = DGMultiScaleTemporalConv(10, 16, num_joints=5, stride=stride)
+        torch.nn.init.normal_(m.add_coeff)
+    else:
+        m = MultiScaleTemporalConv(10, 16, stride=stride)
+    m = m.double()
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, BatchNormLast):
+                mod.weight.uniform_(0.5, 1.5), mod.bias.normal_(), mod.running_mean.normal_()
+                mod.running_var.uniform_(0.5, 2.0)
+    torch.nn.utils.parametrize.register_parametrization(m.branches[1][0], "weight", _KeepEven())
+    ref = copy.deepcopy(m)
+
+    calls = []
+    def counting(norms, h):
+        calls.append(len(norms))
+        return batch_norm_groups(norms, h)
+    monkeypatch.setattr(temporal, "batch_norm_groups", counting)
+
+    def step(mod, x, fused):
+        out = mod(x) if fused else _separate_forward(mod, x, monkeypatch)
+        out.square().sum().backward()
+        return out
+
+    for _ in range(2):  # the second step sees the running statistics the first one updated
+        x = torch.randn(3, 9, 5, 10, dtype=torch.float64)
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        torch.testing.assert_close(step(m, xa, True), step(ref, xb, False), rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-9, atol=1e-9)
+    n_opened = len(m.branches) - 1
+    assert calls == [n_opened, n_opened]  # one batch norm for every opening projection, each step
+    for (name, a), (_, b) in zip(m.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-9, msg=name)
+    for (name, a), (_, b) in zip(m.named_buffers(), ref.named_buffers()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
+    m.eval(), ref.eval()
+    x = torch.randn(2, 9, 5, 10, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), _separate_forward(ref, x, monkeypatch), rtol=1e-9, atol=1e-9)
+    assert len(calls) == 3
+
+
+def _separate_forward(mod, x, monkeypatch):
+    with monkeypatch.context() as mp:
+        mp.setattr(temporal, "run_branches", _separate_branches)
+        return mod(x)
+
+
+def test_batch_norm_groups_matches_separate_norms():
+    torch.manual_seed(0)
+    norms = [BatchNormLast(c) for c in (3, 4, 2)]
+    ref = copy.deepcopy(norms)
+    x = torch.randn(2, 5, 3, 9)
+    y = batch_norm_groups(norms, x)
+    torch.testing.assert_close(y, torch.cat([n(p) for n, p in zip(ref, x.split([3, 4, 2], -1))], -1))
+    for a, b in zip(norms, ref):
+        torch.testing.assert_close(a.running_mean, b.running_mean)
+        torch.testing.assert_close(a.running_var, b.running_var)
+        assert int(a.num_batches_tracked) == int(b.num_batches_tracked) == 1
+    # norms that cannot share one call (different momentum, cumulative averaging) run separately, exactly
+    norms[1].momentum, ref[1].momentum, norms[2].momentum, ref[2].momentum = 0.5, 0.5, None, None
+    y = batch_norm_groups(norms, x)
+    torch.testing.assert_close(y, torch.cat([n(p) for n, p in zip(ref, x.split([3, 4, 2], -1))], -1))
+    for a, b in zip(norms, ref):
+        torch.testing.assert_close(a.running_var, b.running_var)
+    with pytest.raises(ValueError, match="x has 8 channels, the norms 9"):
+        batch_norm_groups(norms, x[..., :8])
+    assert "batch_norm_groups" in _utils.__all__
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,8 @@ import torch
 from pyg_sparse_stgcn.atomic import atomic_write_json
 from pyg_sparse_stgcn.timing import interleaved_times
 
-__all__ = ["machine_info", "command_line", "time_fn", "time_interleaved", "write_results", "RESULTS_DIR"]
+__all__ = ["machine_info", "command_line", "time_fn", "time_interleaved", "write_results", "markdown_table",
+           "RESULTS_DIR"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -105,3 +106,10 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int = 5, warmup
 def write_results(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` as indented JSON atomically (temporary file, fsync, rename)."""
     return atomic_write_json(path, payload, indent=2)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> list[str]:
+    """The lines of a markdown table: ``header``, its separator (``---:`` for an ``"r"`` at a column's position
+    in ``align``, ``---`` otherwise) and one line per row, each cell as ``str(cell)`` (an empty one as ``| |``)."""
+    seps = ["---:" if align[i:i + 1] == "r" else "---" for i in range(len(header))]
+    return ["|" + "".join(f" {c} |" if str(c) else " |" for c in cells) for cells in (header, seps, *rows)]

@@ -43,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS_DIR, machine_info, write_results  # noqa: E402
+from _common import RESULTS_DIR, machine_info, markdown_table, write_results  # noqa: E402
 from bench_sparsity import sparse_models  # noqa: E402
 
 from pyg_sparse_stgcn.deploy import OnnxModel, PipelineSpec, Predictor, StreamingRecognizer, export_onnx  # noqa: E402
@@ -80,8 +80,7 @@ TABLE_COLUMNS = {"dense_torch": "dense torch", "sparse95_uniform_layer": "95 % e
 
 def windows_table(results: dict) -> str:
     """The window cells of a results file as docs/deploy.md's table: windows/s (p50 latency) per runtime."""
-    lines = ["| window, threads | " + " | ".join(TABLE_COLUMNS.values()) + " |",
-             "| --- " * (len(TABLE_COLUMNS) + 1) + "|"]
+    rows = []
     for name, cell in results["windows"].items():
         window, threads = name.split("_threads")
         entries = []
@@ -93,8 +92,8 @@ def windows_table(results: dict) -> str:
             rate = f"{r['windows_per_s']:.1f}"
             entries.append(f"{f'**{rate}**' if key.startswith('sparse') else rate} ({r['p50_ms']:.1f} ms)")
         label = "NTU" if window == "ntu" else window.capitalize()
-        lines.append(f"| {label}, {threads} | " + " | ".join(entries) + " |")
-    return "\n".join(lines)
+        rows.append([f"{label}, {threads}", *entries])
+    return "\n".join(markdown_table(["window, threads", *TABLE_COLUMNS.values()], rows))
 
 
 def main() -> None:

@@ -54,7 +54,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS_DIR, machine_info, time_interleaved, write_results  # noqa: E402
+from _common import RESULTS_DIR, machine_info, markdown_table, time_interleaved, write_results  # noqa: E402
 
 from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier, STGCNConv  # noqa: E402
 from pyg_sparse_stgcn.sparsity import (  # noqa: E402
@@ -259,18 +259,18 @@ def bench_grid(repeats: int, batches: tuple[int, ...], threads: tuple[int, ...],
 def grid_table(grid: dict) -> str:
     """The grid of a results file (``payload["sparse_vs_dense"]``) as the markdown table docs/sparsity.md
     quotes: one row per (batch, threads, masks, sparsity), speed-up = fastest dense median / sparse median."""
-    lines = ["| batch | threads (clock) | fastest dense | mask | sparsity | dense ms | sparse ms | speedup (median) "
-             "| range | windows/s | target |", "| --- " * 11 + "|"]
+    rows = []
     for cell in grid["cells"]:
         for row in cell["rows"]:
             lo, hi = row["speedup_range"]
             target = "none" if row["target"] is None else (
                 f"x{row['target']:g} {'met' if row['meets_target'] else 'missed'}")
-            lines.append(f"| {cell['batch']} | {cell['threads']} ({cell['clock']}) | {cell['fastest_dense']} | "
-                         f"{row['masks']} | {row['sparsity']:g} | {row['dense_median_ms']:.1f} | "
-                         f"{row['sparse_median_ms']:.1f} | **x{row['speedup_median']:.2f}** | {lo:.2f}-{hi:.2f} | "
-                         f"{row['windows_per_s']:.1f} | {target} |")
-    return "\n".join(lines)
+            rows.append([cell["batch"], f"{cell['threads']} ({cell['clock']})", cell["fastest_dense"], row["masks"],
+                         f"{row['sparsity']:g}", f"{row['dense_median_ms']:.1f}", f"{row['sparse_median_ms']:.1f}",
+                         f"**x{row['speedup_median']:.2f}**", f"{lo:.2f}-{hi:.2f}", f"{row['windows_per_s']:.1f}",
+                         target])
+    return "\n".join(markdown_table(["batch", "threads (clock)", "fastest dense", "mask", "sparsity", "dense ms",
+                                     "sparse ms", "speedup (median)", "range", "windows/s", "target"], rows))
 
 
 def breakeven_table(grid: dict) -> str:
@@ -281,27 +281,24 @@ def breakeven_table(grid: dict) -> str:
              for c in grid["cells"] for r in c["rows"]}
     keys = sorted({(r["sparsity"], r["masks"]) for c in grid["cells"] for r in c["rows"]},
                   key=lambda k: (k[0], k[1] != "uniform_layer"))
-    lines = ["| mask | sparsity | layout `auto` chose | " + " | ".join(
-        f"batch {n}, {t} thread{'s' if t > 1 else ''}" for n, t in cols) + " |", "| --- " * (len(cols) + 3) + "|"]
-    for sp, masks in keys:
-        layout = grid["exports"][f"{masks}@{sp}"]["layout"]
-        lines.append(f"| {masks} | {sp:.2f} | {layout} | "
-                     + " | ".join(f"x{speed[(n, t, masks, sp)]:.2f}" for n, t in cols) + " |")
-    return "\n".join(lines)
+    header = ["mask", "sparsity", "layout `auto` chose"] + [
+        f"batch {n}, {t} thread{'s' if t > 1 else ''}" for n, t in cols]
+    rows = [[masks, f"{sp:.2f}", grid["exports"][f"{masks}@{sp}"]["layout"]]
+            + [f"x{speed[(n, t, masks, sp)]:.2f}" for n, t in cols] for sp, masks in keys]
+    return "\n".join(markdown_table(header, rows))
 
 
 def generator_table(steps: dict) -> str:
     """The generator section of a results file (``payload["generator_step"]``) as docs/sparsity.md's table:
     dense step → generator step (min), min / median ratio, per masks and clock."""
-    lines = ["| masks | scope | wall clock, 2 threads (min / median ratio) | thread CPU time, 1 thread (min / "
-             "median ratio) |", "| --- | --- | --- | --- |"]
     label = {("weight",): "weights", ("weight", "edge"): "weights + edges"}
+    rows = []
     for wall, cpu in zip(steps["cpu"], steps.get("cpu_1thread_cputime", [None] * len(steps["cpu"]))):
         cells = [f"{1e3 * r['dense_step']['min_s']:.1f} → {1e3 * r['generator_step']['min_s']:.1f} ms: "
                  f"**{r['ratio_min']:.3f}** / {r['ratio_median']:.3f}" if r else "not run" for r in (wall, cpu)]
-        lines.append(f"| {label.get(tuple(wall['kinds']), '+'.join(wall['kinds']))} | {wall['scope']} | "
-                     f"{cells[0]} | {cells[1]} |")
-    return "\n".join(lines)
+        rows.append([label.get(tuple(wall["kinds"]), "+".join(wall["kinds"])), wall["scope"], *cells])
+    return "\n".join(markdown_table(["masks", "scope", "wall clock, 2 threads (min / median ratio)",
+                                     "thread CPU time, 1 thread (min / median ratio)"], rows))
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import markdown_table  # noqa: E402
 from accuracy import ARMS, DATASETS, IMP_FRACTION, _imp_levels  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,14 +179,14 @@ def epoch_block(rec: Mapping[str, Any]) -> str:
     m = rec["machine"]
     lines = [f"Measured {m.get('date_utc', '?')} (commit {m.get('git_commit', '?')}) on {m.get('cpu', 'a CPU')}, "
              f"{m.get('torch_threads', '?')} torch thread(s), load average {m.get('load_average_1_5_15')} from "
-             f"other jobs: `{m.get('command', '')}`", "",
-             "| model (shipped NTU-60 XSub recipe) | parameters | s per iteration "
-             f"({rec['batch']} samples, {rec['clip_len']} frames; median / min of {rec['iters']}) | "
-             f"one epoch ({rec['train_samples']:,} samples), extrapolated |", "| --- | ---: | ---: | ---: |"]
+             f"other jobs: `{m.get('command', '')}`", ""]
     names = {"train": "dense ST-GCN (`--mode train`)", "generate": "sparse generator (`--mode generate`)"}
-    for mode, r in rec["results"].items():
-        lines.append(f"| {names.get(mode, mode)} | {count(rec['params'][mode])} | {r['median_s']:.2f} / "
-                     f"{r['min_s']:.2f} | {r['epoch_h_extrapolated']:.1f} h |")
+    lines += markdown_table(
+        ["model (shipped NTU-60 XSub recipe)", "parameters", f"s per iteration ({rec['batch']} samples, "
+         f"{rec['clip_len']} frames; median / min of {rec['iters']})",
+         f"one epoch ({rec['train_samples']:,} samples), extrapolated"],
+        [[names.get(mode, mode), count(rec["params"][mode]), f"{r['median_s']:.2f} / {r['min_s']:.2f}",
+          f"{r['epoch_h_extrapolated']:.1f} h"] for mode, r in rec["results"].items()], align="lrrr")
     return wrap("\n".join(lines))
 
 
@@ -194,9 +195,7 @@ def epoch_block(rec: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------------------
 def arm_rows(res: Mapping[str, Any], full: bool) -> list[str]:
     arms = res.get("arms", {})
-    head = ("| arm | top-1 % | mean-class % | weights removed % | edge entries / connections removed % | "
-            "params kept / stored | train s |")
-    rows = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows: list[list[str]] = []
     planned = res.get("seeds", {})  # the arms of this dataset's study (all, in a file without the field)
     for name in ARMS:
         if planned and name not in planned and name not in arms:
@@ -204,52 +203,54 @@ def arm_rows(res: Mapping[str, Any], full: bool) -> list[str]:
         a = arms.get(name)
         if a is None:
             if full or name in ("dense", "generate-0.95", "ensemble", "dense-budget"):
-                rows.append(f"| `{name}` | pending | | | | | |")
+                rows.append([f"`{name}`", "pending", "", "", "", "", ""])
             continue
         conn = a.get("edge_sparsity_connections")
         kept = a.get("inference_parameters", a.get("params_kept"))
-        rows.append(f"| `{name}` | {mean_std(a['top1'])} | {mean_std(a['mean_class_accuracy'])} | "
-                    f"{pct(a.get('weight_sparsity'))} | {pct(a.get('edge_sparsity'))} / {pct(conn)} | "
-                    f"{count(kept)} / {count(a.get('params_stored'))} | {a.get('seconds', 0):.0f} |")
-    return rows
+        rows.append([f"`{name}`", mean_std(a["top1"]), mean_std(a["mean_class_accuracy"]),
+                     pct(a.get("weight_sparsity")), f"{pct(a.get('edge_sparsity'))} / {pct(conn)}",
+                     f"{count(kept)} / {count(a.get('params_stored'))}", f"{a.get('seconds', 0):.0f}"])
+    return markdown_table(["arm", "top-1 %", "mean-class %", "weights removed %",
+                           "edge entries / connections removed %", "params kept / stored", "train s"], rows,
+                          align="lrrrrrr")
 
 
 def claims(res: Mapping[str, Any]) -> list[str]:
     """The paper's claims against the measured means (pending where an arm has not run)."""
     arms = res.get("arms", {})
     dense, gen, ens, budget = (_mean(arms.get(n)) for n in ("dense", "generate-0.95", "ensemble", "dense-budget"))
-    rows = ["| claim (the paper) | measured (top-1 %, mean over seeds) | verdict |", "| --- | --- | --- |"]
+    rows: list[list[str]] = []
 
     def verdict(ok: bool) -> str:
         return "holds" if ok else "**refuted** here"
 
+    claim = "95 %-sparse generator within 1 point of dense"
     if dense is not None and gen is not None:
         d = 100 * (gen - dense)
-        rows.append(f"| 95 %-sparse generator within 1 point of dense | {pct(gen)} vs {pct(dense)} "
-                    f"({d:+.1f} points) | {verdict(d >= -1 - 1e-9)} |")
+        rows.append([claim, f"{pct(gen)} vs {pct(dense)} ({d:+.1f} points)", verdict(d >= -1 - 1e-9)])
     else:
-        rows.append("| 95 %-sparse generator within 1 point of dense | pending | pending |")
+        rows.append([claim, "pending", "pending"])
+    claim = "ensemble ≥ dense + 1 point and ≥ the parameter-matched dense"
     if dense is not None and ens is not None:
         above = ens >= dense + 0.01 - 1e-12
         if budget is not None:
             measured, ok = f"dense-budget {pct(budget)}", verdict(above and ens >= budget)
         else:  # the first half decides alone when it fails
             measured, ok = "dense-budget pending", verdict(False) if not above else "pending (dense-budget)"
-        rows.append(f"| ensemble ≥ dense + 1 point and ≥ the parameter-matched dense | {pct(ens)} vs dense "
-                    f"{pct(dense)}, {measured} | {ok} |")
+        rows.append([claim, f"{pct(ens)} vs dense {pct(dense)}, {measured}", ok])
     else:
-        rows.append("| ensemble ≥ dense + 1 point and ≥ the parameter-matched dense | pending | pending |")
+        rows.append([claim, "pending", "pending"])
     for s in _imp_levels():
-        t = f"imp-{s:g}"
+        t, claim = f"imp-{s:g}", f"winning ticket at {pct(s, 0)} % above both random controls"
         vals = [_mean(arms.get(n)) for n in (t, f"{t}-random-reinit", f"{t}-random-prune")]
         if any(v is None for v in vals):
-            rows.append(f"| winning ticket at {pct(s, 0)} % above both random controls | pending | pending |")
+            rows.append([claim, "pending", "pending"])
             continue
         tk, rr, rp = vals
         assert tk is not None and rr is not None and rp is not None
-        rows.append(f"| winning ticket at {pct(s, 0)} % above both random controls | ticket {pct(tk)}, "
-                    f"reinit {pct(rr)}, random prune {pct(rp)} | {verdict(tk > rr and tk > rp)} |")
-    return rows
+        rows.append([claim, f"ticket {pct(tk)}, reinit {pct(rr)}, random prune {pct(rp)}",
+                     verdict(tk > rr and tk > rp)])
+    return markdown_table(["claim (the paper)", "measured (top-1 %, mean over seeds)", "verdict"], rows)
 
 
 #: Issue 13's target for the dense joint-stream baseline, by dataset (ours, not a claim of the paper).
@@ -347,7 +348,7 @@ def results_md(studies: Mapping[str, Mapping[str, Any]], demo: Mapping[str, Any]
            "lottery | prune`), with the same width, graph and recipe. An arm not yet run is listed as pending. "
            "Several workers may share a study, one per core (`--arms` sets what each starts with; a worker skips "
            "the job another one trains and never runs one that has finished).", ""]
-    out += ["| arm | what |", "| --- | --- |"] + [f"| `{a}` | {helps.get(a, '')} |" for a in ARMS] + [""]
+    out += markdown_table(["arm", "what"], [[f"`{a}`", helps.get(a, "")] for a in ARMS]) + [""]
     for ds in DATASETS:
         res = studies.get(ds, {})
         out += [f"### {TITLES[ds]}", ""] + study_header(ds, res, title=False) + [""]
@@ -358,14 +359,11 @@ def results_md(studies: Mapping[str, Mapping[str, Any]], demo: Mapping[str, Any]
             out += extra + [""] if extra else []
         sel = res.get("selection", {})
         if sel.get("candidates"):
-            out += ["Recipe selection on the held-out split (dense, seed 0):", "",
-                    "| candidate | epochs | width | held-out top-1 % | mean-class % | final train top-1 % |",
-                    "| --- | ---: | ---: | ---: | ---: | ---: |"]
-            for name, c in sel["candidates"].items():
-                mark = " (chosen)" if name == sel.get("chosen") else ""
-                out.append(f"| {name}{mark} | {c['epochs']} | {c['width']} | {pct(c['top1'])} | "
-                           f"{pct(c['mean_class_accuracy'])} | {pct(c.get('train_top1'))} |")
-            out.append("")
+            out += ["Recipe selection on the held-out split (dense, seed 0):", ""] + markdown_table(
+                ["candidate", "epochs", "width", "held-out top-1 %", "mean-class %", "final train top-1 %"],
+                [[name + (" (chosen)" if name == sel.get("chosen") else ""), c["epochs"], c["width"], pct(c["top1"]),
+                  pct(c["mean_class_accuracy"]), pct(c.get("train_top1"))] for name, c in sel["candidates"].items()],
+                align="lrrrrr") + [""]
             chosen, dense = sel["candidates"].get(sel.get("chosen"), {}), res.get("arms", {}).get("dense")
             note = ("The held-out part is drawn per class from the training split's samples, so it shares "
                     "subjects and views with the training part: it ranks recipes, but its accuracy is optimistic "

@@ -424,3 +424,20 @@ def test_autocast_bfloat16_all_backends():
         out.float().sum().backward()
         assert conv.PA.grad is not None and conv.PA.grad.dtype == torch.float32
         torch.testing.assert_close(out.float(), ref, atol=0.1, rtol=0.05)
+
+
+def test_dense_backend_casts_the_operator_once_under_autocast():
+    """Under autocast the dense operator is cast before it is broadcast over the frames, not as the expanded
+    view (one cast per frame)."""
+    graph, conv = _make("nturgb+d", "importance", "pre", seed=12)
+    conv.backend = "dense"
+    B, T, V, K = 3, 7, 25, conv.A.size(0)
+    x = torch.randn(B, T, V, 4, requires_grad=True)
+    with torch.profiler.profile(record_shapes=True) as prof:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = conv(x)
+        out.float().sum().backward()
+    cast = [list(e.input_shapes[0]) for e in prof.events() if e.name == "aten::_to_copy" and e.input_shapes]
+    assert [V, V * K] in cast  # the operator, once
+    assert [B * T, V, V * K] not in cast and [B * T, V * K, V] not in cast, cast
+    assert conv.PA.grad is not None and conv.PA.grad.abs().sum() > 0

@@ -151,10 +151,16 @@ def _with_values(structure, values: Tensor):
 def _dense_product(h3: Tensor, values: Tensor, rows: Tensor, cols: Tensor, n_rows: int, n_cols: int) -> Tensor:
     """``M @ h3`` for the dense ``(n_rows, n_cols)`` operator holding ``values`` at ``(rows, cols)``."""
     M = values.new_zeros(n_rows * n_cols).index_add(0, rows * n_cols + cols, values).view(n_rows, n_cols)
-    if M.dtype != h3.dtype and not torch.is_autocast_enabled(h3.device.type):
-        M = M.to(h3.dtype)
+    dtype = h3.dtype
+    if torch.is_autocast_enabled(h3.device.type) and dtype != torch.float64:
+        # the dtype autocast runs bmm in, taken before broadcasting the operator: autocast would cast the
+        # expanded view, one copy of the operator per frame
+        dtype = torch.get_autocast_dtype(h3.device.type)
+    if M.dtype != dtype:
+        M = M.to(dtype)
     # One (n_rows x n_cols) matrix broadcast over every frame and sample: a batched GEMM on the channels-last
-    # activations, no copies (torch.matmul would transpose both operands).
+    # activations, no copies in float32 (torch.matmul would transpose both operands; CPU bfloat16 bmm
+    # materialises the broadcast operator).
     return torch.bmm(M.expand(h3.size(0), n_rows, n_cols), h3)
 
 

@@ -258,7 +258,7 @@ def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: b
     """One SGD step (PYSKL's optimiser: momentum 0.9, Nesterov, weight decay 5e-4) of ``net`` (``model``,
     or its compiled form), ``bf16``: the forward under CPU bfloat16 autocast, the loss in float32."""
     opt = torch.optim.SGD(list(model.parameters()), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    fn = net or model
+    fn = model if net is None else net
 
     def step() -> None:
         model.train()
@@ -272,7 +272,7 @@ def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: b
 
 def inference(model: torch.nn.Module, x: torch.Tensor, bf16: bool = False,
               net: Callable | None = None) -> Callable[[], None]:
-    fn = net or model
+    fn = model if net is None else net
 
     def run() -> None:
         model.eval()

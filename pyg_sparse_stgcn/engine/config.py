@@ -259,7 +259,7 @@ class TrainConfig(Section):
     precision: Precision = opt("fp32", "fp32, or bf16: bfloat16 autocast of the forward pass (CUDA, or a CPU "
                                        "reporting avx512_bf16 / amx_bf16); weights, BN statistics, loss and "
                                        "masks stay float32.", check=precision_problem)
-    compile: bool = opt(False, "Train through torch.compile.")
+    compile: bool = opt(False, "Train through torch.compile (nn.compile_model); on CPU it measured slower than eager.")
     sync_bn: bool = opt(False, "Synchronise BatchNorm statistics across DDP processes.")
     eval_every: int = opt(1, "Validate every N epochs (the last epoch always); 0 = only the last.", lo=0)
     max_epochs_this_run: int = opt(0, "Stop (resumably) after this many epochs of this invocation; 0 = no "

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from ..nn.compile import compile_model
 from . import distributed as D
 from .evaluate import evaluate, unpack_batch
 from .rundir import RunDir, atomic_torch_save
@@ -257,7 +258,9 @@ class Trainer:
             ``avx512_bf16`` / ``amx_bf16``, or on CUDA); the weights, the optimiser, the batch-norm
             parameters and running statistics, the loss and the masks stay float32. Evaluation runs in
             float32. A CPU without native bfloat16 raises a :class:`ValueError`. (default: ``'fp32'``)
-        compile (bool, optional): Train through :func:`torch.compile`. (default: :obj:`False`)
+        compile (bool, optional): Train through :func:`torch.compile` (:func:`~pyg_sparse_stgcn.nn.compile_model`).
+            On CPU the compiled training step measured slower than eager; it is meant for GPUs.
+            (default: :obj:`False`)
         sync_bn (bool, optional): Synchronise BatchNorm statistics across DDP processes.
             (default: :obj:`False`)
         num_workers (int, optional): DataLoader worker processes. (default: :obj:`0`)
@@ -344,7 +347,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DDP(self.model, device_ids=ids, find_unused_parameters=find_unused_parameters)
         if compile:
-            self.net = torch.compile(self.net)
+            self.net = compile_model(self.net)
         self.start_epoch = self.start_step // self.iters_per_epoch
         self.history: list[dict] = []
 

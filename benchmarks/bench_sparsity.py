@@ -14,7 +14,8 @@ sparsity.
    fastest of its layouts on the example batch). Dense paths of the same architecture, each measured: the eager
    model (``'dense'`` aggregation backend), the folded channel-major dense model (BN folded, dense products and
    aggregation: ``to_sparse_kernels(layout='channel_major', force=False, aggregation='dense')``) and the eager
-   model under ``torch.compile`` (skipped with ``--no-compile``); the fastest per cell is the reference. A dense
+   model under ``torch.compile`` and under ``compile_model`` (inductor's layout pass off; both skipped with
+   ``--no-compile``); the fastest per cell is the reference. A dense
    GEMM does the same work whatever the weights' values, so one set of dense timings per (batch, threads) serves
    all four sparse models, timed in the same interleaved rounds. Clock: the thread's CPU time on 1 thread (other
    processes cannot inflate it), the wall clock on 2 threads. ``speedup`` = fastest dense median / sparse median.
@@ -56,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import RESULTS_DIR, machine_info, markdown_table, time_interleaved, write_results  # noqa: E402
 
-from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier, STGCNConv  # noqa: E402
+from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier, STGCNConv, compile_model  # noqa: E402
 from pyg_sparse_stgcn.sparsity import (  # noqa: E402
     SparseGenerator,
     fold,
@@ -194,7 +195,9 @@ def bench_grid(repeats: int, batches: tuple[int, ...], threads: tuple[int, ...],
               flush=True)
     folded_dense = to_sparse_kernels(dense, torch.randn(1, 2, 100, 25, 3), layout="channel_major", force=False,
                                      aggregation="dense", repeats=1)
-    compiled = torch.compile(dense) if compile_dense else None
+    # inductor's defaults and the library's compile_model (layout pass off): the faster one is the reference
+    compiled = {"dense_compiled": torch.compile(dense), "dense_compile_model": compile_model(dense)} \
+        if compile_dense else {}
     cells: list[dict] = []
     result = {"model": "ST-GCN (PYSKL default: 10 stages, 64/128/256 ch), NTU layout, spatial graph, 60 classes",
               "input": "(N, 2, 100, 25, 3)", "masks": {
@@ -204,20 +207,22 @@ def bench_grid(repeats: int, batches: tuple[int, ...], threads: tuple[int, ...],
               "dense_paths": {"dense_eager": "the model, 'dense' aggregation backend",
                               "dense_folded": "to_sparse_kernels(layout='channel_major', force=False, "
                                               "aggregation='dense'): BN folded, dense GEMMs",
-                              "dense_compiled": "torch.compile(model)"},
+                              "dense_compiled": "torch.compile(model)",
+                              "dense_compile_model": "pyg_sparse_stgcn.nn.compile_model(model) (inductor's "
+                                                     "layout pass off)"},
               "exports": export_info, "cells": cells, "complete": False}
     for n in batches:
         x = torch.randn(n, 2, 100, 25, 3)
         fns = {"dense_eager": functools.partial(dense, x), "dense_folded": functools.partial(folded_dense, x)}
-        compile_s = None
-        if compiled is not None:
+        compile_s: dict[str, float] = {}
+        for name, net in compiled.items():
             t0 = time.perf_counter()
             with torch.no_grad():
-                err = float((compiled(x) - dense(x)).abs().max())
-            compile_s = time.perf_counter() - t0
+                err = float((net(x) - dense(x)).abs().max())
+            compile_s[name] = time.perf_counter() - t0
             if err > 1e-4:
-                raise RuntimeError(f"compiled dense model differs from the eager one by {err}")
-            fns["dense_compiled"] = functools.partial(compiled, x)
+                raise RuntimeError(f"{name}: the compiled dense model differs from the eager one by {err}")
+            fns[name] = functools.partial(net, x)
         for (kind, s) in masked:
             fns[f"sparse_{kind}@{s}"] = functools.partial(exports[(kind, s)], x)
         rounds = repeats if n <= 8 else max(2, repeats // 2)

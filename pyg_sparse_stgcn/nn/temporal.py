@@ -164,13 +164,15 @@ def _opens_with_projection(branch: nn.Module) -> bool:
             and isinstance(branch[2], nn.ReLU))
 
 
-def run_branches(branches: nn.ModuleList, x: Tensor) -> Tensor:
+def run_branches(branches: nn.ModuleList, x: Tensor, fuse: bool = True) -> Tensor:
     r"""``torch.cat([branch(x) for branch in branches], dim=-1)`` with the ``Linear → BN → ReLU`` that opens
     the multi-scale branches run once for all of them: one GEMM with the stacked weights, one batch norm
     (:func:`batch_norm_groups`) and one ReLU, then each branch's rest on its channels. The values, gradients
     and running statistics are those of the separate branches, and the parameters stay the branches' own
     (PYSKL's names, masks and all), but :math:`x` is read once instead of once per branch, and its gradient
-    is one GEMM instead of a sum of one per branch.
+    is one GEMM instead of a sum of one per branch. ``fuse=False`` (a unit's ``fuse_branches``) calls every
+    branch as a module, e.g. so that an export can give each projection its own kernel; a projection that is no
+    longer a ``Linear`` (a CSR kernel) runs on its own either way.
 
     Shapes:
         - **input:** :math:`(B, T, V, C_{in})`
@@ -179,7 +181,7 @@ def run_branches(branches: nn.ModuleList, x: Tensor) -> Tensor:
     flags = [_opens_with_projection(b) for b in branches]
     opened = [cast(nn.Sequential, b) for b, f in zip(branches, flags) if f]
     linears = [cast(nn.Linear, b[0]) for b in opened]
-    if len(opened) < 2 or len({lin.bias is None for lin in linears}) > 1:
+    if not fuse or len(opened) < 2 or len({lin.bias is None for lin in linears}) > 1:
         return torch.cat([branch(x) for branch in branches], dim=-1)
     bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
     h = F.linear(x, torch.cat([lin.weight for lin in linears]), bias)
@@ -263,6 +265,7 @@ class MultiScaleTemporalConv(nn.Module):
                 raise ValueError(f"MultiScaleTemporalConv: ms_cfg[{i}] = {cfg!r} is not '1x1', ('max', k) or "
                                  "(kernel_size, dilation)")
         self.branches = nn.ModuleList(branches)
+        self.fuse_branches = True  # run_branches: one GEMM + BN + ReLU for the branches' opening projections
         tin = mid * (num_branches - 1) + rem
         self.transform = nn.Sequential(BatchNormLast(tin), nn.ReLU(), nn.Linear(tin, out_channels))
         self.bn = BatchNormLast(out_channels)
@@ -275,7 +278,7 @@ class MultiScaleTemporalConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_features(x, self.in_channels, None, "MultiScaleTemporalConv", min_dim=4)
-        return self.drop(self.bn(self.transform(run_branches(self.branches, x))))
+        return self.drop(self.bn(self.transform(run_branches(self.branches, x, self.fuse_branches))))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, ms_cfg={list(self.ms_cfg)}, "
@@ -326,7 +329,7 @@ class DGMultiScaleTemporalConv(MultiScaleTemporalConv):
         if V > self.num_joints:
             raise ValueError(f"DGMultiScaleTemporalConv: V={V} joints but num_joints={self.num_joints}")
         x = torch.cat([x, x.mean(-2, keepdim=True)], dim=-2)
-        out = run_branches(self.branches, x)
+        out = run_branches(self.branches, x, self.fuse_branches)
         feat = out[..., :V, :] + out[..., V:, :] * self.add_coeff[:V].view(V, 1)
         return self.drop(self.bn(self.transform(feat)))
 
@@ -382,6 +385,7 @@ class CTRMultiScaleTemporalConv(nn.Module):
                                       TemporalMaxPool(3, stride, 1), BatchNormLast(mid)))
         branches.append(nn.Sequential(StridedLinear(in_channels, rem, stride), BatchNormLast(rem)))
         self.branches = nn.ModuleList(branches)
+        self.fuse_branches = True  # run_branches: one GEMM + BN + ReLU for the branches' opening projections
         self.relu = nn.ReLU()
         self.drop = nn.Dropout(float(dropout))
 
@@ -397,7 +401,7 @@ class CTRMultiScaleTemporalConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_features(x, self.in_channels, None, "CTRMultiScaleTemporalConv", min_dim=4)
-        return self.drop(self.relu(run_branches(self.branches, x)))
+        return self.drop(self.relu(run_branches(self.branches, x, self.fuse_branches)))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -111,7 +111,7 @@ class _KeepEven(torch.nn.Module):
         return w * (torch.arange(w.numel()).view_as(w) % 2 == 0)
 
 
-def _separate_branches(branches, x):
+def _separate_branches(branches, x, fuse=True):
     return torch.cat([b(x) for b in branches], dim=-1)
 
 

@@ -89,6 +89,10 @@ def test_forced_csr_falls_back_per_layer_with_a_message(kind):
             assert isinstance(out.get_submodule(c.name), nn.Linear)
     else:  # DG-STGCN calls every maskable Linear as a module: nothing falls back per layer
         assert not noted
+    # the multi-scale units called their branch projections one by one while the kernels were chosen (so
+    # each could take a CSR kernel) and fuse the ones left dense again
+    units = [m for m in out.modules() if hasattr(m, "fuse_branches")]
+    assert all(u.fuse_branches for u in units) and (units or kind == "aagcn")
     with torch.no_grad():
         torch.testing.assert_close(out(x), model(x), atol=1e-5, rtol=0)
 

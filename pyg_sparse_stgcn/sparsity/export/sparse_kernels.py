@@ -10,6 +10,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+from ...nn.temporal import CTRMultiScaleTemporalConv, MultiScaleTemporalConv
 from ...timing import best_times
 from ..targets import targets
 from . import native
@@ -141,6 +142,12 @@ def _swap_csr_layers(out: nn.Module, example_input: Tensor, min_sparsity: float,
                      force: bool | None) -> list[KernelChoice]:
     """Replace each large enough ``Linear`` / temporal ``Conv2d`` of the channels-last model by its CSR
     kernel where forced or measured faster on its real input."""
+    # multi-scale temporal units call their branch projections as modules while the kernels are chosen, so
+    # that each can be captured, timed and swapped; the ones left dense are fused again afterwards
+    fused_units = [u for u in out.modules()
+                   if isinstance(u, (MultiScaleTemporalConv, CTRMultiScaleTemporalConv)) and u.fuse_branches]
+    for unit in fused_units:
+        unit.fuse_branches = False
     cand: dict[str, nn.Linear | nn.Conv2d] = {}
     for t in targets(out, "weight"):
         m = t.module
@@ -174,6 +181,8 @@ def _swap_csr_layers(out: nn.Module, example_input: Tensor, min_sparsity: float,
                 parent = out.get_submodule(parent_name) if parent_name else out
                 setattr(parent, child, repl)
         choices.append(rec)
+    for unit in fused_units:
+        unit.fuse_branches = True
     return choices
 
 

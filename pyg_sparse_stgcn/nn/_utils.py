@@ -54,7 +54,8 @@ def batch_norm_groups(norms: Sequence[BatchNormLast], x: Tensor) -> Tensor:
     ``num_features`` each), as **one** batch norm over all the channels: the same outputs, gradients and
     running-statistics updates as the separate calls (every channel is normalised on its own), a single pass
     over ``x`` instead of one per group. Norms that differ in ``eps``, ``momentum``, ``affine``,
-    ``track_running_stats`` or mode, or a ``momentum`` of :obj:`None` (cumulative averaging), run separately.
+    ``track_running_stats`` or mode, a ``momentum`` of :obj:`None` (cumulative averaging), or subclasses of
+    :class:`BatchNormLast` (e.g. DDP's synchronised batch norm, whose forward is its own) run separately.
 
     Shapes:
         - **input:** :math:`(*, \sum_i C_i)`
@@ -65,7 +66,8 @@ def batch_norm_groups(norms: Sequence[BatchNormLast], x: Tensor) -> Tensor:
         raise ValueError(f"batch_norm_groups: x has {x.size(-1)} channels, the norms {sum(sizes)}")
     n0 = norms[0]
     key = (n0.eps, n0.momentum, n0.affine, n0.track_running_stats, n0.training)
-    if n0.momentum is None or any((n.eps, n.momentum, n.affine, n.track_running_stats, n.training) != key
+    if n0.momentum is None or any(type(n) is not BatchNormLast or  # a subclass (e.g. synchronised) runs its own
+                                  (n.eps, n.momentum, n.affine, n.track_running_stats, n.training) != key
                                   for n in norms):
         return torch.cat([n(part) for n, part in zip(norms, x.split(sizes, -1))], -1)
     tracked = n0.track_running_stats and n0.running_mean is not None

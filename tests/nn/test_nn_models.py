@@ -187,6 +187,15 @@ def test_batch_norm_groups_matches_separate_norms():
     torch.testing.assert_close(y, torch.cat([n(p) for n, p in zip(ref, x.split([3, 4, 2], -1))], -1))
     for a, b in zip(norms, ref):
         torch.testing.assert_close(a.running_var, b.running_var)
+    # a subclass keeps its own forward (DDP's synchronised batch norm is one): never folded into one call
+
+    class Shifted(BatchNormLast):
+        def forward(self, x):
+            return super().forward(x) + 1.0
+
+    plain = [BatchNormLast(3), Shifted(4)]
+    y = batch_norm_groups(plain, x[..., :7])
+    torch.testing.assert_close(y[..., 3:], BatchNormLast(4)(x[..., 3:7]) + 1.0)
     with pytest.raises(ValueError, match="x has 8 channels, the norms 9"):
         batch_norm_groups(norms, x[..., :8])
     assert "batch_norm_groups" in _utils.__all__

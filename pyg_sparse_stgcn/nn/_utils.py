@@ -49,13 +49,14 @@ def _on_channels(x: Tensor, norm: Callable[[Tensor], Tensor]) -> Tensor:
     return norm(x.reshape(-1, shape[-1])).view(shape)
 
 
-def batch_norm_groups(norms: Sequence[BatchNormLast], x: Tensor) -> Tensor:
+def batch_norm_groups(norms: Sequence[BatchNormLast], x: Tensor, relu: bool = False) -> Tensor:
     r"""``cat([norms[i](x_i)])`` over the consecutive channel groups :math:`x_i` of ``x`` (``norms[i]``'s
     ``num_features`` each), as **one** batch norm over all the channels: the same outputs, gradients and
     running-statistics updates as the separate calls (every channel is normalised on its own), a single pass
     over ``x`` instead of one per group. Norms that differ in ``eps``, ``momentum``, ``affine``,
     ``track_running_stats`` or mode, a ``momentum`` of :obj:`None` (cumulative averaging), or subclasses of
     :class:`BatchNormLast` (e.g. DDP's synchronised batch norm, whose forward is its own) run separately.
+    ``relu=True`` applies a ReLU to the result, in place on the batch norm's fresh output where it can.
 
     Shapes:
         - **input:** :math:`(*, \sum_i C_i)`
@@ -69,15 +70,21 @@ def batch_norm_groups(norms: Sequence[BatchNormLast], x: Tensor) -> Tensor:
     if n0.momentum is None or any(type(n) is not BatchNormLast or  # a subclass (e.g. synchronised) runs its own
                                   (n.eps, n.momentum, n.affine, n.track_running_stats, n.training) != key
                                   for n in norms):
-        return torch.cat([n(part) for n, part in zip(norms, x.split(sizes, -1))], -1)
+        out = torch.cat([n(part) for n, part in zip(norms, x.split(sizes, -1))], -1)
+        return out.relu_() if relu else out
     tracked = n0.track_running_stats and n0.running_mean is not None
     update = n0.training and tracked
     mean = torch.cat([n.running_mean for n in norms]) if tracked else None  # type: ignore[misc]
     var = torch.cat([n.running_var for n in norms]) if tracked else None  # type: ignore[misc]
     weight = torch.cat([n.weight for n in norms]) if n0.affine else None
     bias = torch.cat([n.bias for n in norms]) if n0.affine else None
-    y = _on_channels(x, lambda v: F.batch_norm(v, mean, var, weight, bias, n0.training or not tracked,
-                                               float(n0.momentum), n0.eps))  # type: ignore[arg-type]
+
+    def norm(v: Tensor) -> Tensor:
+        batch_stats = n0.training or not tracked
+        out = F.batch_norm(v, mean, var, weight, bias, batch_stats, float(n0.momentum), n0.eps)  # type: ignore[arg-type]
+        return out.relu_() if relu else out
+
+    y = _on_channels(x, norm)
     if update:
         with torch.no_grad():
             for n, m, v in zip(norms, mean.split(sizes), var.split(sizes)):  # type: ignore[union-attr]

@@ -185,7 +185,7 @@ def run_branches(branches: nn.ModuleList, x: Tensor, fuse: bool = True) -> Tenso
         return torch.cat([branch(x) for branch in branches], dim=-1)
     bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
     h = F.linear(x, torch.cat([lin.weight for lin in linears]), bias)
-    h = F.relu(batch_norm_groups([cast(BatchNormLast, b[1]) for b in opened], h))
+    h = batch_norm_groups([cast(BatchNormLast, b[1]) for b in opened], h, relu=True)
     parts = iter(h.split([lin.out_features for lin in linears], dim=-1))
     outs = []
     for branch, opens in zip(branches, flags):

@@ -136,9 +136,9 @@ def test_multiscale_branches_run_as_one_projection(unit, stride, monkeypatch):
     ref = copy.deepcopy(m)
 
     calls = []
-    def counting(norms, h):
+    def counting(norms, h, **kwargs):
         calls.append(len(norms))
-        return batch_norm_groups(norms, h)
+        return batch_norm_groups(norms, h, **kwargs)
     monkeypatch.setattr(temporal, "batch_norm_groups", counting)
 
     def step(mod, x, fused):
@@ -175,8 +175,12 @@ def test_batch_norm_groups_matches_separate_norms():
     norms = [BatchNormLast(c) for c in (3, 4, 2)]
     ref = copy.deepcopy(norms)
     x = torch.randn(2, 5, 3, 9)
-    y = batch_norm_groups(norms, x)
-    torch.testing.assert_close(y, torch.cat([n(p) for n, p in zip(ref, x.split([3, 4, 2], -1))], -1))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y = batch_norm_groups(norms, xa, relu=True)  # the ReLU in place on the norm's output: same values, gradients
+    want = torch.cat([n(p) for n, p in zip(ref, xb.split([3, 4, 2], -1))], -1).relu()
+    torch.testing.assert_close(y, want)
+    g = torch.randn_like(y)
+    torch.testing.assert_close(torch.autograd.grad(y, xa, g)[0], torch.autograd.grad(want, xb, g)[0])
     for a, b in zip(norms, ref):
         torch.testing.assert_close(a.running_mean, b.running_mean)
         torch.testing.assert_close(a.running_var, b.running_var)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -61,16 +62,36 @@ def _free_port() -> int:
 
 
 def _run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in its own process group; on a timeout kill the whole group (torchrun's workers too)."""
-    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        pytest.fail(f"timed out after {timeout} s: {' '.join(cmd)}\n{err[-2000:]}")
-    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+    """Run ``cmd`` in its own process group with its output in files, and wait for ``cmd`` itself, not for
+    every process holding its output open: a worker that outlives torchrun (it sits in a session of its own)
+    cannot hold the test. On a timeout, and afterwards, every process still running this command line is
+    killed (torchrun's workers too)."""
+    with open(os.devnull, "rb") as stdin, tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen(cmd, env=_env(), stdin=stdin, stdout=out, stderr=err, text=True,
+                             start_new_session=True)
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        finally:
+            _kill_leftovers(cmd[-1])
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if p.returncode == -signal.SIGKILL:
+        pytest.fail(f"timed out after {timeout} s: {' '.join(cmd)}\n{stderr[-2000:]}")
+    return subprocess.CompletedProcess(cmd, p.returncode, stdout, stderr)
+
+
+def _kill_leftovers(marker: str) -> None:
+    """SIGKILL every process whose command line holds ``marker`` (the run's unique output path)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _env() -> dict[str, str]:

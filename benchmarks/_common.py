@@ -41,6 +41,10 @@ def _cpu_model() -> str:
 
 
 def _git_commit() -> str | None:
+    """``git rev-parse --short HEAD``, or ``$PYG_SPARSE_STGCN_COMMIT`` where the checkout has no ``.git`` (a
+    working-tree copy on a lent GPU machine: ``benchmarks/gpu_check.sh``)."""
+    if os.environ.get("PYG_SPARSE_STGCN_COMMIT"):
+        return os.environ["PYG_SPARSE_STGCN_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              timeout=10, cwd=Path(__file__).resolve().parent)

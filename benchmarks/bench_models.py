@@ -41,6 +41,7 @@ Per model and shape (NTU: N=8, M=2, T=100, V=25 ``nturgb+d``; Kinetics: V=18 ``o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import math
@@ -49,7 +50,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,14 @@ from pyg_sparse_stgcn.nn import (  # noqa: E402
     STGCNPlusPlus,
     compile_model,
 )
+from pyg_sparse_stgcn.timing import synchronize  # noqa: E402
 
 MODELS = ("stgcn", "stgcn++", "aagcn", "ctrgcn", "dgstgcn")
 #: name -> (layout, N, M, T, num_classes)
 SHAPES = {"ntu": ("nturgb+d", 8, 2, 100, 60), "kinetics": ("openpose", 8, 2, 100, 400)}
 QUICK = dict(base_channels=8, num_stages=4, inflate_stages=(3,), down_stages=(3,))
 COMPILE_CHOICES = ("none", "inference", "all")
+DEVICES = ("cpu", "cuda")
 MEMORY_CHOICES = ("train", "all", "none")
 RTOL = 1e-4  # norm-wise relative difference of the logits (float32 sums in different orders), see check_equal
 
@@ -215,8 +218,10 @@ class _Ref(torch.nn.Module):
             ref.TRAIN_BN[0] = False
 
 
-def build_sides(kind: str, shape: str, quick: bool, want: tuple[str, ...]) -> dict[str, torch.nn.Module]:
-    """The modules of the sides in ``want`` (``ours``, ``mmaction2``, ``reference``), with the same weights."""
+def build_sides(kind: str, shape: str, quick: bool, want: tuple[str, ...],
+                device: torch.device | str = "cpu") -> dict[str, torch.nn.Module]:
+    """The modules of the sides in ``want`` (``ours``, ``mmaction2``, ``reference``), with the same weights,
+    on ``device``."""
     layout, *_, classes = SHAPES[shape]
     torch.manual_seed(0)
     mm = None
@@ -226,11 +231,12 @@ def build_sides(kind: str, shape: str, quick: bool, want: tuple[str, ...]) -> di
     ours = build_ours(kind, layout, classes, quick, mm)
     if mm is None:
         _perturb(ours)
+    ours.to(device)
     sides: dict[str, torch.nn.Module] = {}
     if "ours" in want:
         sides["ours"] = ours
     if "mmaction2" in want and mm is not None:
-        sides["mmaction2"] = mm
+        sides["mmaction2"] = mm.to(device)
     if "reference" in want:
         sides["reference"] = _Ref(*make_reference(kind, ours))
     return sides
@@ -255,32 +261,48 @@ def _perturb(model: torch.nn.Module) -> None:
 # ------------------------------------------------------------------------------------------------------
 # Tasks
 # ------------------------------------------------------------------------------------------------------
-def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool = False,
+#: The mixed-precision columns: name suffix -> autocast dtype (CPU: bfloat16 where the CPU has it natively;
+#: CUDA: both, float16 with gradient scaling as the trainer's AMP does).
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def train_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp: torch.dtype | None = None,
                net: Callable | None = None) -> Callable[[], None]:
     """One SGD step (PYSKL's optimiser: momentum 0.9, Nesterov, weight decay 5e-4) of ``net`` (``model``,
-    or its compiled form), ``bf16``: the forward under CPU bfloat16 autocast, the loss in float32."""
+    or its compiled form) on ``x``'s device; ``amp``: the forward under autocast to that dtype, the loss in
+    float32, float16 with a gradient scaler."""
     opt = torch.optim.SGD(list(model.parameters()), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=5e-4)
     fn = model if net is None else net
+    dev = x.device.type
+    scaler = torch.amp.GradScaler(dev, enabled=amp == torch.float16)
 
     def step() -> None:
         model.train()
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(dev, dtype=amp or torch.float32, enabled=amp is not None):
             out = fn(x)
-        F.cross_entropy(out.float(), y).backward()
-        opt.step()
+        scaler.scale(F.cross_entropy(out.float(), y)).backward()
+        scaler.step(opt)
+        scaler.update()
     return step
 
 
-def inference(model: torch.nn.Module, x: torch.Tensor, bf16: bool = False,
+def inference(model: torch.nn.Module, x: torch.Tensor, amp: torch.dtype | None = None,
               net: Callable | None = None) -> Callable[[], None]:
     fn = model if net is None else net
 
     def run() -> None:
         model.eval()
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.no_grad(), torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
             fn(x)
     return run
+
+
+def amp_dtypes(device: torch.device) -> dict[str, torch.dtype]:
+    """The mixed-precision columns this device runs natively (:data:`AMP_DTYPES`)."""
+    if device.type == "cuda":
+        return {k: d for k, d in AMP_DTYPES.items() if d != torch.bfloat16 or torch.cuda.is_bf16_supported()}
+    return {"bf16": torch.bfloat16} if cpu_bf16_flags() else {}
 
 
 def check_equal(sides: dict[str, torch.nn.Module], x: torch.Tensor) -> dict[str, float]:
@@ -318,6 +340,17 @@ def check_equal(sides: dict[str, torch.nn.Module], x: torch.Tensor) -> dict[str,
             else:
                 m.load_state_dict(saved[name])
     return out
+
+
+@contextlib.contextmanager
+def _tf32_off() -> Iterator[None]:
+    """CUDA's float32 products in float32 (no TF32) inside the block."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def _state(m: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -382,31 +415,34 @@ def record_gemms(fn: Callable[[], None]) -> dict[tuple, int]:
     return rec.gemms
 
 
-def gemm_rates(shapes: list[tuple], repeats: int = 3) -> dict[tuple, float]:
-    """Sustained fp32 GEMM FLOP/s of ``torch.mm`` (or ``torch.bmm``) at each shape, best of ``repeats``."""
+def gemm_rates(shapes: list[tuple], repeats: int = 3, device: torch.device | str = "cpu") -> dict[tuple, float]:
+    """Sustained fp32 GEMM FLOP/s of ``torch.mm`` (or ``torch.bmm``) at each shape on ``device``, best of
+    ``repeats``."""
     rates = {}
     for kind, shape in shapes:
         if kind == "mm":
             M, K, N = shape
-            a, b = torch.randn(M, K), torch.randn(K, N)
+            a, b = torch.randn(M, K, device=device), torch.randn(K, N, device=device)
 
             def run(a=a, b=b):
                 torch.mm(a, b)
         else:
             B, M, K, N = shape
-            a, b = torch.randn(B, M, K), torch.randn(B, K, N)
+            a, b = torch.randn(B, M, K, device=device), torch.randn(B, K, N, device=device)
 
             def run(a=a, b=b):
                 torch.bmm(a, b)
         run()
-        best = min(_timed(run) for _ in range(repeats))
+        best = min(_timed(run, device) for _ in range(repeats))
         rates[(kind, shape)] = 2.0 * math.prod(shape) / best
     return rates
 
 
-def _timed(fn: Callable[[], None]) -> float:
+def _timed(fn: Callable[[], None], device: torch.device | str = "cpu") -> float:
+    synchronize(device)
     start = time.perf_counter()
     fn()
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -428,17 +464,40 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+def _side_task(spec: dict[str, Any]) -> Callable[[], None]:
+    """The task of one side (``ours_bf16`` / ``ours_fp16``: ours under autocast) built alone, as in ``spec``."""
+    side, amp = spec["side"], None
+    for suffix, dtype in AMP_DTYPES.items():
+        if side == f"ours_{suffix}":
+            side, amp = "ours", dtype
+    device = torch.device(spec.get("device", "cpu"))
+    model = build_sides(spec["model"], spec["shape"], spec["quick"], (side,), device)[side]
+    x, y = make_input(spec["shape"], spec["quick"], spec.get("batch"), device)
+    return train_step(model, x, y, amp) if spec["task"] == "train" else inference(model, x, amp)
+
+
+def cuda_memory(spec: dict[str, Any]) -> dict[str, Any]:
+    """In this process: the CUDA allocator's peak over three calls of one side's task, above what was allocated
+    before the first call (the side's weights and input)."""
+    fn = _side_task(spec)
+    gc.collect()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    return {"peak_above_start_mib": (peak - before) / 2**20, "allocated_before_mib": before / 2**20,
+            "max_memory_allocated_mib": peak / 2**20}
+
+
 def memory_child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run in a fresh process: build one side, run its task three times, report the RSS high-water mark
     above the RSS before the first call."""
     torch.set_num_threads(spec["threads"])
-    side = spec["side"]
-    base_side = "ours" if side == "ours_bf16" else side
-    sides = build_sides(spec["model"], spec["shape"], spec["quick"], (base_side,))
-    model = sides[base_side]
-    x, y = make_input(spec["shape"], spec["quick"])
-    bf16 = side == "ours_bf16"
-    fn = train_step(model, x, y, bf16) if spec["task"] == "train" else inference(model, x, bf16)
+    fn = _side_task(spec)
     gc.collect()
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
@@ -454,8 +513,12 @@ def memory_child(spec: dict[str, Any]) -> dict[str, Any]:
             "vmhwm_mib": peak / 1024, "hwm_reset": reset}
 
 
-def measure_memory(model: str, shape: str, side: str, task: str, quick: bool, threads: int) -> dict[str, Any]:
-    spec = dict(model=model, shape=shape, side=side, task=task, quick=quick, threads=threads)
+def measure_memory(model: str, shape: str, side: str, task: str, quick: bool, threads: int,
+                   batch: int | None = None, device: torch.device | str = "cpu") -> dict[str, Any]:
+    spec = dict(model=model, shape=shape, side=side, task=task, quick=quick, threads=threads, batch=batch,
+                device=str(device))
+    if torch.device(device).type == "cuda":
+        return cuda_memory(spec)
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     proc = subprocess.run([sys.executable, __file__, "--memory-child", json.dumps(spec)], capture_output=True,
                           text=True, env=env, timeout=1800)
@@ -467,13 +530,16 @@ def measure_memory(model: str, shape: str, side: str, task: str, quick: bool, th
 # ------------------------------------------------------------------------------------------------------
 # One model at one shape
 # ------------------------------------------------------------------------------------------------------
-def make_input(shape: str, quick: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def make_input(shape: str, quick: bool, batch: int | None = None,
+               device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     layout, N, M, T, classes = SHAPES[shape]
     V = 25 if layout == "nturgb+d" else 18
     if quick:
         N, T = 2, 16
+    N = batch or N
     g = torch.Generator().manual_seed(2)
-    return torch.randn(N, M, T, V, 3, generator=g), torch.randint(0, classes, (N,), generator=g)
+    x, y = torch.randn(N, M, T, V, 3, generator=g), torch.randint(0, classes, (N,), generator=g)
+    return x.to(device), y.to(device)
 
 
 def _summary(t: dict[str, Any]) -> dict[str, Any]:
@@ -487,10 +553,13 @@ def bench_one(kind: str, shape: str, args: argparse.Namespace, rates_cache: dict
     want = ("ours", "mmaction2", "reference") if kind in ("stgcn", "stgcn++") else ("ours", "reference")
     if kind in ("stgcn", "stgcn++") and not args.mmaction2:
         want = ("ours", "reference")
-    sides = build_sides(kind, shape, args.quick, want)
-    x, y = make_input(shape, args.quick)
-    row: dict[str, Any] = {"sides": list(sides), "rel_logit_diff": check_equal(sides, x)}
-    bf16 = bool(cpu_bf16_flags()) and not args.no_bf16
+    device = torch.device(args.device)
+    sides = build_sides(kind, shape, args.quick, want, device)
+    x, y = make_input(shape, args.quick, args.batch, device)
+    with _tf32_off():
+        diffs = check_equal(sides, x)
+    row: dict[str, Any] = {"sides": list(sides), "input": list(x.shape), "rel_logit_diff": diffs}
+    amps = {} if args.no_amp else amp_dtypes(device)
 
     # FLOPs and the roofline (ours' own GEMM shapes, timed here)
     flops = {task: {name: count_flops(train_step(m, x, y) if task == "train" else inference(m, x))
@@ -501,7 +570,7 @@ def bench_one(kind: str, shape: str, args: argparse.Namespace, rates_cache: dict
     for task in ("train", "inference"):
         gemms = record_gemms(train_step(sides["ours"], x, y) if task == "train" else inference(sides["ours"], x))
         missing = [k for k in gemms if k not in rates_cache]
-        rates_cache.update(gemm_rates(missing))
+        rates_cache.update(gemm_rates(missing, device=device))
         roof[task] = roofline(gemms, rates_cache)
     row["roofline"] = roof
 
@@ -510,9 +579,9 @@ def bench_one(kind: str, shape: str, args: argparse.Namespace, rates_cache: dict
         fns: dict[str, Callable[[], None]] = {}
         for name, m in sides.items():
             fns[name] = train_step(m, x, y) if task == "train" else inference(m, x)
-        if bf16:
-            fns["ours_bf16"] = (train_step(sides["ours"], x, y, bf16=True) if task == "train"
-                                else inference(sides["ours"], x, bf16=True))
+        for suffix, dtype in amps.items():
+            fns[f"ours_{suffix}"] = (train_step(sides["ours"], x, y, dtype) if task == "train"
+                                     else inference(sides["ours"], x, dtype))
         compile_s: dict[str, float] = {}
         if args.compile == "all" or (args.compile == "inference" and task == "inference"):
             for name, m in sides.items():
@@ -522,9 +591,9 @@ def bench_one(kind: str, shape: str, args: argparse.Namespace, rates_cache: dict
                 for suffix, compiler in ways.items():
                     net = compiler(m)
                     fn = train_step(m, x, y, net=net) if task == "train" else inference(m, x, net=net)
-                    compile_s[name + suffix] = _timed(fn)  # the first call compiles
+                    compile_s[name + suffix] = _timed(fn, device)  # the first call compiles
                     fns[name + suffix] = fn
-        timed = time_interleaved(fns, repeats=args.rounds, warmup=1)
+        timed = time_interleaved(fns, repeats=args.rounds, warmup=1, device=device)
         res = {name: _summary(t) for name, t in timed.items()}
         best = {}
         for name in sides:
@@ -536,9 +605,10 @@ def bench_one(kind: str, shape: str, args: argparse.Namespace, rates_cache: dict
         out["ratio_other_over_ours"] = {
             name: {"median": b["median_s"] / ours_b["median_s"], "min": b["min_s"] / ours_b["min_s"]}
             for name, b in best.items() if name != "ours"}
-        if "ours_bf16" in res:
-            out["bf16_speedup_over_ours_fp32"] = {"median": res["ours"]["median_s"] / res["ours_bf16"]["median_s"],
-                                                  "min": res["ours"]["min_s"] / res["ours_bf16"]["min_s"]}
+        for suffix in amps:
+            a = res[f"ours_{suffix}"]
+            out[f"{suffix}_speedup_over_ours_fp32"] = {"median": res["ours"]["median_s"] / a["median_s"],
+                                                       "min": res["ours"]["min_s"] / a["min_s"]}
         rate = roof[task]["roofline_gflops"]
         out["achieved_gflops"] = {name: flops[task][name] / b["median_s"] / 1e9 for name, b in best.items()}
         out["fraction_of_roofline"] = {name: g / rate for name, g in out["achieved_gflops"].items()}
@@ -549,9 +619,9 @@ def bench_one(kind: str, shape: str, args: argparse.Namespace, rates_cache: dict
         print(f"  {kind} {shape}: peak memory ({args.memory})", flush=True)
         mem: dict[str, Any] = {}
         for task in ("train", "inference") if args.memory == "all" else ("train",):
-            names = list(sides) + (["ours_bf16"] if bf16 else [])
-            mem[task] = {n: measure_memory(kind, shape, n, task, args.quick, torch.get_num_threads())
-                         for n in names}
+            names = list(sides) + [f"ours_{suffix}" for suffix in amps]
+            mem[task] = {n: measure_memory(kind, shape, n, task, args.quick, torch.get_num_threads(), args.batch,
+                                           device) for n in names}
         row["peak_memory_mib"] = mem
     return row
 
@@ -562,8 +632,8 @@ def _print_row(kind: str, shape: str, row: dict[str, Any]) -> None:
         parts = [f"{n} {b['median_s'] * 1e3:.0f} ms ({b['variant']}, {r['fraction_of_roofline'][n]:.0%} roof)"
                  for n, b in r["best"].items()]
         ratios = ", ".join(f"{n}/ours {v['median']:.2f}" for n, v in r["ratio_other_over_ours"].items())
-        bf = r.get("bf16_speedup_over_ours_fp32")
-        extra = f", bf16 x{bf['median']:.2f}" if bf else ""
+        extra = "".join(f", {k.split('_')[0]} x{v['median']:.2f}" for k, v in r.items()
+                        if k.endswith("_speedup_over_ours_fp32"))
         print(f"{kind:8s} {shape:8s} {task:9s} " + "; ".join(parts) + f" | {ratios}{extra} | roofline "
               f"{row['roofline'][task]['roofline_gflops']:.0f} GFLOP/s", flush=True)
     if "peak_memory_mib" in row:
@@ -588,9 +658,19 @@ def main() -> None:
     ap.add_argument("--memory", choices=MEMORY_CHOICES, default="train",
                     help="peak memory (a fresh subprocess per side and task, ~10-60 s each): of the training step, "
                          "of both tasks, or none")
-    ap.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 column")
+    ap.add_argument("--no-amp", "--no-bf16", dest="no_amp", action="store_true",
+                    help="skip the mixed-precision columns (bfloat16 on CPU; bfloat16 and float16 on CUDA)")
+    ap.add_argument("--device", choices=DEVICES, default="cpu",
+                    help="where every side runs (cuda: the GPU path; TF32 stays at torch's defaults, recorded)")
+    ap.add_argument("--tf32", choices=("off", "on"), default="off",
+                    help="CUDA: TF32 for every side's float32 matrix products and convolutions alike (torch's "
+                         "defaults differ: cuDNN on, cuBLAS off, which would favour convolution-based sides); the "
+                         "equality check always runs with TF32 off")
+    ap.add_argument("--batch", type=int, default=None,
+                    help=f"batch size N (default: the shape's, {SHAPES['ntu'][1]}; a GPU wants more)")
     ap.add_argument("--no-mmaction2", dest="mmaction2", action="store_false", help="skip the mmaction2 column")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/models.json"))
+    ap.add_argument("--out", default=None,
+                    help="result file (default benchmarks/results/models.json, models_cuda.json with --device cuda)")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -607,6 +687,12 @@ def main() -> None:
         ap.error(f"unknown model/shape {bad}; models: {', '.join(MODELS)}; shapes: {', '.join(SHAPES)}")
     if args.rounds < 1:
         ap.error("--rounds must be >= 1")
+    if args.batch is not None and args.batch < 1:
+        ap.error("--batch must be >= 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is available here")
+    if args.out is None:
+        args.out = str(ROOT / "benchmarks/results" / ("models_cuda.json" if args.device == "cuda" else "models.json"))
     torch.set_num_threads(args.threads)
     if args.quick:
         args.rounds, args.memory = 1, "none"
@@ -614,13 +700,19 @@ def main() -> None:
         print("mmaction2 is not importable (optional benchmark peer; e.g. PYTHONPATH=/tmp/mmpeer): the mmaction2 "
               "column is skipped", flush=True)
         args.mmaction2 = False
-    if not cpu_bf16_flags():
+    if args.device == "cpu" and not cpu_bf16_flags():
         print("this CPU has no native bfloat16 (avx512_bf16 / amx_bf16): the bf16 column is skipped", flush=True)
     results: dict[str, Any] = {
-        "machine": machine_info(), "threads": torch.get_num_threads(), "rounds": args.rounds,
-        "compile": args.compile, "bf16_cpu_flags": list(cpu_bf16_flags()), "mmaction2": args.mmaction2,
-        "shapes": {s: dict(zip(("layout", "N", "M", "T", "num_classes"), SHAPES[s])) for s in shapes},
+        "machine": machine_info(args.device), "device": args.device, "threads": torch.get_num_threads(),
+        "rounds": args.rounds, "batch": args.batch, "compile": args.compile,
+        "amp": [] if args.no_amp else list(amp_dtypes(torch.device(args.device))),
+        "bf16_cpu_flags": list(cpu_bf16_flags()), "mmaction2": args.mmaction2,
+        "shapes": {s: dict(zip(("layout", "N", "M", "T", "num_classes"), SHAPES[s]), **(
+            {"N": args.batch} if args.batch else {})) for s in shapes},
         "models": {}}
+    if args.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
+        results["tf32"] = args.tf32
     rates: dict[tuple, float] = {}
     start = time.perf_counter()
     for kind in models:

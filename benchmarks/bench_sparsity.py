@@ -135,11 +135,13 @@ def bench_generator(small: bool, device: torch.device, repeats: int, clock: str 
 
 
 def sparse_models(dense: nn.Module, s: float) -> dict[str, nn.Module]:
-    """The two mask families of the grid at sparsity ``s`` (copies of ``dense``; weights only)."""
+    """The two mask families of the grid at sparsity ``s`` (copies of ``dense``; weights only), on ``dense``'s
+    device (the generator's scores are drawn on the CPU, so that both devices get the same masks)."""
+    device = next(dense.parameters()).device
     uniform = copy.deepcopy(dense)
     prune(uniform, s, scope="layer", kinds="weight")
     torch.manual_seed(0)
-    gen = SparseGenerator(copy.deepcopy(dense), s)  # weights, global threshold, kaiming-uniform scores
+    gen = SparseGenerator(copy.deepcopy(dense).cpu(), s).to(device)  # weights, global threshold, kaiming scores
     return {"uniform_layer": uniform.eval(), "generator_global": gen.eval()}
 
 
@@ -173,19 +175,24 @@ TARGETS = {0.95: 3.0, 0.99: 5.0}
 
 
 def bench_grid(repeats: int, batches: tuple[int, ...], threads: tuple[int, ...], compile_dense: bool,
-               export_repeats: int, on_cell=None, sparsities: tuple[float, ...] = tuple(TARGETS)) -> dict:
+               export_repeats: int, on_cell=None, sparsities: tuple[float, ...] = tuple(TARGETS),
+               device: torch.device | str = "cpu") -> dict:
     """Issue 12 item 3: every sparse model against the fastest dense path, per (batch, threads);
     ``on_cell(result_so_far)`` after every cell (the script writes the JSON each time, so that an interrupted
-    run keeps what it measured)."""
+    run keeps what it measured). On CUDA the thread count does not apply: one cell per batch, wall clock
+    between synchronisations."""
+    device = torch.device(device)
     torch.manual_seed(0)
-    dense = build(False).eval()
+    dense = build(False).eval().to(device)
+    if device.type == "cuda":
+        threads = (torch.get_num_threads(),)
     masked = {(kind, s): m for s in sparsities for kind, m in sparse_models(dense, s).items()}
     default_threads = torch.get_num_threads()
     exports: dict[tuple[str, float], nn.Module] = {}
     export_info: dict[str, dict] = {}
     # every kernel and layout choice is measured on one streaming window (N = 1), and the export serves every
     # batch size (its workspaces follow the input)
-    x1 = torch.randn(1, 2, 100, 25, 3)
+    x1 = torch.randn(1, 2, 100, 25, 3, device=device)
     for (kind, s), m in masked.items():
         exports[(kind, s)], info = _export_row(m, x1, export_repeats)
         export_info[f"{kind}@{s}"] = info
@@ -193,13 +200,14 @@ def bench_grid(repeats: int, batches: tuple[int, ...], threads: tuple[int, ...],
               f"err {info['max_abs_err_vs_masked']:.1e}, operator sparsity "
               f"{info['operator_sparsity_min_max'][0]:.3f}-{info['operator_sparsity_min_max'][1]:.3f}",
               flush=True)
-    folded_dense = to_sparse_kernels(dense, torch.randn(1, 2, 100, 25, 3), layout="channel_major", force=False,
+    folded_dense = to_sparse_kernels(dense, x1, layout="channel_major", force=False,
                                      aggregation="dense", repeats=1)
     # inductor's defaults and the library's compile_model (layout pass off): the faster one is the reference
     compiled = {"dense_compiled": torch.compile(dense), "dense_compile_model": compile_model(dense)} \
         if compile_dense else {}
     cells: list[dict] = []
-    result = {"model": "ST-GCN (PYSKL default: 10 stages, 64/128/256 ch), NTU layout, spatial graph, 60 classes",
+    result = {"device": str(device),
+              "model": "ST-GCN (PYSKL default: 10 stages, 64/128/256 ch), NTU layout, spatial graph, 60 classes",
               "input": "(N, 2, 100, 25, 3)", "masks": {
                   "uniform_layer": "prune(model, s, scope='layer', kinds='weight'): every weight tensor at s",
                   "generator_global": "SparseGenerator(model, s) folded at its target: weights, one global "
@@ -212,15 +220,16 @@ def bench_grid(repeats: int, batches: tuple[int, ...], threads: tuple[int, ...],
                                                      "layout pass off)"},
               "exports": export_info, "cells": cells, "complete": False}
     for n in batches:
-        x = torch.randn(n, 2, 100, 25, 3)
+        x = torch.randn(n, 2, 100, 25, 3, device=device)
         fns = {"dense_eager": functools.partial(dense, x), "dense_folded": functools.partial(folded_dense, x)}
         compile_s: dict[str, float] = {}
         for name, net in compiled.items():
             t0 = time.perf_counter()
             with torch.no_grad():
-                err = float((net(x) - dense(x)).abs().max())
+                err = float((net(x) - dense(x)).abs().max())  # .item() waits for the GPU
             compile_s[name] = time.perf_counter() - t0
-            if err > 1e-4:
+            tol = 1e-4 if device.type == "cpu" else 1e-3  # CUDA: float32 too (TF32 off), other summation orders
+            if err > tol:
                 raise RuntimeError(f"{name}: the compiled dense model differs from the eager one by {err}")
             fns[name] = functools.partial(net, x)
         for (kind, s) in masked:
@@ -228,10 +237,10 @@ def bench_grid(repeats: int, batches: tuple[int, ...], threads: tuple[int, ...],
         rounds = repeats if n <= 8 else max(2, repeats // 2)
         for th in threads:
             torch.set_num_threads(th)
-            clock = "thread" if th == 1 else "wall"
+            clock = "thread" if th == 1 and device.type == "cpu" else "wall"
             load0 = [round(v, 2) for v in os.getloadavg()]
             with torch.no_grad():
-                t = interleaved(fns, rounds, torch.device("cpu"), clock=clock)
+                t = interleaved(fns, rounds, device, clock=clock)
             load1 = [round(v, 2) for v in os.getloadavg()]
             dense_names = [k for k in t if k.startswith("dense_")]
             best = min(dense_names, key=lambda k: t[k]["median_s"])
@@ -441,7 +450,10 @@ def main() -> None:
     ap.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
                     help=f"comma-separated subset of {','.join(SECTIONS)} (default: "
                          f"{','.join(DEFAULT_SECTIONS)})")
-    ap.add_argument("--out", default=None, help="output JSON (default benchmarks/results/sparsity.json)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="where the grid and the generator step run (the edges section is CPU only)")
+    ap.add_argument("--out", default=None,
+                    help="output JSON (default benchmarks/results/sparsity.json, sparsity_cuda.json on cuda)")
     ap.add_argument("--table", metavar="JSON", default=None,
                     help="measure nothing: print the grid and generator sections of this results file as the "
                          "markdown tables of docs/sparsity.md")
@@ -476,7 +488,14 @@ def main() -> None:
         batches, repeats = (1,), 3
     else:
         repeats = args.repeats
-    payload: dict = {"machine": machine_info("cpu")}
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is available here")
+    if device.type == "cuda" and "edges" in sections:
+        ap.error("--sections edges: the edge-aggregation section is CPU only (leave it out with --device cuda)")
+    if device.type == "cuda":  # float32 everywhere: cuDNN's TF32 default would give the dense paths fewer bits
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    payload: dict = {"machine": machine_info(device)}
     loads: dict[str, dict[str, list[float]]] = {}  # the machine is shared: load average around each section
 
     def section(name: str, fn, *a, **kw):
@@ -485,7 +504,8 @@ def main() -> None:
         loads[name] = {"start": start, "end": [round(v, 2) for v in os.getloadavg()]}
         return out
 
-    out = Path(args.out) if args.out else RESULTS_DIR / "sparsity.json"
+    out = Path(args.out) if args.out else RESULTS_DIR / ("sparsity_cuda.json" if device.type == "cuda"
+                                                         else "sparsity.json")
     write = not args.quick or args.out is not None
 
     def partial(grid: dict) -> None:
@@ -494,11 +514,11 @@ def main() -> None:
 
     if "grid" in sections:
         payload["sparse_vs_dense"] = section("sparse_vs_dense", bench_grid, repeats, batches, threads,
-                                             not (args.quick or args.no_compile), 1, partial, sparsities)
+                                             not (args.quick or args.no_compile), 1, partial, sparsities, device)
     if "generator" in sections:
-        payload["generator_step"] = {"cpu": section("generator_step.cpu", bench_generator, args.quick,
-                                                    torch.device("cpu"), repeats)}
-        if not args.quick:
+        payload["generator_step"] = {device.type: section(f"generator_step.{device.type}", bench_generator,
+                                                          args.quick, device, repeats)}
+        if not args.quick and device.type == "cpu":
             th = torch.get_num_threads()
             torch.set_num_threads(1)
             try:

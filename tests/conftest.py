@@ -29,6 +29,17 @@ def datasets_dir() -> Path:
     return shared_path("datasets")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` skip, with the reason, where no CUDA device is present (``pytest -m cuda`` selects
+    them all on a GPU machine: ``benchmarks/gpu_check.sh``)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     """Seed every test and undo a thread-count change (the CLI applies ``run.threads`` in-process)."""

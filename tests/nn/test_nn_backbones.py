@@ -2,6 +2,8 @@
 edge masks (static and dynamic parts), sparsity end to end, bad input."""
 from __future__ import annotations
 
+import copy
+
 import backbone_reference as ref
 import pytest
 import torch
@@ -388,3 +390,45 @@ def test_bf16_autocast_training_step_close_to_float32(kind):
     got.float().square().sum().backward()
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
     torch.testing.assert_close(got.float(), want.detach(), rtol=0.1, atol=0.1)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("backend", ["dense", "sparse", "scatter"])
+def test_cuda_training_step_matches_cpu(kind, backend):
+    """Logits, parameter gradients and BN statistics of one training step on the GPU equal the CPU's (float32;
+    TF32 off so that the GPU's products are float32 too), and the step runs under CUDA autocast in both
+    half-precision types."""
+    torch.manual_seed(0)
+    cpu = SkeletonClassifier(build(kind, backend=backend), GCNHead(5, 16))
+    randomise(cpu)
+    gpu = copy.deepcopy(cpu).cuda()
+    x = torch.randn(2, 2, 12, 25, 3)
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        outs = []
+        for model, inp in ((cpu, x), (gpu, x.cuda())):
+            model.train()
+            out = model(inp)
+            out.square().sum().backward()
+            outs.append(out.detach().cpu())
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-4)
+    want = dict(cpu.named_parameters())
+    for n, p in gpu.named_parameters():
+        if want[n].grad is None:
+            assert p.grad is None, n
+            continue
+        torch.testing.assert_close(p.grad.cpu(), want[n].grad, rtol=1e-3, atol=1e-4, msg=lambda m, n=n: f"{n}: {m}")
+    for (n, b), (_, a) in zip(gpu.named_buffers(), cpu.named_buffers()):
+        if b.is_floating_point():
+            torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-5, msg=lambda m, n=n: f"{n}: {m}")
+    for dtype in (torch.float16, torch.bfloat16):
+        gpu.zero_grad()
+        with torch.autocast("cuda", dtype=dtype):
+            out = gpu(x.cuda())
+        assert out.dtype == dtype
+        out.float().square().sum().backward()
+        assert all(p.grad is None or torch.isfinite(p.grad).all() for p in gpu.parameters())

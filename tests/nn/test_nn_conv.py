@@ -366,7 +366,7 @@ def test_backends_agree_on_random_graphs(V, K, density, conv_pos, seed):
         _assert_equal(outs[backend][1], outs["dense"][1], tol=1e-4)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["dense", "sparse", "scatter", "auto"])
 def test_cuda_matches_cpu(backend):
     graph, conv = _make("nturgb+d", "importance", "pre", seed=10)

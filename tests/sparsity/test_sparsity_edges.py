@@ -317,7 +317,7 @@ def test_a_training_step_makes_no_host_synchronisation(backend, scores):
     assert rec.seen == []
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.parametrize("backend", ["dense", "sparse", "scatter"])
 def test_cuda_training_step_has_no_sync(backend):
     model = model_for("spatial", 1, "importance", backend=backend).cuda()

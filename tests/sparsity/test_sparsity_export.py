@@ -534,6 +534,33 @@ def test_exported_dtype_and_device_moves(layout):
         assert (e(x) - y).abs().max() < 1e-6
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("layout", ["auto", "channels_last", "channel_major"])
+@pytest.mark.parametrize("aggregation", ["auto", *AGGREGATIONS])
+def test_export_on_cuda_equals_the_masked_model(layout, aggregation):
+    """The export measured and run on the GPU (torch's CUDA sparse kernels; the joint-major kernel is CPU only
+    and says so) gives the masked model's outputs and removes the pruned edges there too."""
+    model = tiny()
+    random_bn_stats(model)
+    random_edge_weights(model)
+    prune(model, 0.9, scope="layer", kinds="weight")
+    kept = mask_real_edges(model, 0.8)
+    model = model.eval().cuda()
+    x = x_in().cuda()
+    with torch.no_grad():
+        y = model(x)
+        sk = to_sparse_kernels(model, x, force=aggregation != "auto", layout=layout, aggregation=aggregation,
+                               min_sparsity=0.0)
+        assert_plain(sk)
+        out = sk(x)
+    assert out.is_cuda and (out - y).abs().max() < 1e-4
+    res = sk.export_result
+    assert res.layout in ("channels_last", "channel_major")
+    if layout == "auto":
+        assert res.layout_choice.joint_major_unsupported  # CPU only, or a dense aggregation was requested
+    assert res.edges_removed == sum(k.shape[1] - int(k.any(0).sum()) for k in kept.values())
+
+
 # --------------------------------------------------------------------------------------------------------
 # the timer
 # --------------------------------------------------------------------------------------------------------

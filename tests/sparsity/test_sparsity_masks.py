@@ -213,7 +213,7 @@ def test_to_dtype_and_device_moves_masks():
     assert model(x_in().double()).dtype == torch.float64
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_to_cuda():
     model = tiny().eval()
     attach_masks(model, scores=True)

@@ -92,16 +92,18 @@ class ResidualBlock(nn.Module):
         if self.residual is not None:
             self.residual.reset_parameters()
 
-    def _add_residual(self, out: Tensor, x: Tensor) -> Tensor:
-        """``ReLU(out + res(x))``."""
-        if self.residual is not None:  # residual_mode 'conv'
-            out = out + self.residual(x)
-        elif self.residual_mode == "identity":
-            out = out + x
-        return self.relu(out)
+    def _tcn_residual(self, tcn: nn.Module, h: Tensor, x: Tensor) -> Tensor:
+        """``ReLU(tcn(h) + res(x))``; the temporal units that take ``residual`` / ``act`` end in it themselves
+        (one pass with their batch norm)."""
+        res = self.residual(x) if self.residual is not None else x if self.residual_mode == "identity" else None
+        if isinstance(tcn, (TemporalConv, MultiScaleTemporalConv)) and not (tcn._forward_hooks or
+                                                                           tcn._forward_pre_hooks):
+            return tcn(h, res, self.relu)
+        out = tcn(h)
+        return self.relu(out if res is None else out + res)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._add_residual(self.tcn(self.gcn(x)), x)
+        return self._tcn_residual(self.tcn, self.gcn(x), x)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}, residual={self.residual_mode!r}"
@@ -157,7 +159,7 @@ class STGCNBlock(ResidualBlock):
         """``x`` :math:`(B, T, V, C_{in})`; ``edge_index`` / ``edge_weight`` are passed to the GCN unit."""
         if x.dim() != 4:
             raise ValueError(f"STGCNBlock: x must be (B, T, V, C), got shape {tuple(x.shape)}")
-        return self._add_residual(self.tcn(self.gcn(x, edge_index, edge_weight)), x)
+        return self._tcn_residual(self.tcn, self.gcn(x, edge_index, edge_weight), x)
 
     def extra_repr(self) -> str:
         # the historical repr ends in a stray ')' (kept: the repr is part of the public surface)

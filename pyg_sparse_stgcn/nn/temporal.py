@@ -8,7 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import BatchNormLast, batch_norm_groups, check_features, check_positive_ints, make_norm, reset_module
+from ._utils import (
+    BatchNormLast,
+    batch_norm_groups,
+    check_features,
+    check_positive_ints,
+    make_norm,
+    norm_act,
+    reset_module,
+)
 
 __all__ = ["TemporalConv", "MultiScaleTemporalConv", "DGMultiScaleTemporalConv", "CTRMultiScaleTemporalConv",
            "StridedLinear", "TemporalMaxPool"]
@@ -93,6 +101,24 @@ class TemporalMaxPool(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
+def _end(bn: nn.Module, drop: nn.Dropout, x: Tensor, residual: Tensor | None, act: nn.Module | None) -> Tensor:
+    """``act(drop(bn(x)) + residual)`` (the unit's ending, then a block's): the batch norm, residual and ReLU in
+    one pass unless a dropout is active between them."""
+    if drop.p > 0 and drop.training:
+        y = drop(bn(x))
+        if residual is not None:
+            y = y + residual
+        return y if act is None else act(y)
+    return norm_act(bn, x, act, residual)
+
+
+def _transform(t: nn.Sequential, x: Tensor) -> Tensor:
+    """The multi-scale units' ``transform`` (``BN -> ReLU -> Linear``), its BN and ReLU in one pass."""
+    if len(t) != 3 or t._forward_hooks or t._forward_pre_hooks:
+        return t(x)
+    return t[2](norm_act(t[0], x, t[1]))
+
+
 class TemporalConv(nn.Module):
     r"""PYSKL's ``unit_tcn``: a :math:`(k \times 1)` temporal convolution, batch norm and dropout,
 
@@ -141,13 +167,15 @@ class TemporalConv(nn.Module):
         for m in (self.conv, self.bn):
             reset_module(m)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, residual: Tensor | None = None, act: nn.Module | None = None) -> Tensor:
+        """``x`` :math:`(B, T, V, C_{in})`; with ``residual`` / ``act``, ``act(unit(x) + residual)`` (a block's
+        ending, fused with the batch norm where :func:`norm_act` can)."""
         check_features(x, self.in_channels, None, "TemporalConv", min_dim=4)
         if self.kernel_size == 1:
             x = self.conv(x)
         else:
             x = self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return self.drop(self.bn(x))
+        return _end(self.bn, self.drop, x, residual, act)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -276,9 +304,11 @@ class MultiScaleTemporalConv(nn.Module):
             if m is not self:
                 reset_module(m)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, residual: Tensor | None = None, act: nn.Module | None = None) -> Tensor:
+        """``x`` :math:`(B, T, V, C_{in})`; ``residual`` / ``act`` as in :meth:`TemporalConv.forward`."""
         check_features(x, self.in_channels, None, "MultiScaleTemporalConv", min_dim=4)
-        return self.drop(self.bn(self.transform(run_branches(self.branches, x, self.fuse_branches))))
+        feat = run_branches(self.branches, x, self.fuse_branches)
+        return _end(self.bn, self.drop, _transform(self.transform, feat), residual, act)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, ms_cfg={list(self.ms_cfg)}, "
@@ -323,7 +353,7 @@ class DGMultiScaleTemporalConv(MultiScaleTemporalConv):
         with torch.no_grad():
             self.add_coeff.zero_()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, residual: Tensor | None = None, act: nn.Module | None = None) -> Tensor:
         check_features(x, self.in_channels, None, "DGMultiScaleTemporalConv", min_dim=4)
         V = x.size(-2)
         if V > self.num_joints:
@@ -331,7 +361,7 @@ class DGMultiScaleTemporalConv(MultiScaleTemporalConv):
         x = torch.cat([x, x.mean(-2, keepdim=True)], dim=-2)
         out = run_branches(self.branches, x, self.fuse_branches)
         feat = out[..., :V, :] + out[..., V:, :] * self.add_coeff[:V].view(V, 1)
-        return self.drop(self.bn(self.transform(feat)))
+        return _end(self.bn, self.drop, _transform(self.transform, feat), residual, act)
 
 
 class CTRMultiScaleTemporalConv(nn.Module):

@@ -261,13 +261,14 @@ def test_compile_fullgraph_training_step_matches_eager():
     cb = torch.compile(b, backend="aot_eager", fullgraph=True)  # no graph break anywhere in the step
     x = x_in()
     ya, yb = a(x), cb(x)
-    assert torch.allclose(ya, yb, atol=1e-5)
+    # eager runs the native fused batch norm, the compiled graph ATen's: float32 sums in other orders
+    torch.testing.assert_close(ya, yb, rtol=1e-4, atol=1e-5)
     ya.square().sum().backward()
     yb.square().sum().backward()
     for (n, p), q in zip(a.named_parameters(), b.parameters()):
         assert (p.grad is None) == (q.grad is None), n
         if p.grad is not None:
-            assert torch.allclose(p.grad, q.grad, atol=1e-5), n
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-5, msg=lambda m, n=n: f"{n}: {m}")
 
 
 def test_trainer_contract_set_epoch_is_found():

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ...graph import SkeletonGraph
-from .._utils import BatchNormLast, check_features, check_positive_ints, make_down
+from .._utils import BatchNormLast, check_features, check_positive_ints, make_down, norm_act
 from ._products import per_sample_subsets
 from .skeleton_mp import SkeletonMessagePassing
 
@@ -164,8 +164,7 @@ class AAGCNConv(SkeletonMessagePassing):
             else:
                 agg = self._aggregate(x, None, self.edge_weight_effective(), pre=False) + \
                     per_sample_subsets(x, dyn)
-        h = self.bn(F.linear(agg, weight, bias))
-        h = self.relu(h + (x if self.down is None else self.down(x)))
+        h = norm_act(self.bn, F.linear(agg, weight, bias), self.relu, x if self.down is None else self.down(x))
         if not self.attention:
             return h
         s = torch.sigmoid(self.conv_sa(h.mean(1).transpose(1, 2)))  # (B, 1, V)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
-from .._utils import BatchNormLast, check_choice, check_features, check_positive_ints, make_down
+from .._utils import BatchNormLast, check_choice, check_features, check_positive_ints, make_down, norm_act
 from .skeleton_mp import SkeletonMessagePassing
 
 __all__ = ["DGGCNConv", "GRAPH_ACTIVATIONS"]
@@ -175,7 +175,7 @@ class DGGCNConv(SkeletonMessagePassing):
             S = self._aggregate(P, None, self.edge_weight_effective(), pre=False)  # (B, T, V, K K m)
             S = S.view(B, T, V, K, K, m).diagonal(dim1=3, dim2=4).movedim(-1, -2).reshape(B, T, V, K * m)
             Y = S if Y is None else Y + S
-        return self.act(self.bn(self.post(Y)) + res)
+        return norm_act(self.bn, self.post(Y), self.act, res)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "

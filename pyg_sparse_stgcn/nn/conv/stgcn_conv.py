@@ -6,7 +6,15 @@ from torch import Tensor, nn
 from torch_geometric.typing import SparseTensor
 
 from ...graph import SkeletonGraph
-from .._utils import check_choice, check_features, check_positive_ints, make_down, make_norm, reset_module
+from .._utils import (
+    check_choice,
+    check_features,
+    check_positive_ints,
+    make_down,
+    make_norm,
+    norm_act,
+    reset_module,
+)
 from .skeleton_mp import ADAPTIVE_MODES, BACKENDS, SkeletonMessagePassing, auto_choices, clear_auto_cache
 
 __all__ = ["STGCNConv", "BACKENDS", "ADAPTIVE_MODES", "CONV_POSITIONS", "clear_auto_cache", "auto_choices"]
@@ -133,10 +141,7 @@ class STGCNConv(SkeletonMessagePassing):
             out = self._aggregate(self.conv(x), ei, weight, pre=True)
         else:
             out = self.conv(self._aggregate(x, ei, weight, pre=False))
-        out = self.bn(out)
-        if res is not None:
-            out = out + res
-        return self.act(out)
+        return norm_act(self.bn, out, self.act, res)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "

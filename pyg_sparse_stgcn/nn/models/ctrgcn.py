@@ -59,7 +59,7 @@ class CTRGCNBlock(ResidualBlock):
         self._reset_residual()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._add_residual(self.tcn1(self.gcn1(x)), x)
+        return self._tcn_residual(self.tcn1, self.gcn1(x), x)
 
 
 class CTRGCN(SkeletonBackbone):

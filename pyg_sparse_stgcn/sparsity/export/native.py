@@ -13,31 +13,24 @@ The shift is what lets the :math:`k` taps of a temporal convolution be one spars
 :math:`c` shifted by :math:`j` frames). Bias, a residual and the ReLU are applied while the block is in
 registers.
 
-The C source below is compiled once per machine with the system C compiler (``$CC``, else ``cc`` /
-``gcc``; ``-O3 -march=native -fopenmp``) into ``$PYG_SPARSE_STGCN_CACHE`` (default
-``~/.cache/pyg_sparse_stgcn``) and loaded through :mod:`ctypes`. Without a compiler, or with
-``PYG_SPARSE_STGCN_NATIVE=0``, :func:`available` is :obj:`False` and the exported models use PyTorch's CSR
-products instead (same results, slower).
+The C source below is compiled once per machine (:func:`pyg_sparse_stgcn.cbuild.load_library`: the system
+C compiler, ``-O3 -march=native -fopenmp``, cached in ``$PYG_SPARSE_STGCN_CACHE``). Without a compiler, or
+with ``PYG_SPARSE_STGCN_NATIVE=0``, :func:`available` is :obj:`False` and the exported models use PyTorch's
+CSR products instead (same results, slower).
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import threading
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from ...cbuild import load_library
 
 __all__ = ["available", "spmm_shifted", "row_order", "split_phases", "sparse_rows", "int32_offsets",
            "column_block", "Recording", "record", "COLUMN_BLOCK"]
@@ -237,7 +230,6 @@ void spmm_shifted(float *y, int64_t ldy, int64_t gy, int64_t rows, int64_t group
 }
 """
 
-_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
 #: The most output columns per block (:func:`column_block` picks fewer when the sources would not fit in L2).
 COLUMN_BLOCK = 256
 
@@ -279,63 +271,11 @@ def column_block(source_rows: int, input_bytes: int) -> int:
     return max(64, min(COLUMN_BLOCK, fit))
 
 
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_tried = False
-
-
-def _cpu_id() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            return "".join(line for line in fh if line.startswith(("model name", "flags")))[:4096]
-    except OSError:
-        return platform.processor()
-
-
-def _build() -> ctypes.CDLL | None:
-    if os.environ.get("PYG_SPARSE_STGCN_NATIVE", "1") == "0" or platform.system() != "Linux":
-        return None
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        return None
-    key = hashlib.sha256("\0".join([_SOURCE, *_FLAGS, cc, _cpu_id()]).encode()).hexdigest()[:16]
-    root = Path(os.environ.get("PYG_SPARSE_STGCN_CACHE", Path.home() / ".cache" / "pyg_sparse_stgcn"))
-    lib = root / f"spmm_{key}.so"
-    if not lib.exists():
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=root) as tmp:
-                src = Path(tmp) / "spmm.c"
-                src.write_text(_SOURCE, encoding="utf-8")
-                out = Path(tmp) / "spmm.so"
-                proc = subprocess.run([cc, *_FLAGS, str(src), "-o", str(out)], capture_output=True, text=True,
-                                      timeout=120)
-                if proc.returncode != 0:
-                    warnings.warn(f"sparse export: the native kernel did not compile with {cc} (PyTorch's CSR "
-                                  f"products are used instead):\n{proc.stderr[-2000:]}", UserWarning,
-                                  stacklevel=3)
-                    return None
-                os.replace(out, lib)  # atomic: concurrent builds leave one complete library
-        except (OSError, subprocess.SubprocessError) as err:
-            warnings.warn(f"sparse export: could not build the native kernel ({err}); PyTorch's CSR products "
-                          f"are used instead", UserWarning, stacklevel=3)
-            return None
-    dll = ctypes.CDLL(str(lib))
-    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    dll.spmm_shifted.argtypes = [p, i64, i64, i64, i64, i64, p, i64, p, p, p, p, p, i64, i32, i64, i64, p, p, i32]
-    dll.spmm_shifted.restype = None
-    dll.split_phases.argtypes = [p, p, i64, i64, i64, i64, i64, i32]
-    dll.split_phases.restype = None
-    return dll
-
-
 def _library() -> ctypes.CDLL | None:
-    global _lib, _tried
-    if not _tried:
-        with _lock:
-            if not _tried:
-                _lib, _tried = _build(), True
-    return _lib
+    p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    return load_library("spmm", _SOURCE, {
+        "spmm_shifted": [p, i64, i64, i64, i64, i64, p, i64, p, p, p, p, p, i64, i32, i64, i64, p, p, i32],
+        "split_phases": [p, p, i64, i64, i64, i64, i64, i32]}, "sparse export")
 
 
 def available() -> bool:

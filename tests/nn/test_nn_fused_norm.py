@@ -1,0 +1,216 @@
+"""The native fused batch norm (+ residual) (+ ReLU): equal to PyTorch's operators in float64 (values, every
+gradient, running statistics), where it runs and where it must not, and whole models with and without it."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from pyg_sparse_stgcn.engine.distributed import convert_sync_batchnorm
+from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier, STGCNPlusPlus, fused_norm
+from pyg_sparse_stgcn.nn._utils import BatchNormLast, norm_act
+from pyg_sparse_stgcn.nn.fused_norm import fused_batch_norm
+
+pytestmark = pytest.mark.skipif(not fused_norm.available(), reason="no C compiler: the native kernel is not built")
+
+
+def native_ran(y: torch.Tensor) -> bool:
+    """Whether ``y`` came out of the native kernel (through views)."""
+    fn = y.grad_fn
+    while fn is not None and fn.name() == "ViewBackward0":
+        fn = fn.next_functions[0][0]
+    return fn is not None and fn.name() == "_FusedBatchNormBackward"
+
+
+def reference(x, rm, rv, w, b, training, momentum, eps, res, relu):
+    """PyTorch's operators in float64 on copies: output, and the running statistics after the call."""
+    rm = None if rm is None else rm.double().clone()
+    rv = None if rv is None else rv.double().clone()
+    C = x.size(-1)
+    training = training or rm is None  # no running statistics: batch statistics (as nn.BatchNorm)
+    y = F.batch_norm(x.reshape(-1, C), rm, rv, w, b, training, momentum, eps).view(x.shape)
+    if res is not None:
+        y = y + res
+    return (F.relu(y) if relu else y), rm, rv
+
+
+def check(shape, training, relu, with_res, affine=True, stats=True, momentum=0.1, scale=2.0, shift=3.0,
+          threads=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g) * scale + shift
+    C = shape[-1]
+    res = torch.randn(shape, generator=g) if with_res else None
+    w = (torch.rand(C, generator=g) + 0.5) if affine else None
+    b = torch.randn(C, generator=g) * 0.1 if affine else None
+    rm = torch.randn(C, generator=g) if stats else None
+    rv = (torch.rand(C, generator=g) + 0.5) if stats else None
+    dy = torch.randn(shape, generator=g)
+    leaves32 = [t.clone().requires_grad_() if t is not None else None for t in (x, res, w, b)]
+    leaves64 = [t.double().requires_grad_() if t is not None else None for t in (x, res, w, b)]
+    rm32, rv32 = (None if t is None else t.clone() for t in (rm, rv))
+    saved = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        x32, r32, w32, b32 = leaves32
+        y = fused_batch_norm(x32, rm32, rv32, w32, b32, training, momentum, 1e-5, r32, relu)
+        y.backward(dy)
+    finally:
+        torch.set_num_threads(saved)
+    x64, r64, w64, b64 = leaves64
+    want, rm64, rv64 = reference(x64, rm, rv, w64, b64, training, momentum, 1e-5, r64, relu)
+    want.backward(dy.double())
+    assert native_ran(y)
+    tol = dict(rtol=1e-5, atol=2e-5)
+    torch.testing.assert_close(y.double(), want, **tol)
+    for got, exp in zip(leaves32, leaves64):
+        if got is not None:
+            torch.testing.assert_close(got.grad.double(), exp.grad, rtol=1e-4, atol=1e-4)
+    if stats:
+        torch.testing.assert_close(rm32.double(), rm64, **tol)
+        torch.testing.assert_close(rv32.double(), rv64, **tol)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("with_res", [False, True])
+def test_equals_pytorch_in_float64(training, relu, with_res):
+    check((3, 9, 25, 12), training, relu, with_res)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_block_boundaries_and_threads(threads):
+    # 1000 rows: three full blocks of 256 and a partial one, split between the threads
+    check((1000, 7), True, True, True, threads=threads)
+
+
+def test_no_affine_no_running_statistics_and_cumulative_average():
+    check((4, 5, 6, 8), True, True, False, affine=False)
+    check((4, 5, 6, 8), True, False, True, stats=False)
+    check((4, 5, 6, 8), False, True, False, stats=False)  # eval without running statistics: batch statistics
+    check((4, 5, 6, 8), True, True, True, momentum=0.5)
+
+
+def test_mean_far_from_zero_keeps_the_variance():
+    """|mean| / std = 1e5: a plain float32 sum of squares would lose every digit of the variance. The float32
+    mean itself is rounded (by 1e-3 std here), so the outputs are held to PyTorch's own float32 error."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 4, generator=g) * 0.01 + 1000.0
+    dy = torch.randn(512, 4, generator=g)
+    rv = torch.ones(4)
+    x32, t32, x64 = x.clone().requires_grad_(), x.clone().requires_grad_(), x.double().requires_grad_()
+    ours = fused_batch_norm(x32, torch.zeros(4), rv, None, None, True, 1.0, 1e-8, relu=True)
+    torch_ = F.relu(F.batch_norm(t32, None, None, None, None, True, 1.0, 1e-8))
+    exact = F.relu(F.batch_norm(x64, None, None, None, None, True, 1.0, 1e-8))
+    for y in (ours, torch_, exact):
+        y.backward(dy.to(y.dtype))
+    assert native_ran(ours)
+    for got, theirs, want in ((ours, torch_, exact), (x32.grad, t32.grad, x64.grad)):
+        assert (got.double() - want).abs().max() <= 2 * (theirs.double() - want).abs().max() + 1e-6
+    torch.testing.assert_close(rv.double(), x.double().var(0), rtol=1e-3, atol=0)  # unbiased, momentum 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(2, 700), channels=st.integers(1, 40), training=st.booleans(), relu=st.booleans(),
+       with_res=st.booleans(), seed=st.integers(0, 2**16))
+def test_property_any_shape(rows, channels, training, relu, with_res, seed):
+    check((rows, channels), training, relu, with_res, seed=seed)
+
+
+def test_relu_keeps_nan_like_torch():
+    x = torch.randn(6, 3)
+    x[2, 1] = float("nan")
+    y = fused_batch_norm(x, None, None, None, None, True, 0.1, 1e-5, relu=True)
+    assert torch.isnan(y[:, 1]).all() and not torch.isnan(y[:, [0, 2]]).any()
+
+
+def test_second_order_gradient_is_refused():
+    x = torch.randn(8, 3, requires_grad=True)
+    y = fused_batch_norm(x, None, None, None, None, True, 0.1, 1e-5, relu=True)
+    (g,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="(?i)differentiable"):
+        g.sum().backward()
+
+
+def test_one_value_per_channel_is_an_error_in_training():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        fused_batch_norm(torch.randn(1, 4), None, None, None, None, True, 0.1, 1e-5)
+
+
+@pytest.mark.parametrize("case", ["float64", "bf16_autocast", "channels_first_memory", "residual_float64"])
+def test_falls_back_where_the_kernel_does_not_apply(case):
+    bn = BatchNormLast(6).train()
+    x = torch.randn(2, 5, 4, 6)
+    res = None
+    if case == "float64":
+        bn, x = bn.double(), x.double()
+    elif case == "channels_first_memory":
+        x = torch.randn(2, 6, 5, 4).permute(0, 2, 3, 1)
+    elif case == "residual_float64":
+        res = torch.randn(2, 5, 4, 6, dtype=torch.float64)
+    ref = copy.deepcopy(bn)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=case == "bf16_autocast"):
+        y = bn.forward_fused(x.requires_grad_(), res, relu=True)
+        want = F.relu(ref(x) + (0 if res is None else res))
+    assert not native_ran(y)
+    torch.testing.assert_close(y, want)
+    torch.testing.assert_close(bn.running_var, ref.running_var)
+
+
+def test_synchronised_subclass_keeps_its_own_forward():
+    bn = nn.ModuleList([BatchNormLast(4)])
+    convert_sync_batchnorm(bn)
+    y = bn[0].forward_fused(torch.randn(3, 5, 4, requires_grad=True), relu=True)
+    assert not native_ran(y)
+
+
+def test_hooks_see_every_module():
+    bn, act = BatchNormLast(4), nn.ReLU()
+    seen = []
+    act.register_forward_hook(lambda m, a, out: seen.append("relu"))
+    y = norm_act(bn, torch.randn(3, 5, 4), act)
+    assert seen == ["relu"] and (y >= 0).all()
+
+
+def test_batch_norm_last_runs_the_kernel_and_updates_its_counter():
+    bn = BatchNormLast(4, momentum=None).train()
+    ref = nn.BatchNorm1d(4, momentum=None).train()
+    for _ in range(3):
+        x = torch.randn(6, 7, 4) * 3 + 1
+        y = bn(x.requires_grad_())
+        torch.testing.assert_close(y, ref(x.reshape(-1, 4)).view_as(x), rtol=1e-5, atol=1e-5)
+    assert native_ran(y)
+    assert int(bn.num_batches_tracked) == 3
+    torch.testing.assert_close(bn.running_mean, ref.running_mean)
+    torch.testing.assert_close(bn.running_var, ref.running_var)
+
+
+@pytest.mark.parametrize("cls", [STGCN, STGCNPlusPlus])
+def test_whole_model_equals_the_unfused_operators(cls, monkeypatch):
+    """A training step and an inference of a whole model, native kernel against PyTorch's operators (the
+    library made unavailable): logits, every gradient and every running statistic."""
+    torch.manual_seed(0)
+    bb = cls({"layout": "coco", "mode": "spatial"}, base_channels=8, num_stages=4, inflate_stages=(3,),
+             down_stages=(3,), backend="dense")
+    native = SkeletonClassifier(bb, GCNHead(5, bb.out_channels))
+    plain = copy.deepcopy(native)
+    x = torch.randn(2, 2, 16, 17, 3)
+    outs = []
+    for model, lib in ((native, fused_norm._library), (plain, lambda: None)):
+        monkeypatch.setattr(fused_norm, "_library", lib)
+        model.train()
+        out = model(x)
+        out.square().sum().backward()
+        model.eval()
+        with torch.no_grad():
+            outs.append((out.detach(), model(x)))
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+    for (n, p), q in zip(native.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-5, msg=lambda m, n=n: f"{n}: {m}")
+    for (n, b), c in zip(native.named_buffers(), plain.buffers()):
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=lambda m, n=n: f"{n}: {m}")

@@ -26,7 +26,7 @@ class BatchNormLast(nn.BatchNorm1d):
     when a unit produced it so); the gradient is given to the backward kernel in that same layout (the CPU
     kernel is several times slower on mixed layouts).
 
-    A float32 CPU input whose channels are contiguous runs the native fused kernel of
+    A float32 or bfloat16 CPU input whose channels are contiguous runs the native fused kernel of
     :mod:`pyg_sparse_stgcn.nn.fused_norm` instead (the same values up to float32 rounding, about half the
     time); :meth:`forward_fused` adds a residual and a ReLU in the same pass.
 

@@ -11,11 +11,12 @@ backward pass reads :math:`x, y, \partial y` once for :math:`\sum g` and :math:`
 Statistics are summed in float32 over blocks of 256 rows, shifted by the first row (no cancellation when
 :math:`|\mu| \gg \sigma`), and in float64 across blocks.
 
-It runs for float32 CPU tensors whose channels are the contiguous last dimension, outside autocast and
-``torch.compile`` tracing; anything else — and every case where the library is not built (see
-:mod:`pyg_sparse_stgcn.cbuild`) — runs PyTorch's operators, with the same results up to float32 rounding.
-The backward pass is not differentiable again (no double backward): set ``PYG_SPARSE_STGCN_NATIVE=0`` for
-higher-order gradients.
+It runs for float32 and bfloat16 CPU activations (with float32 parameters and statistics, as under CPU
+autocast) whose channels are the contiguous last dimension, outside ``torch.compile``, TorchScript and ONNX
+tracing; anything else, and every case where the library is not built (see :mod:`pyg_sparse_stgcn.cbuild`),
+runs PyTorch's operators, with the same results up to rounding (a bfloat16 output is rounded once, from the
+float32 value of :math:`(x - \mu)\,s + \beta + r`). The backward pass is not differentiable again (no double
+backward): set ``PYG_SPARSE_STGCN_NATIVE=0`` for higher-order gradients.
 """
 from __future__ import annotations
 
@@ -39,8 +40,20 @@ _SOURCE = r"""
 #include <omp.h>
 #define BLK 256
 
-/* per-channel sums of f(r, c) over the rows, float32 within blocks of BLK rows, float64 across:
-   out1[c] = sum a, out2[c] = sum b, with (a, b) computed by the macro BODY from row pointers */
+/* bfloat16 <-> float32: the upper half of the float's bits; rounding to nearest even, NaN kept a NaN */
+static inline float bf2f(uint16_t h) { union { uint32_t u; float f; } v; v.u = (uint32_t)h << 16; return v.f; }
+static inline uint16_t f2bf(float f) {
+  union { uint32_t u; float f; } v; v.f = f;
+  if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u);
+  return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+#define LD_f32(p, i) ((p)[i])
+#define ST_f32(p, i, v) ((p)[i] = (v))
+#define LD_bf16(p, i) bf2f((p)[i])
+#define ST_bf16(p, i, v) ((p)[i] = f2bf(v))
+
+/* per-channel sums over the rows, float32 within blocks of BLK rows, float64 across (into acc[0:C] and
+   acc[C:2C]); BODY adds row r, channel c to f1[c] and f2[c] */
 #define REDUCE(BODY)                                                                            \
   double *acc = calloc((size_t)nt * 2 * C, sizeof(double));                                     \
   _Pragma("omp parallel num_threads(nt)") {                                                     \
@@ -61,84 +74,89 @@ _SOURCE = r"""
   for (int t = 1; t < nt; ++t)                                                                  \
     for (int64_t c = 0; c < 2 * C; ++c) acc[c] += acc[(size_t)t * 2 * C + c];
 
-/* y = (x - mean) * scale + b (+ res), then ReLU if relu (x - mean first: no cancellation when |mean| >> std) */
-static void transform(const float *x, const float *res, float *y, const float *mean, const float *scale,
-                      const float *b, int64_t R, int64_t C, int relu, int nt) {
-  #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t r = 0; r < R; ++r) {
-    const float *xr = x + r * C, *rr = res ? res + r * C : 0;
-    float *yr = y + r * C;
-    #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) {
-      float v = (xr[c] - mean[c]) * scale[c] + b[c] + (rr ? rr[c] : 0.f);
-      yr[c] = relu && v < 0.f ? 0.f : v; /* NaN stays NaN, as torch.relu */
-    }
-  }
-}
-
-/* training: batch mean and biased variance of x (R, C) into mean, var; invstd; then the transform */
-void bn_forward_train(const float *x, const float *res, float *y, const float *w, const float *b,
-                      float *mean, float *var, float *invstd, int64_t R, int64_t C, double eps, int relu,
-                      int nt) {
-  const float *s0 = x; /* shift: the first row */
-  REDUCE(float d = x[r * C + c] - s0[c]; f1[c] += d; f2[c] += d * d;)
-  float *scale = malloc(C * sizeof(float));
-  for (int64_t c = 0; c < C; ++c) {
-    double m1 = acc[c] / R, m2 = acc[C + c] / R, v = m2 - m1 * m1;
-    if (v < 0) v = 0;
-    double is = 1.0 / sqrt(v + eps);
-    mean[c] = (float)(s0[c] + m1); var[c] = (float)v; invstd[c] = (float)is;
-    scale[c] = (float)(w[c] * is);
-  }
-  free(acc);
-  transform(x, res, y, mean, scale, b, R, C, relu, nt);
-  free(scale);
-}
-
-void bn_forward_eval(const float *x, const float *res, float *y, const float *mean, const float *scale,
-                     const float *b, int64_t R, int64_t C, int relu, int nt) {
-  transform(x, res, y, mean, scale, b, R, C, relu, nt);
-}
-
-/* g = dy * [y > 0] (relu) or dy; dw = invstd * sum g (x - mean), db = sum g;
+/* The kernels for activations of type T (float32 or bfloat16; statistics, weights, gradients of the weights
+   always float32):
+   bn_forward_train: batch mean and biased variance of x (R, C) into mean, var; invstd; then the transform
+   y = (x - mean) * scale + b (+ res), then ReLU if relu (x - mean first: no cancellation when |mean| >> std;
+   a NaN stays a NaN, as torch.relu); bn_forward_eval: the transform with given mean and scale;
+   bn_backward: g = dy * [y > 0] (relu) or dy; dw = invstd * sum g (x - mean), db = sum g;
    dx = s g - s mean(g) - s invstd^2 (x - mean) mean(g (x - mean)) in training (batch statistics), s g in
    evaluation (fixed statistics), s = w invstd; dres = g when dres is given */
-void bn_backward(const float *x, const float *y, const float *dy, float *dx, float *dres, const float *w,
-                 const float *mean, const float *invstd, float *dw, float *db, int64_t R, int64_t C, int relu,
-                 int train, int nt) {
-  REDUCE(float g = relu && !(y[r * C + c] > 0.f) ? 0.f : dy[r * C + c];
-         f1[c] += g; f2[c] += g * (x[r * C + c] - mean[c]);)
-  float *k1 = malloc(3 * C * sizeof(float)), *k2 = k1 + C, *k3 = k2 + C;
-  for (int64_t c = 0; c < C; ++c) {
-    double sg = acc[c], sgx = acc[C + c], is = invstd[c], s = w[c] * is;
-    db[c] = (float)sg; dw[c] = (float)(sgx * is);
-    k1[c] = (float)s;
-    k2[c] = train ? (float)(-s * sg / R) : 0.f;
-    k3[c] = train ? (float)(-s * is * is * sgx / R) : 0.f;
-  }
-  free(acc);
-  #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t r = 0; r < R; ++r) {
-    const float *xr = x + r * C, *yr = y + r * C, *gr = dy + r * C;
-    float *dr = dx + r * C, *er = dres ? dres + r * C : 0;
-    #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) {
-      float g = relu && !(yr[c] > 0.f) ? 0.f : gr[c];
-      dr[c] = k1[c] * g + k2[c] + k3[c] * (xr[c] - mean[c]);
-      if (er) er[c] = g;
-    }
-  }
-  free(k1);
+#define KERNELS(T, SFX)                                                                                       \
+static void transform_##SFX(const T *x, const T *res, T *y, const float *mean, const float *scale,           \
+                            const float *b, int64_t R, int64_t C, int relu, int nt) {                         \
+  _Pragma("omp parallel for num_threads(nt) schedule(static)")                                              \
+  for (int64_t r = 0; r < R; ++r) {                                                                           \
+    _Pragma("omp simd")                                                                                       \
+    for (int64_t c = 0; c < C; ++c) {                                                                         \
+      float v = (LD_##SFX(x, r * C + c) - mean[c]) * scale[c] + b[c] + (res ? LD_##SFX(res, r * C + c) : 0.f); \
+      ST_##SFX(y, r * C + c, relu && v < 0.f ? 0.f : v);                                                     \
+    }                                                                                                         \
+  }                                                                                                           \
+}                                                                                                             \
+void bn_forward_train_##SFX(const T *x, const T *res, T *y, const float *w, const float *b, float *mean,      \
+                            float *var, float *invstd, int64_t R, int64_t C, double eps, int relu, int nt) {  \
+  float *s0 = malloc(2 * C * sizeof(float)), *scale = s0 + C; /* shift: the first row */                    \
+  for (int64_t c = 0; c < C; ++c) s0[c] = LD_##SFX(x, c);                                                    \
+  REDUCE(float d = LD_##SFX(x, r * C + c) - s0[c]; f1[c] += d; f2[c] += d * d;)                              \
+  for (int64_t c = 0; c < C; ++c) {                                                                           \
+    double m1 = acc[c] / R, m2 = acc[C + c] / R, v = m2 - m1 * m1;                                            \
+    if (v < 0) v = 0;                                                                                         \
+    double is = 1.0 / sqrt(v + eps);                                                                          \
+    mean[c] = (float)(s0[c] + m1); var[c] = (float)v; invstd[c] = (float)is;                                  \
+    scale[c] = (float)(w[c] * is);                                                                            \
+  }                                                                                                           \
+  free(acc);                                                                                                  \
+  transform_##SFX(x, res, y, mean, scale, b, R, C, relu, nt);                                                 \
+  free(s0);                                                                                                   \
+}                                                                                                             \
+void bn_forward_eval_##SFX(const T *x, const T *res, T *y, const float *mean, const float *scale,            \
+                           const float *b, int64_t R, int64_t C, int relu, int nt) {                          \
+  transform_##SFX(x, res, y, mean, scale, b, R, C, relu, nt);                                                 \
+}                                                                                                             \
+void bn_backward_##SFX(const T *x, const T *y, const T *dy, T *dx, T *dres, const float *w, const float *mean, \
+                       const float *invstd, float *dw, float *db, int64_t R, int64_t C, int relu, int train,  \
+                       int nt) {                                                                              \
+  REDUCE(float g = relu && !(LD_##SFX(y, r * C + c) > 0.f) ? 0.f : LD_##SFX(dy, r * C + c);                 \
+         f1[c] += g; f2[c] += g * (LD_##SFX(x, r * C + c) - mean[c]);)                                        \
+  float *k1 = malloc(3 * C * sizeof(float)), *k2 = k1 + C, *k3 = k2 + C;                                      \
+  for (int64_t c = 0; c < C; ++c) {                                                                           \
+    double sg = acc[c], sgx = acc[C + c], is = invstd[c], s = w[c] * is;                                      \
+    db[c] = (float)sg; dw[c] = (float)(sgx * is);                                                             \
+    k1[c] = (float)s;                                                                                         \
+    k2[c] = train ? (float)(-s * sg / R) : 0.f;                                                               \
+    k3[c] = train ? (float)(-s * is * is * sgx / R) : 0.f;                                                    \
+  }                                                                                                           \
+  free(acc);                                                                                                  \
+  _Pragma("omp parallel for num_threads(nt) schedule(static)")                                              \
+  for (int64_t r = 0; r < R; ++r) {                                                                           \
+    _Pragma("omp simd")                                                                                       \
+    for (int64_t c = 0; c < C; ++c) {                                                                         \
+      float g = relu && !(LD_##SFX(y, r * C + c) > 0.f) ? 0.f : LD_##SFX(dy, r * C + c);                     \
+      ST_##SFX(dx, r * C + c, k1[c] * g + k2[c] + k3[c] * (LD_##SFX(x, r * C + c) - mean[c]));               \
+      if (dres) ST_##SFX(dres, r * C + c, g);                                                                \
+    }                                                                                                         \
+  }                                                                                                           \
+  free(k1);                                                                                                   \
 }
+
+KERNELS(float, f32)
+KERNELS(uint16_t, bf16)
 """
 
 
 def _library() -> ctypes.CDLL | None:
     p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
-    return load_library("batch_norm", _SOURCE, {
-        "bn_forward_train": [p, p, p, p, p, p, p, p, i64, i64, f64, i32, i32],
-        "bn_forward_eval": [p, p, p, p, p, p, i64, i64, i32, i32],
-        "bn_backward": [p, p, p, p, p, p, p, p, p, p, i64, i64, i32, i32, i32]}, "batch norm")
+    sigs: dict[str, list[Any]] = {}
+    for sfx in _SUFFIX.values():
+        sigs[f"bn_forward_train_{sfx}"] = [p, p, p, p, p, p, p, p, i64, i64, f64, i32, i32]
+        sigs[f"bn_forward_eval_{sfx}"] = [p, p, p, p, p, p, i64, i64, i32, i32]
+        sigs[f"bn_backward_{sfx}"] = [p, p, p, p, p, p, p, p, p, p, i64, i64, i32, i32, i32]
+    return load_library("batch_norm", _SOURCE, sigs, "batch norm")
+
+
+#: The activation dtypes the kernel takes, and their functions' suffixes.
+_SUFFIX = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
 
 def available() -> bool:
@@ -162,11 +180,13 @@ class _FusedBatchNorm(torch.autograd.Function):
         assert lib is not None
         R, C = x.shape
         nt = torch.get_num_threads()
+        sfx = _SUFFIX[x.dtype]
         y = torch.empty_like(x)
         if training:
-            mean, var, invstd = torch.empty(3, C, dtype=x.dtype).unbind(0)
-            lib.bn_forward_train(x.data_ptr(), _ptr(residual), y.data_ptr(), weight.data_ptr(), bias.data_ptr(),
-                                 mean.data_ptr(), var.data_ptr(), invstd.data_ptr(), R, C, eps, int(relu), nt)
+            mean, var, invstd = torch.empty(3, C).unbind(0)
+            fn = getattr(lib, f"bn_forward_train_{sfx}")
+            fn(x.data_ptr(), _ptr(residual), y.data_ptr(), weight.data_ptr(), bias.data_ptr(), mean.data_ptr(),
+               var.data_ptr(), invstd.data_ptr(), R, C, eps, int(relu), nt)
             if running_mean is not None and running_var is not None:
                 running_mean.lerp_(mean, momentum)
                 running_var.lerp_(var * (R / max(R - 1, 1)), momentum)  # the unbiased variance, as PyTorch
@@ -174,8 +194,9 @@ class _FusedBatchNorm(torch.autograd.Function):
             assert running_mean is not None and running_var is not None
             mean, invstd = running_mean.clone(), (running_var + eps).rsqrt()
             scale = weight * invstd
-            lib.bn_forward_eval(x.data_ptr(), _ptr(residual), y.data_ptr(), mean.data_ptr(), scale.data_ptr(),
-                                bias.data_ptr(), R, C, int(relu), nt)
+            fn = getattr(lib, f"bn_forward_eval_{sfx}")
+            fn(x.data_ptr(), _ptr(residual), y.data_ptr(), mean.data_ptr(), scale.data_ptr(), bias.data_ptr(), R, C,
+               int(relu), nt)
         ctx.save_for_backward(x, y, weight, mean, invstd)
         ctx.flags = (training, relu, residual is not None)
         return y
@@ -188,33 +209,31 @@ class _FusedBatchNorm(torch.autograd.Function):
         lib = _library()
         assert lib is not None
         R, C = x.shape
-        dy = dy.contiguous()
+        dy = dy.to(x.dtype).contiguous()
         dx = torch.empty_like(x)
         dres = torch.empty_like(x) if with_res and relu else None
-        dw, db = torch.empty(2, C, dtype=x.dtype).unbind(0)
-        lib.bn_backward(x.data_ptr(), y.data_ptr(), dy.data_ptr(), dx.data_ptr(), _ptr(dres), weight.data_ptr(),
-                        mean.data_ptr(), invstd.data_ptr(), dw.data_ptr(), db.data_ptr(), R, C, int(relu),
-                        int(training), torch.get_num_threads())
+        dw, db = torch.empty(2, C).unbind(0)
+        fn = getattr(lib, f"bn_backward_{_SUFFIX[x.dtype]}")
+        fn(x.data_ptr(), y.data_ptr(), dy.data_ptr(), dx.data_ptr(), _ptr(dres), weight.data_ptr(), mean.data_ptr(),
+           invstd.data_ptr(), dw.data_ptr(), db.data_ptr(), R, C, int(relu), int(training), torch.get_num_threads())
         if with_res and not relu:
             dres = dy
         return dx, dres, dw, db, None, None, None, None, None, None
 
 
 def native_ok(x: Tensor, residual: Tensor | None = None, weight: Tensor | None = None) -> bool:
-    """Whether :func:`fused_batch_norm` runs the native kernel on these tensors (float32 CPU, contiguous, not
-    under autocast, tracing or compilation, the library built)."""
+    """Whether :func:`fused_batch_norm` runs the native kernel on these tensors (float32 or bfloat16 on the CPU,
+    contiguous, float32 parameters, not tracing or compiling, the library built)."""
     if torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing():
         return False
     if torch.onnx.is_in_onnx_export():
         return False
-    if x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() < 2 or not x.is_contiguous():
-        return False
-    if x.numel() == 0 or torch.is_autocast_enabled("cpu"):
+    if x.dtype not in _SUFFIX or x.device.type != "cpu" or x.dim() < 2 or not x.is_contiguous() or x.numel() == 0:
         return False
     if residual is not None and (residual.shape != x.shape or residual.dtype != x.dtype
                                  or not residual.is_contiguous()):
         return False
-    if weight is not None and weight.dtype != torch.float32:
+    if weight is not None and (weight.dtype != torch.float32 or weight.device.type != "cpu"):
         return False
     return _library() is not None
 

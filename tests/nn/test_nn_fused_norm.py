@@ -122,6 +122,53 @@ def test_property_any_shape(rows, channels, training, relu, with_res, seed):
     check((rows, channels), training, relu, with_res, seed=seed)
 
 
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("with_res", [False, True])
+def test_bfloat16_activations(training, with_res):
+    """CPU autocast's case: bfloat16 activations (and gradients), float32 parameters and statistics. Against
+    float64 on the same (bfloat16-valued) inputs: within bfloat16's rounding of the outputs; statistics and
+    weight gradients are float32 sums."""
+    g = torch.Generator().manual_seed(3)
+    shape = (600, 24)
+    x = (torch.randn(shape, generator=g) * 2 + 1).bfloat16()
+    res = torch.randn(shape, generator=g).bfloat16() if with_res else None
+    dy = torch.randn(shape, generator=g).bfloat16()
+    w, b = torch.rand(24, generator=g) + 0.5, torch.randn(24, generator=g) * 0.1
+    rm, rv = torch.randn(24, generator=g), torch.rand(24, generator=g) + 0.5
+    leaves = [t.clone().requires_grad_() if t is not None else None for t in (x, res, w, b)]
+    leaves64 = [t.double().requires_grad_() if t is not None else None for t in (x, res, w, b)]
+    rm32, rv32 = rm.clone(), rv.clone()
+    y = fused_batch_norm(leaves[0], rm32, rv32, leaves[2], leaves[3], training, 0.1, 1e-5, leaves[1], relu=True)
+    y.backward(dy)
+    want, rm64, rv64 = reference(leaves64[0], rm, rv, leaves64[2], leaves64[3], training, 0.1, 1e-5, leaves64[1],
+                                 True)
+    want.backward(dy.double())
+    assert native_ran(y) and y.dtype == torch.bfloat16 and leaves[0].grad.dtype == torch.bfloat16
+    assert leaves[2].grad.dtype == torch.float32
+
+    def close(a, e, rel):
+        assert (a.double() - e).abs().max() <= rel * e.abs().max(), (a.double() - e).abs().max()
+
+    close(y, want, 2**-8)
+    close(leaves[0].grad, leaves64[0].grad, 2**-7)
+    if with_res:
+        close(leaves[1].grad, leaves64[1].grad, 0)  # the ReLU-masked gradient, exact
+    close(leaves[2].grad, leaves64[2].grad, 1e-4)
+    close(leaves[3].grad, leaves64[3].grad, 1e-4)
+    close(rm32, rm64, 1e-5)
+    close(rv32, rv64, 1e-5)
+
+
+def test_autocast_training_step_runs_the_kernel():
+    bn = BatchNormLast(8).train()
+    lin = nn.Linear(4, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = norm_act(bn, lin(torch.randn(3, 5, 7, 4)), nn.ReLU())
+    assert native_ran(y) and y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert lin.weight.grad is not None and bn.weight.grad.dtype == torch.float32
+
+
 def test_relu_keeps_nan_like_torch():
     x = torch.randn(6, 3)
     x[2, 1] = float("nan")
@@ -142,21 +189,22 @@ def test_one_value_per_channel_is_an_error_in_training():
         fused_batch_norm(torch.randn(1, 4), None, None, None, None, True, 0.1, 1e-5)
 
 
-@pytest.mark.parametrize("case", ["float64", "bf16_autocast", "channels_first_memory", "residual_float64"])
+@pytest.mark.parametrize("case", ["float64", "float16", "channels_first_memory", "residual_float64"])
 def test_falls_back_where_the_kernel_does_not_apply(case):
     bn = BatchNormLast(6).train()
     x = torch.randn(2, 5, 4, 6)
     res = None
     if case == "float64":
         bn, x = bn.double(), x.double()
+    elif case == "float16":
+        bn, x = bn.half(), x.half()
     elif case == "channels_first_memory":
         x = torch.randn(2, 6, 5, 4).permute(0, 2, 3, 1)
     elif case == "residual_float64":
         res = torch.randn(2, 5, 4, 6, dtype=torch.float64)
     ref = copy.deepcopy(bn)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=case == "bf16_autocast"):
-        y = bn.forward_fused(x.requires_grad_(), res, relu=True)
-        want = F.relu(ref(x) + (0 if res is None else res))
+    y = bn.forward_fused(x.requires_grad_(), res, relu=True)
+    want = F.relu(ref(x) + (0 if res is None else res))
     assert not native_ran(y)
     torch.testing.assert_close(y, want)
     torch.testing.assert_close(bn.running_var, ref.running_var)

@@ -49,6 +49,10 @@ class BatchNormLast(nn.BatchNorm1d):
         in one native pass where it can run (see :class:`BatchNormLast`), else as separate operations."""
         self._check_input_dim(x)
         if self._native(x, residual):
+            if relu and residual is not None and residual.requires_grad and torch.is_grad_enabled():
+                # the ReLU's masked gradient would be needed twice (the residual's and the norm's own): one
+                # more activation-sized buffer at once in the backward pass; the ReLU runs in place instead
+                return F.relu(self._fused(x, residual, False))
             return self._fused(x, residual, relu)
         y = self(x)
         if residual is not None:

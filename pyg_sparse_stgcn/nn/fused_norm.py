@@ -197,7 +197,7 @@ class _FusedBatchNorm(torch.autograd.Function):
             fn = getattr(lib, f"bn_forward_eval_{sfx}")
             fn(x.data_ptr(), _ptr(residual), y.data_ptr(), mean.data_ptr(), scale.data_ptr(), bias.data_ptr(), R, C,
                int(relu), nt)
-        ctx.save_for_backward(x, y, weight, mean, invstd)
+        ctx.save_for_backward(x, y if relu else None, weight, mean, invstd)  # y only for the ReLU's mask
         ctx.flags = (training, relu, residual is not None)
         return y
 
@@ -214,7 +214,8 @@ class _FusedBatchNorm(torch.autograd.Function):
         dres = torch.empty_like(x) if with_res and relu else None
         dw, db = torch.empty(2, C).unbind(0)
         fn = getattr(lib, f"bn_backward_{_SUFFIX[x.dtype]}")
-        fn(x.data_ptr(), y.data_ptr(), dy.data_ptr(), dx.data_ptr(), _ptr(dres), weight.data_ptr(), mean.data_ptr(),
+        mask = y if relu else x  # read only under the ReLU
+        fn(x.data_ptr(), mask.data_ptr(), dy.data_ptr(), dx.data_ptr(), _ptr(dres), weight.data_ptr(), mean.data_ptr(),
            invstd.data_ptr(), dw.data_ptr(), db.data_ptr(), R, C, int(relu), int(training), torch.get_num_threads())
         if with_res and not relu:
             dres = dy

@@ -28,9 +28,9 @@ def native_ran(y: torch.Tensor) -> bool:
 
 
 def reference(x, rm, rv, w, b, training, momentum, eps, res, relu):
-    """PyTorch's operators in float64 on copies: output, and the running statistics after the call."""
-    rm = None if rm is None else rm.double().clone()
-    rv = None if rv is None else rv.double().clone()
+    """PyTorch's operators in ``x``'s dtype on copies: output, and the running statistics after the call."""
+    rm = None if rm is None else rm.to(x.dtype).clone()
+    rv = None if rv is None else rv.to(x.dtype).clone()
     C = x.size(-1)
     training = training or rm is None  # no running statistics: batch statistics (as nn.BatchNorm)
     y = F.batch_norm(x.reshape(-1, C), rm, rv, w, b, training, momentum, eps).view(x.shape)
@@ -65,15 +65,24 @@ def check(shape, training, relu, with_res, affine=True, stats=True, momentum=0.1
     x64, r64, w64, b64 = leaves64
     want, rm64, rv64 = reference(x64, rm, rv, w64, b64, training, momentum, 1e-5, r64, relu)
     want.backward(dy.double())
+    # PyTorch's own float32 operators on the same inputs: where float32 itself is ill-conditioned (a variance
+    # near eps, two nearly equal rows), the kernel is held to their error instead
+    leavest = [t.clone().requires_grad_() if t is not None else None for t in (x, res, w, b)]
+    theirs, _, _ = reference(leavest[0], rm, rv, leavest[2], leavest[3], training, momentum, 1e-5, leavest[1], relu)
+    theirs.backward(dy)
     assert native_ran(y)
-    tol = dict(rtol=1e-5, atol=2e-5)
-    torch.testing.assert_close(y.double(), want, **tol)
-    for got, exp in zip(leaves32, leaves64):
+
+    def close(got, exp, other, rtol, atol):
+        slack = 2 * (other.double() - exp).abs().max().item()
+        torch.testing.assert_close(got.double(), exp, rtol=rtol, atol=atol + slack)
+
+    close(y, want, theirs, 1e-5, 2e-5)
+    for got, exp, other in zip(leaves32, leaves64, leavest):
         if got is not None:
-            torch.testing.assert_close(got.grad.double(), exp.grad, rtol=1e-4, atol=1e-4)
+            close(got.grad, exp.grad, other.grad, 1e-4, 1e-4)
     if stats:
-        torch.testing.assert_close(rm32.double(), rm64, **tol)
-        torch.testing.assert_close(rv32.double(), rv64, **tol)
+        torch.testing.assert_close(rm32.double(), rm64, rtol=1e-5, atol=2e-5)
+        torch.testing.assert_close(rv32.double(), rv64, rtol=1e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -115,7 +124,7 @@ def test_mean_far_from_zero_keeps_the_variance():
     torch.testing.assert_close(rv.double(), x.double().var(0), rtol=1e-3, atol=0)  # unbiased, momentum 1
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(rows=st.integers(2, 700), channels=st.integers(1, 40), training=st.booleans(), relu=st.booleans(),
        with_res=st.booleans(), seed=st.integers(0, 2**16))
 def test_property_any_shape(rows, channels, training, relu, with_res, seed):

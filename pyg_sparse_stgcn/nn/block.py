@@ -11,7 +11,7 @@ from ..graph import SkeletonGraph
 from ._utils import check_choice, reset_module
 from .conv.skeleton_mp import SkeletonMessagePassing
 from .conv.stgcn_conv import STGCNConv
-from .temporal import MultiScaleTemporalConv, TemporalConv
+from .temporal import DGMultiScaleTemporalConv, MultiScaleTemporalConv, TemporalConv
 
 __all__ = ["STGCNBlock", "ResidualBlock", "make_residual", "route", "check_keys", "TCN_ALIASES"]
 
@@ -65,6 +65,11 @@ def make_residual(in_channels: int, out_channels: int, stride: int,
     return "conv", TemporalConv(in_channels, out_channels, kernel_size=1, stride=stride)
 
 
+#: The temporal units' ``forward`` methods that end a block themselves (``residual``, ``act``); a subclass that
+#: overrides ``forward`` is called the plain way.
+_TAKE_RESIDUAL = (TemporalConv.forward, MultiScaleTemporalConv.forward, DGMultiScaleTemporalConv.forward)
+
+
 class ResidualBlock(nn.Module):
     r"""What the ST-GCN-family blocks share:
     :math:`\mathbf{X}' = \mathrm{ReLU}(\mathrm{tcn}(\mathrm{gcn}(\mathbf{X})) + \mathrm{res}(\mathbf{X}))`,
@@ -96,8 +101,7 @@ class ResidualBlock(nn.Module):
         """``ReLU(tcn(h) + res(x))``; the temporal units that take ``residual`` / ``act`` end in it themselves
         (one pass with their batch norm)."""
         res = self.residual(x) if self.residual is not None else x if self.residual_mode == "identity" else None
-        if isinstance(tcn, (TemporalConv, MultiScaleTemporalConv)) and not (tcn._forward_hooks or
-                                                                           tcn._forward_pre_hooks):
+        if type(tcn).forward in _TAKE_RESIDUAL and not (tcn._forward_hooks or tcn._forward_pre_hooks):
             return tcn(h, res, self.relu)
         out = tcn(h)
         return self.relu(out if res is None else out + res)

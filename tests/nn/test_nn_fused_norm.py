@@ -271,3 +271,26 @@ def test_whole_model_equals_the_unfused_operators(cls, monkeypatch):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-5, msg=lambda m, n=n: f"{n}: {m}")
     for (n, b), c in zip(native.named_buffers(), plain.buffers()):
         torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=lambda m, n=n: f"{n}: {m}")
+
+
+def test_block_hands_its_residual_only_to_the_units_that_take_it():
+    """A temporal unit subclassed with its own ``forward(x)`` is called the plain way (no ``residual`` / ``act``
+    arguments) and the block adds the residual and the ReLU itself."""
+    from pyg_sparse_stgcn.nn.block import STGCNBlock
+    from pyg_sparse_stgcn.nn.temporal import TemporalConv
+
+    class Doubled(TemporalConv):
+        def forward(self, x):  # type: ignore[override]
+            return 2 * super().forward(x)
+
+    torch.manual_seed(0)
+    blk = STGCNBlock(8, 8, torch.rand(3, 17, 17)).eval()
+    x = torch.randn(2, 6, 17, 8)
+    plain = blk(x)
+    doubled = Doubled(8, 8, 9)
+    doubled.load_state_dict(blk.tcn.state_dict())
+    blk.tcn = doubled
+    with torch.no_grad():
+        want = F.relu(2 * TemporalConv.forward(doubled, blk.gcn(x)) + x)
+    torch.testing.assert_close(blk(x), want)
+    assert not torch.allclose(blk(x), plain)

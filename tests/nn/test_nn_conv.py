@@ -412,7 +412,14 @@ def test_bad_input():
         conv(x, None, torch.ones(3))
 
 
-def test_autocast_bfloat16_all_backends():
+@pytest.mark.parametrize("with_torch_sparse", [True, False])
+def test_autocast_bfloat16_all_backends(with_torch_sparse, monkeypatch):
+    """Every backend under CPU bfloat16 autocast, with torch-sparse and without it (torch.sparse's CPU products
+    take no bfloat16: that path multiplies in float32)."""
+    import torch_geometric.typing as pyg_typing
+
+    if not with_torch_sparse:
+        monkeypatch.setattr(pyg_typing, "WITH_TORCH_SPARSE", False)
     graph, conv = _make("nturgb+d", "importance", "pre", seed=12)
     x = torch.randn(2, 3, 25, 4)
     ref = conv(x).detach()

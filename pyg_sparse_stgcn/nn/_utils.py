@@ -1,13 +1,13 @@
 """Small building blocks shared by the layers: channels-last batch norm and argument checks."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .fused_norm import fused_batch_norm, native_ok
+from .fused_norm import fused_batch_norm, on_channels
 
 __all__ = ["BatchNormLast", "norm_act", "batch_norm_groups", "make_norm", "make_down", "check_features", "check_choice",
            "check_positive_ints", "reset_module"]
@@ -27,8 +27,8 @@ class BatchNormLast(nn.BatchNorm1d):
     kernel is several times slower on mixed layouts).
 
     A float32 or bfloat16 CPU input whose channels are contiguous runs the native fused kernel of
-    :mod:`pyg_sparse_stgcn.nn.fused_norm` instead (the same values up to float32 rounding, about half the
-    time); :meth:`forward_fused` adds a residual and a ReLU in the same pass.
+    :mod:`pyg_sparse_stgcn.nn.fused_norm` instead (the same values up to rounding; ``docs/nn.md`` has the
+    measured speed); :meth:`forward_fused` adds a residual and a ReLU in the same pass.
 
     Shapes:
         - **input:** :math:`(*, C)`
@@ -40,32 +40,24 @@ class BatchNormLast(nn.BatchNorm1d):
             raise ValueError(f"BatchNormLast: expected a 2-D, 3-D or 4-D input, got {input.dim()}-D")
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        if self._native(x, None):
+        # exactly this class: a subclass (DDP's synchronised batch norm) reaches its own forward through super()
+        if type(self) is BatchNormLast:
             return self._fused(x, None, False)
-        return _on_channels(x, super().forward)
+        return on_channels(x, super().forward)
 
     def forward_fused(self, x: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
         r""":math:`\mathrm{ReLU}(\mathrm{BN}(x) + r)` (``residual`` :math:`r` optional, the ReLU when ``relu``)
         in one native pass where it can run (see :class:`BatchNormLast`), else as separate operations."""
-        self._check_input_dim(x)
-        if self._native(x, residual):
-            if relu and residual is not None and residual.requires_grad and torch.is_grad_enabled():
-                # the ReLU's masked gradient would be needed twice (the residual's and the norm's own): one
-                # more activation-sized buffer at once in the backward pass; the ReLU runs in place instead
-                return F.relu(self._fused(x, residual, False))
+        if type(self) is BatchNormLast:
             return self._fused(x, residual, relu)
         y = self(x)
         if residual is not None:
             y = y + residual
         return F.relu(y) if relu else y
 
-    def _native(self, x: Tensor, residual: Tensor | None) -> bool:
-        # exactly this class: a subclass (DDP's synchronised batch norm) reaches its own forward through super()
-        return type(self) is BatchNormLast and native_ok(x, residual, self.weight)
-
     def _fused(self, x: Tensor, residual: Tensor | None, relu: bool) -> Tensor:
         """``nn.BatchNorm1d.forward``'s bookkeeping (momentum, cumulative averaging, which statistics), then
-        the native kernel."""
+        :func:`~pyg_sparse_stgcn.nn.fused_norm.fused_batch_norm`."""
         self._check_input_dim(x)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
@@ -75,18 +67,6 @@ class BatchNormLast(nn.BatchNorm1d):
         keep = not self.training or self.track_running_stats
         return fused_batch_norm(x, self.running_mean if keep else None, self.running_var if keep else None,
                                 self.weight, self.bias, batch_stats, factor, self.eps, residual, relu)
-
-
-def _on_channels(x: Tensor, norm: Callable[[Tensor], Tensor]) -> Tensor:
-    """Run a channels-first batch norm ``norm`` on the channels-last ``x`` (see :class:`BatchNormLast`)."""
-    if x.dim() == 4:
-        channels_last = x.is_contiguous()
-        if not channels_last and not x.permute(0, 3, 1, 2).is_contiguous():
-            x, channels_last = x.contiguous(), True
-        y = norm(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return _GradLayout.apply(y, channels_last)
-    shape = x.shape
-    return norm(x.reshape(-1, shape[-1])).view(shape)
 
 
 def norm_act(norm: nn.Module, x: Tensor, act: nn.Module | None = None, residual: Tensor | None = None) -> Tensor:
@@ -142,18 +122,8 @@ def batch_norm_groups(norms: Sequence[BatchNormLast], x: Tensor, relu: bool = Fa
     var = torch.cat([n.running_var for n in norms]) if tracked else None  # type: ignore[misc]
     weight = torch.cat([n.weight for n in norms]) if n0.affine else None
     bias = torch.cat([n.bias for n in norms]) if n0.affine else None
-
-    batch_stats = n0.training or not tracked
-
-    def norm(v: Tensor) -> Tensor:
-        out = F.batch_norm(v, mean, var, weight, bias, batch_stats, float(n0.momentum), n0.eps)  # type: ignore[arg-type]
-        return out.relu_() if relu else out
-
-    if native_ok(x, None, weight):
-        y = fused_batch_norm(x, mean, var, weight, bias, batch_stats, float(n0.momentum), n0.eps,  # type: ignore[arg-type]
-                             relu=relu)
-    else:
-        y = _on_channels(x, norm)
+    y = fused_batch_norm(x, mean, var, weight, bias, n0.training or not tracked, float(n0.momentum),  # type: ignore[arg-type]
+                         n0.eps, relu=relu)
     if update:
         with torch.no_grad():
             for n, m, v in zip(norms, mean.split(sizes), var.split(sizes)):  # type: ignore[union-attr]
@@ -161,22 +131,6 @@ def batch_norm_groups(norms: Sequence[BatchNormLast], x: Tensor, relu: bool = Fa
                 n.running_var.copy_(v)  # type: ignore[union-attr]
                 n.num_batches_tracked.add_(1)  # type: ignore[union-attr,operator]
     return y
-
-
-class _GradLayout(torch.autograd.Function):
-    """Identity on :math:`(B, T, V, C)` whose gradient is made contiguous channels-last (``channels_last``) or
-    channels-first (a copy only when it is not already)."""
-
-    @staticmethod
-    def forward(ctx, y: Tensor, channels_last: bool) -> Tensor:  # type: ignore[override]
-        ctx.channels_last = channels_last
-        return y.view_as(y)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        if ctx.channels_last:
-            return grad.contiguous(), None
-        return grad.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1), None
 
 
 def reset_module(m: nn.Module) -> None:

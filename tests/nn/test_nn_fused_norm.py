@@ -20,9 +20,10 @@ pytestmark = pytest.mark.skipif(not fused_norm.available(), reason="no C compile
 
 
 def native_ran(y: torch.Tensor) -> bool:
-    """Whether ``y`` came out of the native kernel (through views)."""
+    """Whether ``y`` came out of the native kernel (through views, and the ReLU that runs after it where the
+    residual needs a gradient)."""
     fn = y.grad_fn
-    while fn is not None and fn.name() == "ViewBackward0":
+    while fn is not None and fn.name() in ("ViewBackward0", "ReluBackward0"):
         fn = fn.next_functions[0][0]
     return fn is not None and fn.name() == "_FusedBatchNormBackward"
 
@@ -215,7 +216,8 @@ def test_falls_back_where_the_kernel_does_not_apply(case):
     y = bn.forward_fused(x.requires_grad_(), res, relu=True)
     want = F.relu(ref(x) + (0 if res is None else res))
     assert not native_ran(y)
-    torch.testing.assert_close(y, want)
+    # the reference's own batch norm may run the kernel (float32 input): equal up to float32 rounding
+    torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(bn.running_var, ref.running_var)
 
 

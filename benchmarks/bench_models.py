@@ -661,7 +661,7 @@ def main() -> None:
     ap.add_argument("--no-amp", "--no-bf16", dest="no_amp", action="store_true",
                     help="skip the mixed-precision columns (bfloat16 on CPU; bfloat16 and float16 on CUDA)")
     ap.add_argument("--device", choices=DEVICES, default="cpu",
-                    help="where every side runs (cuda: the GPU path; TF32 stays at torch's defaults, recorded)")
+                    help="where every side runs (cuda: the GPU path; TF32 as --tf32 says, recorded)")
     ap.add_argument("--tf32", choices=("off", "on"), default="off",
                     help="CUDA: TF32 for every side's float32 matrix products and convolutions alike (torch's "
                          "defaults differ: cuDNN on, cuBLAS off, which would favour convolution-based sides); the "

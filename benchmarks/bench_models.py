@@ -24,11 +24,12 @@ Per model and shape (NTU: N=8, M=2, T=100, V=25 ``nturgb+d``; Kinetics: V=18 ``o
   medians (and of the minima).
 * **FLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` over one inference and one training step of each side.
 * **roofline**: the GEMMs ours lowers to (``mm``/``addmm``/``bmm`` and every convolution as its im2col GEMM,
-  forward and both backward GEMMs) are recorded with their ``(M, K, N)`` shapes; each distinct shape is timed
-  as ``torch.mm`` / ``torch.bmm`` in the same run and thread count (best of 3). The roofline time is
-  ``sum_i flops_i / rate_i`` (every GEMM at the sustained SGEMM rate of its own shape, everything else free),
-  the roofline rate ``flops / roofline time``; a side's fraction of the roofline is its achieved
-  ``flops / time`` over that rate.
+  forward and both backward GEMMs) are recorded with their ``(M, K, N)`` shapes and replayed, every one as
+  ``torch.mm`` / ``torch.bmm`` at its own shape and nothing else, as one more side of the interleaved rounds
+  (:class:`GemmReplay`): the roofline time is the replay's median (every GEMM at the SGEMM rate of its own
+  shape on the machine as it is in those rounds, everything else free), the roofline rate
+  ``flops / roofline time``; a side's fraction of the roofline is its achieved ``flops / time`` over that
+  rate (``fraction_of_roofline_per_round`` pairs each round's side with that round's replay).
 * **peak memory** (``--memory train`` by default, ``all`` adds inference): a fresh subprocess per side and
   task, which builds only that side, then reports the resident-set high-water mark (``VmHWM``, reset
   through ``/proc/self/clear_refs``) minus the resident set just before the first call, over three
@@ -415,27 +416,46 @@ def record_gemms(fn: Callable[[], None]) -> dict[tuple, int]:
     return rec.gemms
 
 
-def gemm_rates(shapes: list[tuple], repeats: int = 3, device: torch.device | str = "cpu") -> dict[tuple, float]:
-    """Sustained fp32 GEMM FLOP/s of ``torch.mm`` (or ``torch.bmm``) at each shape on ``device``, best of
-    ``repeats``."""
-    rates = {}
-    for kind, shape in shapes:
-        if kind == "mm":
-            M, K, N = shape
-            a, b = torch.randn(M, K, device=device), torch.randn(K, N, device=device)
+class GemmReplay:
+    """Every GEMM of a recorded op stream (:func:`record_gemms`) run back to back as ``torch.mm`` /
+    ``torch.bmm`` at its own shape, as often as it was recorded, with no other work: one call takes the
+    model's roofline time. It is timed as one more side of the interleaved rounds, so that it sees the machine
+    the models see (on this shared 2-vCPU machine the same SGEMM's rate moved by up to ×1.7 between runs
+    minutes apart). The operands are views of three buffers allocated once (random normal values) and the
+    products are written in place: no allocation is timed."""
 
-            def run(a=a, b=b):
-                torch.mm(a, b)
-        else:
-            B, M, K, N = shape
-            a, b = torch.randn(B, M, K, device=device), torch.randn(B, K, N, device=device)
+    def __init__(self, gemms: dict[tuple, int], device: torch.device | str = "cpu") -> None:
+        self.calls: list[tuple[str, tuple[int, int, int, int], int]] = []
+        for (kind, shape), flops in gemms.items():
+            b, m, k, n = shape if kind == "bmm" else (1, *shape)
+            self.calls.append((kind, (b, m, k, n), round(flops / (2 * b * m * k * n))))
+        self.flops = sum(gemms.values())
+        size = [max((math.prod(s[i] for i in idx) for _, s, _ in self.calls), default=1)
+                for idx in ((0, 1, 2), (0, 2, 3), (0, 1, 3))]
+        gen = torch.Generator().manual_seed(0)
+        self.a, self.b = (torch.randn(n, generator=gen).to(device) for n in size[:2])
+        self.out = torch.empty(size[2], device=device)
 
-            def run(a=a, b=b):
-                torch.bmm(a, b)
-        run()
-        best = min(_timed(run, device) for _ in range(repeats))
-        rates[(kind, shape)] = 2.0 * math.prod(shape) / best
-    return rates
+    def __call__(self) -> None:
+        for kind, (b, m, k, n), count in self.calls:
+            lhs, rhs = self.a[:b * m * k].view(b, m, k), self.b[:b * k * n].view(b, k, n)
+            out = self.out[:b * m * n].view(b, m, n)
+            for _ in range(count):
+                if kind == "mm":
+                    torch.mm(lhs[0], rhs[0], out=out[0])
+                else:
+                    torch.bmm(lhs, rhs, out=out)
+
+
+#: The name of the GEMM replay among the timed sides (not a model: its time is the roofline time).
+ROOFLINE = "roofline_gemms"
+
+
+def roofline(replay: GemmReplay, timing: dict[str, Any]) -> dict[str, Any]:
+    """The roofline of one task from the interleaved times of its :class:`GemmReplay`."""
+    t = timing["median_s"]
+    return {"gemm_flops": replay.flops, "roofline_time_s": t, "roofline_gflops": replay.flops / t / 1e9,
+            "distinct_gemm_shapes": len(replay.calls), "times_s": timing["times_s"]}
 
 
 def _timed(fn: Callable[[], None], device: torch.device | str = "cpu") -> float:
@@ -444,13 +464,6 @@ def _timed(fn: Callable[[], None], device: torch.device | str = "cpu") -> float:
     fn()
     synchronize(device)
     return time.perf_counter() - start
-
-
-def roofline(gemms: dict[tuple, int], rates: dict[tuple, float]) -> dict[str, float]:
-    flops = sum(gemms.values())
-    t = sum(f / rates[key] for key, f in gemms.items())
-    return {"gemm_flops": flops, "roofline_time_s": t, "roofline_gflops": flops / t / 1e9,
-            "distinct_gemm_shapes": len(gemms)}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -549,7 +562,7 @@ def _summary(t: dict[str, Any]) -> dict[str, Any]:
             "spread": (max(times) - min(times)) / med, "times_s": times}
 
 
-def bench_one(kind: str, shape: str, args: argparse.Namespace, rates_cache: dict) -> dict[str, Any]:
+def bench_one(kind: str, shape: str, args: argparse.Namespace) -> dict[str, Any]:
     want = ("ours", "mmaction2", "reference") if kind in ("stgcn", "stgcn++") else ("ours", "reference")
     if kind in ("stgcn", "stgcn++") and not args.mmaction2:
         want = ("ours", "reference")
@@ -561,17 +574,15 @@ def bench_one(kind: str, shape: str, args: argparse.Namespace, rates_cache: dict
     row: dict[str, Any] = {"sides": list(sides), "input": list(x.shape), "rel_logit_diff": diffs}
     amps = {} if args.no_amp else amp_dtypes(device)
 
-    # FLOPs and the roofline (ours' own GEMM shapes, timed here)
+    # FLOPs, and the GEMMs of ours (the roofline: replayed as one more side of the timed rounds)
     flops = {task: {name: count_flops(train_step(m, x, y) if task == "train" else inference(m, x))
                     for name, m in sides.items()} for task in ("train", "inference")}
     row["flops"] = flops
-    print(f"  {kind} {shape}: outputs equal, FLOPs counted; roofline GEMMs", flush=True)
+    print(f"  {kind} {shape}: outputs equal, FLOPs counted; roofline GEMMs recorded", flush=True)
+    replays = {task: GemmReplay(record_gemms(train_step(sides["ours"], x, y) if task == "train"
+                                             else inference(sides["ours"], x)), device)
+               for task in ("train", "inference")}
     roof: dict[str, Any] = {}
-    for task in ("train", "inference"):
-        gemms = record_gemms(train_step(sides["ours"], x, y) if task == "train" else inference(sides["ours"], x))
-        missing = [k for k in gemms if k not in rates_cache]
-        rates_cache.update(gemm_rates(missing, device=device))
-        roof[task] = roofline(gemms, rates_cache)
     row["roofline"] = roof
 
     for task in ("inference", "train"):
@@ -593,7 +604,10 @@ def bench_one(kind: str, shape: str, args: argparse.Namespace, rates_cache: dict
                     fn = train_step(m, x, y, net=net) if task == "train" else inference(m, x, net=net)
                     compile_s[name + suffix] = _timed(fn, device)  # the first call compiles
                     fns[name + suffix] = fn
+        fns[ROOFLINE] = replays[task]
         timed = time_interleaved(fns, repeats=args.rounds, warmup=1, device=device)
+        replay = replays.pop(task)
+        roof[task] = roofline(replay, timed.pop(ROOFLINE))
         res = {name: _summary(t) for name, t in timed.items()}
         best = {}
         for name in sides:
@@ -612,6 +626,11 @@ def bench_one(kind: str, shape: str, args: argparse.Namespace, rates_cache: dict
         rate = roof[task]["roofline_gflops"]
         out["achieved_gflops"] = {name: flops[task][name] / b["median_s"] / 1e9 for name, b in best.items()}
         out["fraction_of_roofline"] = {name: g / rate for name, g in out["achieved_gflops"].items()}
+        # per round: each side against the GEMMs timed in that same round
+        out["fraction_of_roofline_per_round"] = {
+            name: [flops[task][name] / t / (roof[task]["gemm_flops"] / r) for t, r in
+                   zip(timed[b["variant"]]["times_s"], roof[task]["times_s"])]
+            for name, b in best.items()}
         out["load_average_after"] = list(os.getloadavg())
         row[task] = out
 
@@ -713,11 +732,10 @@ def main() -> None:
     if args.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
         results["tf32"] = args.tf32
-    rates: dict[tuple, float] = {}
     start = time.perf_counter()
     for kind in models:
         for shape in shapes:
-            row = bench_one(kind, shape, args, rates)
+            row = bench_one(kind, shape, args)
             results["models"].setdefault(kind, {})[shape] = row
             _print_row(kind, shape, row)
             if not args.quick:  # after every row: a long run stopped early keeps what it measured

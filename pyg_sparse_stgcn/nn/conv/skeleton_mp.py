@@ -536,13 +536,15 @@ class SkeletonMessagePassing(MessagePassing):
         """Entries that carry messages in evaluation (real and kept by the edge mask); synchronises once."""
         return self._plan(True, self.edge_real.device, False).nnz
 
-    def _aggregate(self, h: Tensor, edge_index: Tensor | None, weight: Tensor, pre: bool) -> Tensor:
+    def _aggregate(self, h: Tensor, edge_index: Tensor | None, weight: Tensor, pre: bool,
+                   backend: str | None = None) -> Tensor:
         K, V = self.num_subsets, self.num_nodes
         lead = h.shape[:-2]
         C = h.size(-1) // K if pre else h.size(-1)
+        backend = self.backend if backend is None else backend
         if edge_index is None and self.is_frozen:
             return self._frozen_aggregate(h, pre)
-        if self.backend == "dense" or (self.backend == "auto" and torch.compiler.is_compiling()):
+        if backend == "dense" or (backend == "auto" and torch.compiler.is_compiling()):
             # every candidate entry, masked ones as zeros: no operator cache, nothing that breaks a graph
             rows, cols, n_rows, n_cols = _op_index(self.edge_index if edge_index is None else edge_index, K, V,
                                                    pre)

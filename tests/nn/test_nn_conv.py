@@ -450,25 +450,28 @@ def test_dense_backend_casts_the_operator_once_under_autocast():
     assert conv.PA.grad is not None and conv.PA.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("channels", [(4, 6), (6, 4), (5, 5)])
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("adaptive", ["importance", "init"])
-def test_pre_product_gradients_equal_the_einsum_reference(adaptive, backend):
-    """The ``pre`` product aggregates the bias once per joint instead of once per frame: values and the
-    gradients of every parameter (the bias included) and of ``x`` equal PYSKL's formulation, with a masked
-    (parametrized) weight, and with a hook on ``conv`` (which then runs as a module)."""
-    graph, conv = _make("nturgb+d", adaptive, "pre", seed=3, with_res=True)
+def test_pre_product_gradients_equal_the_einsum_reference(adaptive, backend, channels):
+    """The ``pre`` product aggregates the narrower side first (the input where C_in < C_out) and the bias
+    once per joint: values and the gradients of every parameter (the bias included) and of ``x`` equal
+    PYSKL's formulation, with a masked (parametrized) weight, and with a hook on ``conv`` (which then runs
+    as a module, product first)."""
+    cin, cout = channels
+    graph, conv = _make("nturgb+d", adaptive, "pre", seed=3, with_res=True, cin=cin, cout=cout)
     conv = conv.double()
     conv.backend = backend
     mask = (torch.rand_like(conv.conv.weight) > 0.3).double()
     parametrize.register_parametrization(conv.conv, "weight", _Scale(mask))
     V = graph.num_nodes
-    x = torch.randn(2, 3, V, 4, dtype=torch.float64)
-    R = torch.randn(2, 3, V, 6, dtype=torch.float64)
+    x = torch.randn(2, 3, V, cin, dtype=torch.float64)
+    R = torch.randn(2, 3, V, cout, dtype=torch.float64)
     out, grads = _run(conv, x, R)
 
     def reference() -> torch.Tensor:
         A_eff = conv.A * conv.PA if adaptive == "importance" else conv.A
-        return torch.relu(conv.bn(_reference(conv, xr, A_eff)) + conv.down(xr))
+        return torch.relu(conv.bn(_reference(conv, xr, A_eff)) + (xr if conv.down is None else conv.down(xr)))
 
     conv.zero_grad(set_to_none=True)
     xr = x.clone().requires_grad_()
@@ -483,7 +486,7 @@ def test_pre_product_gradients_equal_the_einsum_reference(adaptive, backend):
     calls = []
     conv.conv.register_forward_hook(lambda m, i, o: calls.append(o.shape))
     hooked, hooked_grads = _run(conv, x, R)
-    assert calls == [(2, 3, V, 18)]
+    assert calls == [(2, 3, V, 3 * cout)]
     torch.testing.assert_close(hooked, out, atol=1e-12, rtol=0)
     _assert_equal(hooked_grads, grads, tol=1e-11)
 

@@ -87,9 +87,9 @@ def _op_index(edge_index: Tensor, K: int, V: int, pre: bool) -> tuple[Tensor, Te
 
 def _torch_sparse_matmul(adj: Tensor, x: Tensor) -> Tensor:
     """``adj @ x`` for a 2-D ``torch.sparse`` matrix and a dense ``(n_cols, C)`` or ``(L, n_cols, C)``."""
-    if x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16):
-        # the CPU sparse products (MKL) take float32 / float64 only: the product runs in float32 (autocast off,
-        # which would cast it back)
+    if x.device.type == "cpu" and (x.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled("cpu")):
+        # the CPU sparse products (MKL) take float32 / float64 only: the product runs in float32 with autocast
+        # off (which would cast float32 operands down), the result in x's dtype
         with torch.autocast("cpu", enabled=False):
             return _torch_sparse_matmul(adj.to(torch.float32), x.float()).to(x.dtype)
     if x.dim() == 2:

@@ -174,7 +174,8 @@ class STGCNConv(SkeletonMessagePassing):
             out = self._aggregate(F.linear(x, lin.weight), ei, weight, pre=True)
         # one frame of the bias through the same graph (the dense product: a (V, V K) operator on one frame)
         c = self._aggregate(lin.bias.expand(self.num_nodes, -1), ei, weight, pre=True, backend="dense")
-        return out.add_(c.to(out.dtype))  # in place: no backend keeps its output for the backward pass
+        # not in place: out may be a view of the product, and autograd copies an updated view back in backward
+        return out + c.to(out.dtype)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "

@@ -6,8 +6,8 @@ points, the wall-clock time, the SHA-256 of the recipe (``configs/demo.toml``) a
 ``benchmarks/results/demo.json``. The README (through ``benchmarks/report.py``) and the demo's own printout
 (``engine.modes.generate.demo_expectation``) quote this file.
 
-    python benchmarks/bench_demo.py --seeds 3 [--out benchmarks/results/demo.json]
-    python benchmarks/bench_demo.py --seeds 3 --precision bf16    # -> demo_bf16.json: bf16 accuracy parity
+    python benchmarks/bench_demo.py --seeds 8 [--out benchmarks/results/demo.json]
+    python benchmarks/bench_demo.py --seeds 8 --precision bf16    # -> demo_bf16.json: bf16 accuracy parity
 
 Resumable: every finished seed is kept in ``benchmarks/runs/demo/<precision>.json`` (git-ignored) and is not run
 again by the next invocation while the recipe (its SHA-256) is the same.

@@ -483,6 +483,14 @@ def test_pre_product_gradients_equal_the_einsum_reference(adaptive, backend, cha
     assert grads.keys() == ref_grads.keys() and "conv.bias" in grads
     _assert_equal(grads, ref_grads, tol=1e-11)
 
+    no_bias, zero_bias = copy.deepcopy(conv), copy.deepcopy(conv)
+    no_bias.conv.bias = None  # a bias-free conv: the same order, nothing added
+    with torch.no_grad():
+        zero_bias.conv.bias.zero_()
+    (out_nb, grads_nb), (out_zb, grads_zb) = _run(no_bias, x, R), _run(zero_bias, x, R)
+    torch.testing.assert_close(out_nb, out_zb, atol=1e-12, rtol=0)
+    _assert_equal(grads_nb, {k: v for k, v in grads_zb.items() if k != "conv.bias"}, tol=1e-12)
+
     calls = []
     conv.conv.register_forward_hook(lambda m, i, o: calls.append(o.shape))
     hooked, hooked_grads = _run(conv, x, R)

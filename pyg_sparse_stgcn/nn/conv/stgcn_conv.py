@@ -164,7 +164,7 @@ class STGCNConv(SkeletonMessagePassing):
         bias 1.20 -> 1.16 s. A ``conv`` that is not a plain ``Linear`` (an exported kernel) or that has hooks
         is called as it is."""
         lin = self.conv
-        if not isinstance(lin, nn.Linear) or lin.bias is None or _hooked(lin):
+        if not isinstance(lin, nn.Linear) or _hooked(lin):
             return self._aggregate(lin(x), ei, weight, pre=True)
         if self.in_channels < self.out_channels:
             K, C_in, C_out = self.num_subsets, self.in_channels, self.out_channels
@@ -172,6 +172,8 @@ class STGCNConv(SkeletonMessagePassing):
             out = F.linear(self._aggregate(x, ei, weight, pre=False), w)
         else:
             out = self._aggregate(F.linear(x, lin.weight), ei, weight, pre=True)
+        if lin.bias is None:
+            return out
         # one frame of the bias through the same graph (the dense product: a (V, V K) operator on one frame)
         c = self._aggregate(lin.bias.expand(self.num_nodes, -1), ei, weight, pre=True, backend="dense")
         # not in place: out may be a view of the product, and autograd copies an updated view back in backward

@@ -38,7 +38,9 @@ class STGCNConv(SkeletonMessagePassing):
     per frame, i.e. joint :math:`v` sends to joint :math:`w` with weight :math:`\tilde{A}_{k,v,w}` (PYSKL's
     ``einsum('nkctv,kvw->nctw')``; ``edge_index[0]`` = source :math:`v`, ``edge_index[1]`` = target
     :math:`w`). ``conv_pos='pre'`` applies :math:`\mathbf{W}` (one ``Linear(C_in, K C_out)``) before the
-    aggregation, ``'post'`` aggregates first and applies one ``Linear(K C_in, C_out)``.
+    aggregation, ``'post'`` aggregates first and applies one ``Linear(K C_in, C_out)``. Both name PYSKL's
+    parameters and function; ``'pre'`` is computed in the cheaper exact order (the input aggregated first
+    where :math:`C_{in} < C_{out}`, the bias aggregated once per joint: :meth:`_pre_product`).
 
     The effective weights over the candidate edges, a :math:`(K, E)` tensor, come from one method,
     :meth:`edge_weight_effective`: the adaptive base :meth:`edge_weight_base` — :math:`A` (``adaptive=None``,

@@ -579,9 +579,8 @@ def bench_one(kind: str, shape: str, args: argparse.Namespace) -> dict[str, Any]
                     for name, m in sides.items()} for task in ("train", "inference")}
     row["flops"] = flops
     print(f"  {kind} {shape}: outputs equal, FLOPs counted; roofline GEMMs recorded", flush=True)
-    replays = {task: GemmReplay(record_gemms(train_step(sides["ours"], x, y) if task == "train"
-                                             else inference(sides["ours"], x)), device)
-               for task in ("train", "inference")}
+    gemms = {task: record_gemms(train_step(sides["ours"], x, y) if task == "train" else inference(sides["ours"], x))
+             for task in ("train", "inference")}
     roof: dict[str, Any] = {}
     row["roofline"] = roof
 
@@ -604,10 +603,11 @@ def bench_one(kind: str, shape: str, args: argparse.Namespace) -> dict[str, Any]
                     fn = train_step(m, x, y, net=net) if task == "train" else inference(m, x, net=net)
                     compile_s[name + suffix] = _timed(fn, device)  # the first call compiles
                     fns[name + suffix] = fn
-        fns[ROOFLINE] = replays[task]
+        replay = GemmReplay(gemms[task], device)  # its operand buffers live only while this task is timed
+        fns[ROOFLINE] = replay
         timed = time_interleaved(fns, repeats=args.rounds, warmup=1, device=device)
-        replay = replays.pop(task)
         roof[task] = roofline(replay, timed.pop(ROOFLINE))
+        del fns[ROOFLINE], replay
         res = {name: _summary(t) for name, t in timed.items()}
         best = {}
         for name in sides:

@@ -21,6 +21,7 @@ backward): set ``PYG_SPARSE_STGCN_NATIVE=0`` for higher-order gradients.
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -146,6 +147,7 @@ KERNELS(uint16_t, bf16)
 """
 
 
+@functools.cache  # one lookup per process: the kernels' callers ask on every call
 def _library() -> ctypes.CDLL | None:
     p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
     sigs: dict[str, list[Any]] = {}

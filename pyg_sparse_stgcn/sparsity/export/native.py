@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import ctypes
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,7 @@ def column_block(source_rows: int, input_bytes: int) -> int:
     return max(64, min(COLUMN_BLOCK, fit))
 
 
+@functools.cache  # one lookup per process: the kernels' callers ask on every call
 def _library() -> ctypes.CDLL | None:
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     return load_library("spmm", _SOURCE, {

@@ -70,6 +70,7 @@ from _common import machine_info, time_interleaved, write_results  # noqa: E402
 
 from pyg_sparse_stgcn.compat import load_pyskl  # noqa: E402
 from pyg_sparse_stgcn.engine.trainer import cpu_bf16_flags  # noqa: E402
+from pyg_sparse_stgcn.malloc import keep_freed_memory  # noqa: E402
 from pyg_sparse_stgcn.nn import (  # noqa: E402
     AAGCN,
     CTRGCN,
@@ -688,6 +689,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None,
                     help=f"batch size N (default: the shape's, {SHAPES['ntu'][1]}; a GPU wants more)")
     ap.add_argument("--no-mmaction2", dest="mmaction2", action="store_false", help="skip the mmaction2 column")
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="call pyg_sparse_stgcn.malloc.keep_freed_memory() first (as the CLI does by default): "
+                         "every side in this process then reuses freed memory instead of faulting it in again")
     ap.add_argument("--out", default=None,
                     help="result file (default benchmarks/results/models.json, models_cuda.json with --device cuda)")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -715,6 +719,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.quick:
         args.rounds, args.memory = 1, "none"
+    if args.keep_freed_memory and not keep_freed_memory():
+        ap.error("--keep-freed-memory: the C library is not glibc, there is nothing to keep")
     if args.mmaction2 and not mmaction2_available():
         print("mmaction2 is not importable (optional benchmark peer; e.g. PYTHONPATH=/tmp/mmpeer): the mmaction2 "
               "column is skipped", flush=True)
@@ -726,6 +732,7 @@ def main() -> None:
         "rounds": args.rounds, "batch": args.batch, "compile": args.compile,
         "amp": [] if args.no_amp else list(amp_dtypes(torch.device(args.device))),
         "bf16_cpu_flags": list(cpu_bf16_flags()), "mmaction2": args.mmaction2,
+        "keep_freed_memory": args.keep_freed_memory,
         "shapes": {s: dict(zip(("layout", "N", "M", "T", "num_classes"), SHAPES[s]), **(
             {"N": args.batch} if args.batch else {})) for s in shapes},
         "models": {}}

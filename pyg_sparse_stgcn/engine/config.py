@@ -200,6 +200,9 @@ class RunConfig(Section):
     device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.", check=_check_device)
     deterministic: bool = opt(False, "torch.use_deterministic_algorithms(True, warn_only=True).")
     threads: int = opt(0, "torch.set_num_threads; 0 = PyTorch's default.", lo=0)
+    keep_freed_memory: bool = opt(True, "Keep freed memory in the process (glibc's malloc: no mmap, no trimming; "
+                                  "pyg_sparse_stgcn.malloc), so that steps do not page-fault their buffers in "
+                                  "again; the resident size then stays at its peak.")
 
 
 @dataclass

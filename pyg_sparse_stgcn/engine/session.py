@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..malloc import keep_freed_memory
 from . import distributed as D
 from .bundle import DataBundle, build_data
 from .config import Config, ConfigError
@@ -262,6 +263,8 @@ def execute(cfg: Config, inv: Invocation | None = None, mode: Mode | None = None
     mode = mode or get_mode(cfg.run.mode)
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)
+    if cfg.run.keep_freed_memory:
+        keep_freed_memory()  # False (nothing changed) where the C library is not glibc
     if not mode.creates_run:
         try:
             return Outcome(json_safe(mode.run(Session(cfg, None, None, None, inv, cfg.train.progress))))

@@ -35,29 +35,27 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, machine_info, write_results  # noqa: E402
 
+from pyg_sparse_stgcn.malloc import keep_freed_memory, supported  # noqa: E402
+
 #: The allocator settings the fresh processes compare.
 SETTINGS = ("default", "keep")
 
-# mallopt parameters (glibc's malloc.h), for the in-process regimes
+# mallopt parameters (glibc's malloc.h), for the in-process 'mapped' regime
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 
 
 def _step(model_name: str, shape: str, side: str, threads: int):
+    """One side's training step, built alone (``bench_models.side_task``)."""
     import bench_models as bm
 
     torch.set_num_threads(threads)
-    model = bm.build_sides(model_name, shape, False, (side,))[side]
-    x, y = bm.make_input(shape, False)
-    return bm.train_step(model, x, y)
+    return bm.side_task({"model": model_name, "shape": shape, "side": side, "quick": False, "task": "train"})
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """One fresh process: the setting, warm-up, then ``steps`` timed steps with ``getrusage`` around them."""
-    if spec["setting"] == "keep":
-        from pyg_sparse_stgcn.malloc import keep_freed_memory
-
-        if not keep_freed_memory():
-            raise SystemExit("bench_malloc: the C library is not glibc; keep_freed_memory changes nothing here")
+    if spec["setting"] == "keep" and not keep_freed_memory():
+        raise SystemExit("bench_malloc: the C library is not glibc; keep_freed_memory changes nothing here")
     step = _step(spec["model"], spec["shape"], spec["side"], spec["threads"])
     for _ in range(2):
         step()
@@ -88,8 +86,7 @@ def in_process(model_name: str, shape: str, side: str, threads: int, rounds: int
 
     def regime(name: str) -> None:
         if name == "kept":
-            libc.mallopt(_M_MMAP_MAX, 0)
-            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+            keep_freed_memory()
         else:
             libc.mallopt(_M_MMAP_MAX, 65536)
             libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
@@ -132,8 +129,6 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return
-    from pyg_sparse_stgcn.malloc import supported
-
     if not supported():
         raise SystemExit("bench_malloc: the C library is not glibc; there is nothing to compare")
     import bench_models as bm

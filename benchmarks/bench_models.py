@@ -478,7 +478,7 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _side_task(spec: dict[str, Any]) -> Callable[[], None]:
+def side_task(spec: dict[str, Any]) -> Callable[[], None]:
     """The task of one side (``ours_bf16`` / ``ours_fp16``: ours under autocast) built alone, as in ``spec``."""
     side, amp = spec["side"], None
     for suffix, dtype in AMP_DTYPES.items():
@@ -493,7 +493,7 @@ def _side_task(spec: dict[str, Any]) -> Callable[[], None]:
 def cuda_memory(spec: dict[str, Any]) -> dict[str, Any]:
     """In this process: the CUDA allocator's peak over three calls of one side's task, above what was allocated
     before the first call (the side's weights and input)."""
-    fn = _side_task(spec)
+    fn = side_task(spec)
     gc.collect()
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
@@ -511,7 +511,7 @@ def memory_child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run in a fresh process: build one side, run its task three times, report the RSS high-water mark
     above the RSS before the first call."""
     torch.set_num_threads(spec["threads"])
-    fn = _side_task(spec)
+    fn = side_task(spec)
     gc.collect()
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:

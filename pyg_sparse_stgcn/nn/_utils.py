@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .fused_norm import fused_batch_norm, on_channels
+from .fused_norm import fused_batch_norm, fused_batch_norm_groups, on_channels
 
 __all__ = ["BatchNormLast", "norm_act", "batch_norm_groups", "make_norm", "make_down", "check_features", "check_choice",
            "check_positive_ints", "reset_module"]
@@ -45,9 +46,14 @@ class BatchNormLast(nn.BatchNorm1d):
             return self._fused(x, None, False)
         return on_channels(x, super().forward)
 
-    def forward_fused(self, x: Tensor, residual: Tensor | None = None, relu: bool = False) -> Tensor:
+    def forward_fused(self, x: Tensor | Sequence[Tensor], residual: Tensor | None = None,
+                      relu: bool = False) -> Tensor:
         r""":math:`\mathrm{ReLU}(\mathrm{BN}(x) + r)` (``residual`` :math:`r` optional, the ReLU when ``relu``)
-        in one native pass where it can run (see :class:`BatchNormLast`), else as separate operations."""
+        in one native pass where it can run (see :class:`BatchNormLast`), else as separate operations. ``x`` may
+        be given as the consecutive channel groups of the input (a sequence of :math:`(*, C_g)` tensors, no
+        ``residual``): the kernel reads them where they are, instead of their concatenation."""
+        if not isinstance(x, Tensor) and (residual is not None or type(self) is not BatchNormLast):
+            x = torch.cat(list(x), -1)
         if type(self) is BatchNormLast:
             return self._fused(x, residual, relu)
         y = self(x)
@@ -55,29 +61,39 @@ class BatchNormLast(nn.BatchNorm1d):
             y = y + residual
         return F.relu(y) if relu else y
 
-    def _fused(self, x: Tensor, residual: Tensor | None, relu: bool) -> Tensor:
+    def _fused(self, x: Tensor | Sequence[Tensor], residual: Tensor | None, relu: bool) -> Tensor:
         """``nn.BatchNorm1d.forward``'s bookkeeping (momentum, cumulative averaging, which statistics), then
-        :func:`~pyg_sparse_stgcn.nn.fused_norm.fused_batch_norm`."""
-        self._check_input_dim(x)
+        :func:`~pyg_sparse_stgcn.nn.fused_norm.fused_batch_norm` (``fused_batch_norm_groups`` for a sequence of
+        channel groups)."""
+        self._check_input_dim(x if isinstance(x, Tensor) else x[0])
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         keep = not self.training or self.track_running_stats
-        return fused_batch_norm(x, self.running_mean if keep else None, self.running_var if keep else None,
-                                self.weight, self.bias, batch_stats, factor, self.eps, residual, relu)
+        mean, var = (self.running_mean, self.running_var) if keep else (None, None)
+        if isinstance(x, Tensor):
+            return fused_batch_norm(x, mean, var, self.weight, self.bias, batch_stats, factor, self.eps, residual,
+                                    relu)
+        return cast(Tensor, fused_batch_norm_groups(x, [t.size(-1) for t in x], mean, var, self.weight, self.bias,
+                                                    batch_stats, factor, self.eps, relu))
 
 
-def norm_act(norm: nn.Module, x: Tensor, act: nn.Module | None = None, residual: Tensor | None = None) -> Tensor:
+def norm_act(norm: nn.Module, x: Tensor | Sequence[Tensor], act: nn.Module | None = None,
+             residual: Tensor | None = None) -> Tensor:
     r"""``act(norm(x) + residual)`` (``act`` and ``residual`` optional): one native pass
     (:meth:`BatchNormLast.forward_fused`) when ``norm`` is a :class:`BatchNormLast` and ``act`` a
-    :class:`torch.nn.ReLU` or absent, neither with hooks; the modules one after the other otherwise."""
+    :class:`torch.nn.ReLU` or absent, neither with hooks; the modules one after the other otherwise. ``x`` may
+    be a sequence of tensors: the consecutive channel groups of the input, read where they are by the native
+    pass (concatenated first otherwise)."""
     if type(act) is nn.Identity and not _hooked(act):
         act = None
     relu = type(act) is nn.ReLU
     if isinstance(norm, BatchNormLast) and (act is None or relu) and not _hooked(norm) and not _hooked(act):
         return norm.forward_fused(x, residual, relu)
+    if not isinstance(x, Tensor):
+        x = torch.cat(list(x), -1)
     y = norm(x)
     if residual is not None:
         y = y + residual
@@ -93,7 +109,8 @@ def _hooked(m: nn.Module | None) -> bool:
                 or g._global_forward_pre_hooks)
 
 
-def batch_norm_groups(norms: Sequence[BatchNormLast], x: Tensor, relu: bool = False) -> Tensor:
+def batch_norm_groups(norms: Sequence[BatchNormLast], x: Tensor, relu: bool = False,
+                      split: bool = False) -> Tensor | list[Tensor]:
     r"""``cat([norms[i](x_i)])`` over the consecutive channel groups :math:`x_i` of ``x`` (``norms[i]``'s
     ``num_features`` each), as **one** batch norm over all the channels: the same outputs, gradients and
     running-statistics updates as the separate calls (every channel is normalised on its own), a single pass
@@ -101,10 +118,13 @@ def batch_norm_groups(norms: Sequence[BatchNormLast], x: Tensor, relu: bool = Fa
     ``track_running_stats`` or mode, a ``momentum`` of :obj:`None` (cumulative averaging), or subclasses of
     :class:`BatchNormLast` (e.g. DDP's synchronised batch norm, whose forward is its own) run separately.
     ``relu=True`` applies a ReLU to the result, in place on the batch norm's fresh output where it can.
+    ``split=True`` returns the groups' outputs as separate tensors (:math:`(*, C_i)`, each contiguous where the
+    native kernel runs: it writes them so, and takes their gradients so, with no copies), e.g. for layers that
+    want their input contiguous.
 
     Shapes:
         - **input:** :math:`(*, \sum_i C_i)`
-        - **output:** :math:`(*, \sum_i C_i)`
+        - **output:** :math:`(*, \sum_i C_i)`, or the groups :math:`(*, C_i)` when ``split``
     """
     sizes = [n.num_features for n in norms]
     if x.size(-1) != sum(sizes):
@@ -114,7 +134,10 @@ def batch_norm_groups(norms: Sequence[BatchNormLast], x: Tensor, relu: bool = Fa
     if n0.momentum is None or any(type(n) is not BatchNormLast or  # a subclass (e.g. synchronised) runs its own
                                   (n.eps, n.momentum, n.affine, n.track_running_stats, n.training) != key
                                   for n in norms):
-        out = torch.cat([n(part) for n, part in zip(norms, x.split(sizes, -1))], -1)
+        outs = [n(part) for n, part in zip(norms, x.split(sizes, -1))]
+        if split:
+            return [F.relu(o) for o in outs] if relu else outs
+        out = torch.cat(outs, -1)
         return out.relu_() if relu else out
     tracked = n0.track_running_stats and n0.running_mean is not None
     update = n0.training and tracked
@@ -122,8 +145,8 @@ def batch_norm_groups(norms: Sequence[BatchNormLast], x: Tensor, relu: bool = Fa
     var = torch.cat([n.running_var for n in norms]) if tracked else None  # type: ignore[misc]
     weight = torch.cat([n.weight for n in norms]) if n0.affine else None
     bias = torch.cat([n.bias for n in norms]) if n0.affine else None
-    y = fused_batch_norm(x, mean, var, weight, bias, n0.training or not tracked, float(n0.momentum),  # type: ignore[arg-type]
-                         n0.eps, relu=relu)
+    y = fused_batch_norm_groups(x, sizes, mean, var, weight, bias, n0.training or not tracked,
+                                float(n0.momentum), n0.eps, relu=relu, split=split)  # type: ignore[arg-type]
     if update:
         with torch.no_grad():
             for n, m, v in zip(norms, mean.split(sizes), var.split(sizes)):  # type: ignore[union-attr]

@@ -11,6 +11,12 @@ backward pass reads :math:`x, y, \partial y` once for :math:`\sum g` and :math:`
 Statistics are summed in float32 over blocks of 256 rows, shifted by the first row (no cancellation when
 :math:`|\mu| \gg \sigma`), and in float64 across blocks.
 
+The channels may come, or be wanted, as consecutive groups held in separate tensors
+(:func:`fused_batch_norm_groups`): the kernel addresses every group where it is (a base address and a row
+stride each), so a multi-scale unit's branches get their channels as contiguous tensors of their own, and its
+fusion layer normalises their outputs into one tensor, without the slicing copies and the concatenation either
+way, forward and backward.
+
 It runs for float32 and bfloat16 CPU activations (with float32 parameters and statistics, as under CPU
 autocast) whose channels are the contiguous last dimension, outside ``torch.compile``, TorchScript and ONNX
 tracing; anything else, and every case where the library is not built (see :mod:`pyg_sparse_stgcn.cbuild`),
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -32,7 +38,7 @@ from torch.autograd.function import once_differentiable
 
 from ..cbuild import load_library
 
-__all__ = ["fused_batch_norm", "on_channels", "native_ok", "available"]
+__all__ = ["fused_batch_norm", "fused_batch_norm_groups", "on_channels", "native_ok", "available"]
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -42,21 +48,30 @@ _SOURCE = r"""
 #include <omp.h>
 #define BLK 256
 
-/* bfloat16 <-> float32: the upper half of the float's bits; rounding to nearest even, NaN kept a NaN */
+/* bfloat16 <-> float32: the upper half of the float's bits; rounding to nearest even, NaN kept a NaN (a select,
+   not a branch: the loops that store bfloat16 vectorise) */
 static inline float bf2f(uint16_t h) { union { uint32_t u; float f; } v; v.u = (uint32_t)h << 16; return v.f; }
 static inline uint16_t f2bf(float f) {
   union { uint32_t u; float f; } v; v.f = f;
-  if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u);
-  return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+  uint32_t rounded = (v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16, nan = (v.u >> 16) | 0x40u;
+  return (uint16_t)((v.u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
 }
 #define LD_f32(p, i) ((p)[i])
 #define ST_f32(p, i, v) ((p)[i] = (v))
 #define LD_bf16(p, i) bf2f((p)[i])
 #define ST_bf16(p, i, v) ((p)[i] = f2bf(v))
 
+/* The C channels come in G consecutive groups: group g is channels off[g] .. off[g] + wid[g] - 1 of the
+   per-channel arrays. An activation operand op holds, per group, a base address op[g] and a row stride
+   op[G + g] (elements), element (r, c) of group g at base + r * stride + c: one (R, C) tensor is its groups at
+   their column offsets with stride C, separate (R, wid[g]) tensors their own bases with stride wid[g]. ROW(T, op)
+   is the row r of group g. */
+#define ROW(T, op) ((T *)(intptr_t)(op)[g] + r * (op)[G + g])
+
 /* per-channel sums over the rows, float32 within blocks of BLK rows, float64 across (into acc[0:C] and
-   acc[C:2C]); BODY adds row r, channel c to f1[c] and f2[c] */
-#define REDUCE(BODY)                                                                            \
+   acc[C:2C]); BODY adds row r, channel o + c (group g) to f1[o + c] and f2[o + c], after ROWS declared its
+   row pointers */
+#define REDUCE(ROWS, BODY)                                                                      \
   double *acc = calloc((size_t)nt * 2 * C, sizeof(double));                                     \
   _Pragma("omp parallel num_threads(nt)") {                                                     \
     double *d1 = acc + (size_t)omp_get_thread_num() * 2 * C, *d2 = d1 + C;                      \
@@ -65,16 +80,30 @@ static inline uint16_t f2bf(float f) {
     for (int64_t blk = 0; blk < (R + BLK - 1) / BLK; ++blk) {                                   \
       int64_t r0 = blk * BLK, r1 = r0 + BLK < R ? r0 + BLK : R;                                 \
       memset(f1, 0, 2 * C * sizeof(float));                                                     \
-      for (int64_t r = r0; r < r1; ++r) {                                                       \
-        _Pragma("omp simd")                                                                     \
-        for (int64_t c = 0; c < C; ++c) { BODY }                                                \
-      }                                                                                         \
+      for (int64_t r = r0; r < r1; ++r)                                                         \
+        for (int64_t g = 0; g < G; ++g) {                                                       \
+          const int64_t o = off[g], w = wid[g];                                                 \
+          ROWS                                                                                  \
+          _Pragma("omp simd")                                                                   \
+          for (int64_t c = 0; c < w; ++c) { BODY }                                              \
+        }                                                                                       \
       for (int64_t c = 0; c < C; ++c) { d1[c] += f1[c]; d2[c] += f2[c]; }                       \
     }                                                                                           \
     free(f1);                                                                                   \
   }                                                                                             \
   for (int t = 1; t < nt; ++t)                                                                  \
     for (int64_t c = 0; c < 2 * C; ++c) acc[c] += acc[(size_t)t * 2 * C + c];
+
+/* an elementwise pass over every row and group */
+#define ROWWISE(ROWS, BODY)                                                                     \
+  _Pragma("omp parallel for num_threads(nt) schedule(static)")                                  \
+  for (int64_t r = 0; r < R; ++r)                                                               \
+    for (int64_t g = 0; g < G; ++g) {                                                           \
+      const int64_t o = off[g], w = wid[g];                                                     \
+      ROWS                                                                                      \
+      _Pragma("omp simd")                                                                       \
+      for (int64_t c = 0; c < w; ++c) { BODY }                                                  \
+    }
 
 /* The kernels for activations of type T (float32 or bfloat16; statistics, weights, gradients of the weights
    always float32):
@@ -83,24 +112,25 @@ static inline uint16_t f2bf(float f) {
    a NaN stays a NaN, as torch.relu); bn_forward_eval: the transform with given mean and scale;
    bn_backward: g = dy * [y > 0] (relu) or dy; dw = invstd * sum g (x - mean), db = sum g;
    dx = s g - s mean(g) - s invstd^2 (x - mean) mean(g (x - mean)) in training (batch statistics), s g in
-   evaluation (fixed statistics), s = w invstd; dres = g when dres is given */
+   evaluation (fixed statistics), s = w invstd; dres = g when dres is given. res and dres may be NULL; the
+   mask y is read only under relu. */
 #define KERNELS(T, SFX)                                                                                       \
-static void transform_##SFX(const T *x, const T *res, T *y, const float *mean, const float *scale,           \
-                            const float *b, int64_t R, int64_t C, int relu, int nt) {                         \
-  _Pragma("omp parallel for num_threads(nt) schedule(static)")                                              \
-  for (int64_t r = 0; r < R; ++r) {                                                                           \
-    _Pragma("omp simd")                                                                                       \
-    for (int64_t c = 0; c < C; ++c) {                                                                         \
-      float v = (LD_##SFX(x, r * C + c) - mean[c]) * scale[c] + b[c] + (res ? LD_##SFX(res, r * C + c) : 0.f); \
-      ST_##SFX(y, r * C + c, relu && v < 0.f ? 0.f : v);                                                     \
-    }                                                                                                         \
-  }                                                                                                           \
+static void transform_##SFX(const int64_t *x, const int64_t *res, const int64_t *y, int64_t G,               \
+                            const int64_t *off, const int64_t *wid, const float *mean, const float *scale,   \
+                            const float *b, int64_t R, int relu, int nt) {                                    \
+  ROWWISE(const T *xr = ROW(const T, x); const T *rr = res ? ROW(const T, res) : NULL; T *yr = ROW(T, y);,    \
+          float v = (LD_##SFX(xr, c) - mean[o + c]) * scale[o + c] + b[o + c] + (rr ? LD_##SFX(rr, c) : 0.f); \
+          ST_##SFX(yr, c, relu && v < 0.f ? 0.f : v);)                                                        \
 }                                                                                                             \
-void bn_forward_train_##SFX(const T *x, const T *res, T *y, const float *w, const float *b, float *mean,      \
-                            float *var, float *invstd, int64_t R, int64_t C, double eps, int relu, int nt) {  \
+void bn_forward_train_##SFX(const int64_t *x, const int64_t *res, const int64_t *y, int64_t G,               \
+                            const int64_t *off, const int64_t *wid, const float *w, const float *b,           \
+                            float *mean, float *var, float *invstd, int64_t R, int64_t C, double eps,         \
+                            int relu, int nt) {                                                               \
   float *s0 = malloc(2 * C * sizeof(float)), *scale = s0 + C; /* shift: the first row */                    \
-  for (int64_t c = 0; c < C; ++c) s0[c] = LD_##SFX(x, c);                                                    \
-  REDUCE(float d = LD_##SFX(x, r * C + c) - s0[c]; f1[c] += d; f2[c] += d * d;)                              \
+  for (int64_t g = 0, r = 0; g < G; ++g)                                                                      \
+    for (int64_t c = 0; c < wid[g]; ++c) s0[off[g] + c] = LD_##SFX(ROW(const T, x), c);                       \
+  REDUCE(const T *xr = ROW(const T, x);,                                                                      \
+         float d = LD_##SFX(xr, c) - s0[o + c]; f1[o + c] += d; f2[o + c] += d * d;)                          \
   for (int64_t c = 0; c < C; ++c) {                                                                           \
     double m1 = acc[c] / R, m2 = acc[C + c] / R, v = m2 - m1 * m1;                                            \
     if (v < 0) v = 0;                                                                                         \
@@ -109,18 +139,21 @@ void bn_forward_train_##SFX(const T *x, const T *res, T *y, const float *w, cons
     scale[c] = (float)(w[c] * is);                                                                            \
   }                                                                                                           \
   free(acc);                                                                                                  \
-  transform_##SFX(x, res, y, mean, scale, b, R, C, relu, nt);                                                 \
+  transform_##SFX(x, res, y, G, off, wid, mean, scale, b, R, relu, nt);                                       \
   free(s0);                                                                                                   \
 }                                                                                                             \
-void bn_forward_eval_##SFX(const T *x, const T *res, T *y, const float *mean, const float *scale,            \
-                           const float *b, int64_t R, int64_t C, int relu, int nt) {                          \
-  transform_##SFX(x, res, y, mean, scale, b, R, C, relu, nt);                                                 \
+void bn_forward_eval_##SFX(const int64_t *x, const int64_t *res, const int64_t *y, int64_t G,                \
+                           const int64_t *off, const int64_t *wid, const float *mean, const float *scale,    \
+                           const float *b, int64_t R, int relu, int nt) {                                     \
+  transform_##SFX(x, res, y, G, off, wid, mean, scale, b, R, relu, nt);                                       \
 }                                                                                                             \
-void bn_backward_##SFX(const T *x, const T *y, const T *dy, T *dx, T *dres, const float *w, const float *mean, \
-                       const float *invstd, float *dw, float *db, int64_t R, int64_t C, int relu, int train,  \
-                       int nt) {                                                                              \
-  REDUCE(float g = relu && !(LD_##SFX(y, r * C + c) > 0.f) ? 0.f : LD_##SFX(dy, r * C + c);                 \
-         f1[c] += g; f2[c] += g * (LD_##SFX(x, r * C + c) - mean[c]);)                                        \
+void bn_backward_##SFX(const int64_t *x, const int64_t *y, const int64_t *dy, const int64_t *dx,             \
+                       const int64_t *dres, int64_t G, const int64_t *off, const int64_t *wid, const float *w, \
+                       const float *mean, const float *invstd, float *dw, float *db, int64_t R, int64_t C,    \
+                       int relu, int train, int nt) {                                                         \
+  REDUCE(const T *xr = ROW(const T, x); const T *yr = ROW(const T, y); const T *gr = ROW(const T, dy);,       \
+         float g_ = relu && !(LD_##SFX(yr, c) > 0.f) ? 0.f : LD_##SFX(gr, c);                                 \
+         f1[o + c] += g_; f2[o + c] += g_ * (LD_##SFX(xr, c) - mean[o + c]);)                                 \
   float *k1 = malloc(3 * C * sizeof(float)), *k2 = k1 + C, *k3 = k2 + C;                                      \
   for (int64_t c = 0; c < C; ++c) {                                                                           \
     double sg = acc[c], sgx = acc[C + c], is = invstd[c], s = w[c] * is;                                      \
@@ -130,15 +163,11 @@ void bn_backward_##SFX(const T *x, const T *y, const T *dy, T *dx, T *dres, cons
     k3[c] = train ? (float)(-s * is * is * sgx / R) : 0.f;                                                    \
   }                                                                                                           \
   free(acc);                                                                                                  \
-  _Pragma("omp parallel for num_threads(nt) schedule(static)")                                              \
-  for (int64_t r = 0; r < R; ++r) {                                                                           \
-    _Pragma("omp simd")                                                                                       \
-    for (int64_t c = 0; c < C; ++c) {                                                                         \
-      float g = relu && !(LD_##SFX(y, r * C + c) > 0.f) ? 0.f : LD_##SFX(dy, r * C + c);                     \
-      ST_##SFX(dx, r * C + c, k1[c] * g + k2[c] + k3[c] * (LD_##SFX(x, r * C + c) - mean[c]));               \
-      if (dres) ST_##SFX(dres, r * C + c, g);                                                                \
-    }                                                                                                         \
-  }                                                                                                           \
+  ROWWISE(const T *xr = ROW(const T, x); const T *yr = ROW(const T, y); const T *gr = ROW(const T, dy);       \
+          T *dxr = ROW(T, dx); T *drr = dres ? ROW(T, dres) : NULL;,                                          \
+          float g_ = relu && !(LD_##SFX(yr, c) > 0.f) ? 0.f : LD_##SFX(gr, c);                               \
+          ST_##SFX(dxr, c, k1[o + c] * g_ + k2[o + c] + k3[o + c] * (LD_##SFX(xr, c) - mean[o + c]));         \
+          if (drr) ST_##SFX(drr, c, g_);)                                                                    \
   free(k1);                                                                                                   \
 }
 
@@ -152,9 +181,9 @@ def _library() -> ctypes.CDLL | None:
     p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
     sigs: dict[str, list[Any]] = {}
     for sfx in _SUFFIX.values():
-        sigs[f"bn_forward_train_{sfx}"] = [p, p, p, p, p, p, p, p, i64, i64, f64, i32, i32]
-        sigs[f"bn_forward_eval_{sfx}"] = [p, p, p, p, p, p, i64, i64, i32, i32]
-        sigs[f"bn_backward_{sfx}"] = [p, p, p, p, p, p, p, p, p, p, i64, i64, i32, i32, i32]
+        sigs[f"bn_forward_train_{sfx}"] = [p, p, p, i64, p, p, p, p, p, p, p, i64, i64, f64, i32, i32]
+        sigs[f"bn_forward_eval_{sfx}"] = [p, p, p, i64, p, p, p, p, p, i64, i32, i32]
+        sigs[f"bn_backward_{sfx}"] = [p, p, p, p, p, i64, p, p, p, p, p, p, p, i64, i64, i32, i32, i32]
     return load_library("batch_norm", _SOURCE, sigs, "batch norm")
 
 
@@ -167,29 +196,63 @@ def available() -> bool:
     return _library() is not None
 
 
+class _Groups:
+    """The channel groups of one call: their widths, offsets and the kernel's operand descriptors (per group a
+    base address and a row stride, see the C source) of activations given as one ``(R, C)`` tensor or as one
+    ``(R, c_g)`` tensor per group."""
+
+    def __init__(self, widths: tuple[int, ...]) -> None:
+        self.widths, self.G = widths, len(widths)
+        offsets = [0]
+        for w in widths[:-1]:
+            offsets.append(offsets[-1] + w)
+        self.offsets = offsets
+        self.off_wid = torch.tensor([offsets, list(widths)], dtype=torch.int64)
+
+    def operand(self, ts: Sequence[Tensor]) -> Tensor:
+        if len(ts) == 1 and self.G > 1:
+            t = ts[0]
+            base, es = t.data_ptr(), t.element_size()
+            ptrs, strides = [base + o * es for o in self.offsets], [t.stride(0)] * self.G
+        else:
+            ptrs, strides = [t.data_ptr() for t in ts], [t.stride(0) for t in ts]
+        return torch.tensor(ptrs + strides, dtype=torch.int64)
+
+    def new(self, like: Tensor, split: bool) -> list[Tensor]:
+        R = like.size(0)
+        if split:
+            return [like.new_empty(R, w) for w in self.widths]
+        return [like.new_empty(R, sum(self.widths))]
+
+
 def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
 class _FusedBatchNorm(torch.autograd.Function):
-    """The native batch norm (+ residual) (+ ReLU) on ``(R, C)`` float32 rows; running statistics updated in
-    place in training."""
+    """The native batch norm (+ residual) (+ ReLU) over ``(R, C)`` rows given as ``xs`` (one ``(R, C)`` tensor,
+    or one ``(R, c_g)`` tensor per channel group of ``groups``); the output is one ``(R, C)`` tensor, or one
+    per group when ``split``. Running statistics are updated in place in training."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, residual: Tensor | None, weight: Tensor, bias: Tensor,
+    def forward(ctx: Any, groups: _Groups, split: bool, residual: Tensor | None, weight: Tensor, bias: Tensor,
                 running_mean: Tensor | None, running_var: Tensor | None, training: bool, momentum: float,
-                eps: float, relu: bool) -> Tensor:
+                eps: float, relu: bool, *xs: Tensor) -> Tensor | tuple[Tensor, ...]:
         lib = _library()
         assert lib is not None
-        R, C = x.shape
+        R, C = xs[0].size(0), sum(groups.widths)
         nt = torch.get_num_threads()
-        sfx = _SUFFIX[x.dtype]
-        y = torch.empty_like(x)
+        sfx = _SUFFIX[xs[0].dtype]
+        ys = groups.new(xs[0], split)
+        xd, yd = groups.operand(xs), groups.operand(ys)
+        rd = None if residual is None else groups.operand([residual])
+        ow = groups.off_wid
         if training:
             mean, var, invstd = torch.empty(3, C).unbind(0)
             fn = getattr(lib, f"bn_forward_train_{sfx}")
-            fn(x.data_ptr(), _ptr(residual), y.data_ptr(), weight.data_ptr(), bias.data_ptr(), mean.data_ptr(),
-               var.data_ptr(), invstd.data_ptr(), R, C, eps, int(relu), nt)
+            fn(xd.data_ptr(), _ptr(rd), yd.data_ptr(), groups.G, ow[0].data_ptr(), ow[1].data_ptr(),
+               weight.data_ptr(), bias.data_ptr(), mean.data_ptr(), var.data_ptr(), invstd.data_ptr(), R, C, eps,
+               int(relu), nt)
             if running_mean is not None and running_var is not None:
                 running_mean.lerp_(mean, momentum)
                 running_var.lerp_(var * (R / max(R - 1, 1)), momentum)  # the unbiased variance, as PyTorch
@@ -198,43 +261,57 @@ class _FusedBatchNorm(torch.autograd.Function):
             mean, invstd = running_mean.clone(), (running_var + eps).rsqrt()
             scale = weight * invstd
             fn = getattr(lib, f"bn_forward_eval_{sfx}")
-            fn(x.data_ptr(), _ptr(residual), y.data_ptr(), mean.data_ptr(), scale.data_ptr(), bias.data_ptr(), R, C,
-               int(relu), nt)
-        ctx.save_for_backward(x, y if relu else None, weight, mean, invstd)  # y only for the ReLU's mask
-        ctx.flags = (training, relu, residual is not None)
-        return y
+            fn(xd.data_ptr(), _ptr(rd), yd.data_ptr(), groups.G, ow[0].data_ptr(), ow[1].data_ptr(),
+               mean.data_ptr(), scale.data_ptr(), bias.data_ptr(), R, int(relu), nt)
+        ctx.save_for_backward(weight, mean, invstd, *xs, *(ys if relu else ()))  # y only for the ReLU's mask
+        ctx.groups, ctx.flags = groups, (training, relu, residual is not None, len(xs))
+        return tuple(ys) if split else ys[0]
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
-        x, y, weight, mean, invstd = ctx.saved_tensors
-        training, relu, with_res = ctx.flags
+    def backward(ctx: Any, *dys: Tensor) -> tuple[Tensor | None, ...]:
+        weight, mean, invstd, *saved = ctx.saved_tensors
+        training, relu, with_res, n_x = ctx.flags
+        groups: _Groups = ctx.groups
+        xs, ys = saved[:n_x], saved[n_x:]
         lib = _library()
         assert lib is not None
-        R, C = x.shape
-        dy = dy.to(x.dtype).contiguous()
-        dx = torch.empty_like(x)
-        dres = torch.empty_like(x) if with_res and relu else None
+        R, C = xs[0].size(0), sum(groups.widths)
+        dys = tuple(d.to(xs[0].dtype).contiguous() for d in dys)
+        dxs = [torch.empty_like(x) for x in xs]
+        dres = xs[0].new_empty(R, C) if with_res and relu else None
         dw, db = torch.empty(2, C).unbind(0)
-        fn = getattr(lib, f"bn_backward_{_SUFFIX[x.dtype]}")
-        mask = y if relu else x  # read only under the ReLU
-        fn(x.data_ptr(), mask.data_ptr(), dy.data_ptr(), dx.data_ptr(), _ptr(dres), weight.data_ptr(), mean.data_ptr(),
-           invstd.data_ptr(), dw.data_ptr(), db.data_ptr(), R, C, int(relu), int(training), torch.get_num_threads())
+        fn = getattr(lib, f"bn_backward_{_SUFFIX[xs[0].dtype]}")
+        # the descriptors held in locals until the call returns (they hold the addresses the kernel reads)
+        xd, gd, dxd = groups.operand(xs), groups.operand(dys), groups.operand(dxs)
+        md = groups.operand(ys) if relu else xd  # the mask, read only under the ReLU
+        drd = None if dres is None else groups.operand([dres])
+        ow = groups.off_wid
+        fn(xd.data_ptr(), md.data_ptr(), gd.data_ptr(), dxd.data_ptr(), _ptr(drd), groups.G, ow[0].data_ptr(),
+           ow[1].data_ptr(), weight.data_ptr(), mean.data_ptr(), invstd.data_ptr(), dw.data_ptr(), db.data_ptr(),
+           R, C, int(relu), int(training), torch.get_num_threads())
         if with_res and not relu:
-            dres = dy
-        return dx, dres, dw, db, None, None, None, None, None, None
+            dres = dys[0]
+        return (None, None, dres, dw, db, None, None, None, None, None, None, *dxs)
 
 
-def native_ok(x: Tensor, residual: Tensor | None = None, weight: Tensor | None = None) -> bool:
-    """Whether :func:`fused_batch_norm` runs the native kernel on these tensors (float32 or bfloat16 on the CPU,
-    contiguous, float32 parameters, not tracing or compiling, the library built)."""
+def native_ok(x: Tensor | Sequence[Tensor], residual: Tensor | None = None, weight: Tensor | None = None) -> bool:
+    """Whether :func:`fused_batch_norm` (or :func:`fused_batch_norm_groups`, ``x`` a sequence of groups) runs
+    the native kernel on these tensors (float32 or bfloat16 on the CPU, contiguous, one leading shape, float32
+    parameters, not tracing or compiling, the library built)."""
     if torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing():
         return False
     if torch.onnx.is_in_onnx_export():
         return False
-    if x.dtype not in _SUFFIX or x.device.type != "cpu" or x.dim() < 2 or not x.is_contiguous() or x.numel() == 0:
+    xs = [x] if isinstance(x, Tensor) else list(x)
+    x0 = xs[0]
+    if x0.dtype not in _SUFFIX or x0.device.type != "cpu" or x0.dim() < 2 or x0.numel() == 0:
         return False
-    if residual is not None and (residual.shape != x.shape or residual.dtype != x.dtype
+    lead = x0.shape[:-1]
+    if any(not t.is_contiguous() or t.dtype != x0.dtype or t.device != x0.device or t.shape[:-1] != lead
+           or t.size(-1) == 0 for t in xs):
+        return False
+    if residual is not None and (residual.shape != x0.shape or residual.dtype != x0.dtype
                                  or not residual.is_contiguous()):
         return False
     if weight is not None and (weight.dtype != torch.float32 or weight.device.type != "cpu"):
@@ -280,18 +357,64 @@ def fused_batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor
             return y
         y = y + residual
         return y.relu_() if relu else y
-    if training and x.numel() == C:
-        raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
+    _check_rows(x, training)
     # Where the residual needs a gradient, a fused ReLU's masked gradient would be needed by both branches: one
     # more activation-sized buffer at once in the backward pass (measured: +10 MiB at ST-GCN's NTU step, above
     # the unfused operators' peak). The ReLU then runs after the fused norm and residual.
     late_relu = relu and residual is not None and residual.requires_grad and torch.is_grad_enabled()
-    w = weight if weight is not None else torch.ones(C)
-    b = bias if bias is not None else torch.zeros(C)
+    w, b = _affine(weight, bias, C)
     res = None if residual is None else residual.reshape(-1, C)
-    y = _FusedBatchNorm.apply(x.reshape(-1, C), res, w, b, running_mean, running_var, training, momentum, eps,
-                              relu and not late_relu).view(x.shape)
+    y = _FusedBatchNorm.apply(_Groups((C,)), False, res, w, b, running_mean, running_var, training, momentum, eps,
+                              relu and not late_relu, x.reshape(-1, C)).view(x.shape)
     return F.relu(y) if late_relu else y
+
+
+def fused_batch_norm_groups(x: Tensor | Sequence[Tensor], sizes: Sequence[int], running_mean: Tensor | None,
+                            running_var: Tensor | None, weight: Tensor | None, bias: Tensor | None,
+                            training: bool, momentum: float, eps: float, relu: bool = False,
+                            split: bool = False) -> Tensor | list[Tensor]:
+    r""":func:`fused_batch_norm` (no residual) of channels that come, or are wanted, as consecutive groups of
+    ``sizes`` channels: ``x`` is one :math:`(*, C)` tensor or the groups :math:`(*, c_g)`; the output is one
+    :math:`(*, C)` tensor, or the groups as separate contiguous tensors when ``split``. The same values,
+    gradients and statistics as ``fused_batch_norm(torch.cat(x, -1), ...)`` (then ``.split(sizes, -1)``),
+    without the concatenation or the copies: the kernel reads and writes every group where it is, and the
+    gradients come back the same way (each group's its own contiguous tensor where ``x`` was split).
+
+    Shapes:
+        - **input:** :math:`(*, C)` or the groups :math:`(*, c_g)`
+        - **output:** :math:`(*, C)` or the groups :math:`(*, c_g)`
+    """
+    sizes = tuple(int(s) for s in sizes)
+    xs = [x] if isinstance(x, Tensor) else list(x)
+    C = sum(sizes)
+    if len(xs) > 1 and tuple(t.size(-1) for t in xs) != sizes:
+        raise ValueError(f"fused_batch_norm_groups: the groups have {[t.size(-1) for t in xs]} channels, "
+                         f"sizes says {list(sizes)}")
+    if len(xs) == 1 and xs[0].size(-1) != C:
+        raise ValueError(f"fused_batch_norm_groups: x has {xs[0].size(-1)} channels, sizes sum to {C}")
+    if not training and (running_mean is None or running_var is None):
+        training = True
+    if not native_ok(xs, None, weight):
+        y = fused_batch_norm(xs[0] if len(xs) == 1 else torch.cat(xs, -1), running_mean, running_var, weight,
+                             bias, training, momentum, eps, relu=relu)
+        return list(y.split(sizes, -1)) if split else y
+    _check_rows(xs[0], training)
+    lead = xs[0].shape[:-1]
+    w, b = _affine(weight, bias, C)
+    out = _FusedBatchNorm.apply(_Groups(sizes), split, None, w, b, running_mean, running_var, training, momentum,
+                                eps, relu, *(t.reshape(-1, t.size(-1)) for t in xs))
+    if split:
+        return [y.view(*lead, y.size(-1)) for y in out]
+    return out.view(*lead, C)
+
+
+def _check_rows(x: Tensor, training: bool) -> None:
+    if training and x.numel() == x.size(-1):
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
+
+
+def _affine(weight: Tensor | None, bias: Tensor | None, C: int) -> tuple[Tensor, Tensor]:
+    return (weight if weight is not None else torch.ones(C)), (bias if bias is not None else torch.zeros(C))
 
 
 def on_channels(x: Tensor, norm: Callable[[Tensor], Tensor]) -> Tensor:

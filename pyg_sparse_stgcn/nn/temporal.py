@@ -112,10 +112,11 @@ def _end(bn: nn.Module, drop: nn.Dropout, x: Tensor, residual: Tensor | None, ac
     return norm_act(bn, x, act, residual)
 
 
-def _transform(t: nn.Sequential, x: Tensor) -> Tensor:
-    """The multi-scale units' ``transform`` (``BN -> ReLU -> Linear``), its BN and ReLU in one pass."""
+def _transform(t: nn.Sequential, x: Tensor | list[Tensor]) -> Tensor:
+    """The multi-scale units' ``transform`` (``BN -> ReLU -> Linear``) of ``x`` or of the concatenation of the
+    branch outputs ``x``, its BN and ReLU in one pass that reads the branch outputs where they are."""
     if len(t) != 3 or t._forward_hooks or t._forward_pre_hooks:
-        return t(x)
+        return t(x if isinstance(x, Tensor) else torch.cat(x, dim=-1))
     return t[2](norm_act(t[0], x, t[1]))
 
 
@@ -192,29 +193,33 @@ def _opens_with_projection(branch: nn.Module) -> bool:
             and isinstance(branch[2], nn.ReLU))
 
 
-def run_branches(branches: nn.ModuleList, x: Tensor, fuse: bool = True) -> Tensor:
+def run_branches(branches: nn.ModuleList, x: Tensor, fuse: bool = True,
+                 concat: bool = True) -> Tensor | list[Tensor]:
     r"""``torch.cat([branch(x) for branch in branches], dim=-1)`` with the ``Linear → BN → ReLU`` that opens
     the multi-scale branches run once for all of them: one GEMM with the stacked weights, one batch norm
     (:func:`batch_norm_groups`) and one ReLU, then each branch's rest on its channels. The values, gradients
     and running statistics are those of the separate branches, and the parameters stay the branches' own
     (PYSKL's names, masks and all), but :math:`x` is read once instead of once per branch, and its gradient
-    is one GEMM instead of a sum of one per branch. ``fuse=False`` (a unit's ``fuse_branches``) calls every
-    branch as a module, e.g. so that an export can give each projection its own kernel; a projection that is no
-    longer a ``Linear`` (a CSR kernel) runs on its own either way.
+    is one GEMM instead of a sum of one per branch. The batch norm hands every branch its channels as a
+    contiguous tensor (no copy before, or in the backward pass of, the branch's convolution). ``fuse=False``
+    (a unit's ``fuse_branches``) calls every branch as a module, e.g. so that an export can give each
+    projection its own kernel; a projection that is no longer a ``Linear`` (a CSR kernel) runs on its own either
+    way. ``concat=False`` returns the branch outputs as a list instead of their concatenation (for a consumer
+    that reads them where they are, :func:`norm_act` with a sequence).
 
     Shapes:
         - **input:** :math:`(B, T, V, C_{in})`
-        - **output:** :math:`(B, T', V, \sum C_{branch})`
+        - **output:** :math:`(B, T', V, \sum C_{branch})`, or the list of :math:`(B, T', V, C_{branch})`
     """
     flags = [_opens_with_projection(b) for b in branches]
     opened = [cast(nn.Sequential, b) for b, f in zip(branches, flags) if f]
     linears = [cast(nn.Linear, b[0]) for b in opened]
     if not fuse or len(opened) < 2 or len({lin.bias is None for lin in linears}) > 1:
-        return torch.cat([branch(x) for branch in branches], dim=-1)
+        outs = [branch(x) for branch in branches]
+        return torch.cat(outs, dim=-1) if concat else outs
     bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
     h = F.linear(x, torch.cat([lin.weight for lin in linears]), bias)
-    h = batch_norm_groups([cast(BatchNormLast, b[1]) for b in opened], h, relu=True)
-    parts = iter(h.split([lin.out_features for lin in linears], dim=-1))
+    parts = iter(batch_norm_groups([cast(BatchNormLast, b[1]) for b in opened], h, relu=True, split=True))
     outs = []
     for branch, opens in zip(branches, flags):
         if opens:
@@ -224,7 +229,7 @@ def run_branches(branches: nn.ModuleList, x: Tensor, fuse: bool = True) -> Tenso
             outs.append(y)
         else:
             outs.append(branch(x))
-    return torch.cat(outs, dim=-1)
+    return torch.cat(outs, dim=-1) if concat else outs
 
 
 class MultiScaleTemporalConv(nn.Module):
@@ -307,8 +312,8 @@ class MultiScaleTemporalConv(nn.Module):
     def forward(self, x: Tensor, residual: Tensor | None = None, act: nn.Module | None = None) -> Tensor:
         """``x`` :math:`(B, T, V, C_{in})`; ``residual`` / ``act`` as in :meth:`TemporalConv.forward`."""
         check_features(x, self.in_channels, None, "MultiScaleTemporalConv", min_dim=4)
-        feat = run_branches(self.branches, x, self.fuse_branches)
-        return _end(self.bn, self.drop, _transform(self.transform, feat), residual, act)
+        outs = cast(list[Tensor], run_branches(self.branches, x, self.fuse_branches, concat=False))
+        return _end(self.bn, self.drop, _transform(self.transform, outs), residual, act)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, ms_cfg={list(self.ms_cfg)}, "
@@ -359,7 +364,7 @@ class DGMultiScaleTemporalConv(MultiScaleTemporalConv):
         if V > self.num_joints:
             raise ValueError(f"DGMultiScaleTemporalConv: V={V} joints but num_joints={self.num_joints}")
         x = torch.cat([x, x.mean(-2, keepdim=True)], dim=-2)
-        out = run_branches(self.branches, x, self.fuse_branches)
+        out = cast(Tensor, run_branches(self.branches, x, self.fuse_branches))
         feat = out[..., :V, :] + out[..., V:, :] * self.add_coeff[:V].view(V, 1)
         return _end(self.bn, self.drop, _transform(self.transform, feat), residual, act)
 
@@ -431,7 +436,7 @@ class CTRMultiScaleTemporalConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_features(x, self.in_channels, None, "CTRMultiScaleTemporalConv", min_dim=4)
-        return self.drop(self.relu(run_branches(self.branches, x, self.fuse_branches)))
+        return self.drop(self.relu(cast(Tensor, run_branches(self.branches, x, self.fuse_branches))))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -14,7 +14,7 @@ from torch import nn
 from pyg_sparse_stgcn.engine.distributed import convert_sync_batchnorm
 from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier, STGCNPlusPlus, fused_norm
 from pyg_sparse_stgcn.nn._utils import BatchNormLast, norm_act
-from pyg_sparse_stgcn.nn.fused_norm import fused_batch_norm
+from pyg_sparse_stgcn.nn.fused_norm import fused_batch_norm, fused_batch_norm_groups
 
 pytestmark = pytest.mark.skipif(not fused_norm.available(), reason="no C compiler: the native kernel is not built")
 
@@ -181,6 +181,90 @@ def test_bfloat16_activations(training, with_res):
     close(leaves[3].grad, leaves64[3].grad, 1e-4)
     close(rm32, rm64, 1e-5)
     close(rv32, rv64, 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("layout", ["split_in", "split_out", "both"])
+def test_groups_equal_the_call_on_the_concatenation(dtype, training, relu, layout):
+    """Channels given, or wanted, as separate groups (odd widths, one of a single channel): the values, every
+    gradient and the running statistics of the kernel's call on the concatenated tensor (itself checked against
+    float64 above); the groups come out, and their gradients come back, as contiguous tensors of their own."""
+    g = torch.Generator().manual_seed(5)
+    sizes = [3, 5, 1, 7]
+    shape = (4, 6, 5, sum(sizes))
+    x = (torch.randn(shape, generator=g) * 2 + 1).to(dtype)
+    dy = torch.randn(shape, generator=g).to(dtype)
+    w, b = torch.rand(16, generator=g) + 0.5, torch.randn(16, generator=g) * 0.1
+    rm, rv = torch.randn(16, generator=g), torch.rand(16, generator=g) + 0.5
+    split_in, split_out = layout in ("split_in", "both"), layout in ("split_out", "both")
+
+    xa, wa, ba = x.clone().requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_()
+    rma, rva = rm.clone(), rv.clone()
+    want = fused_batch_norm(xa, rma, rva, wa, ba, training, 0.1, 1e-5, relu=relu)
+    want.backward(dy)
+    assert native_ran(want)
+
+    parts = [p.contiguous().requires_grad_() for p in x.split(sizes, -1)]
+    xb = x.clone().requires_grad_()
+    wb, bb = w.clone().requires_grad_(), b.clone().requires_grad_()
+    rmb, rvb = rm.clone(), rv.clone()
+    got = fused_batch_norm_groups(parts if split_in else xb, sizes, rmb, rvb, wb, bb, training, 0.1, 1e-5,
+                                  relu=relu, split=split_out)
+    if split_out:
+        assert [o.shape for o in got] == [(*shape[:-1], c) for c in sizes]
+        assert all(o.is_contiguous() and o.dtype == dtype for o in got)
+        torch.autograd.backward(got, [d.contiguous() for d in dy.split(sizes, -1)])
+        got = torch.cat(got, -1)
+    else:
+        assert got.shape == shape and got.is_contiguous()
+        got.backward(dy)
+    tol = dict(rtol=1e-6, atol=1e-6) if dtype == torch.float32 else dict(rtol=2**-8, atol=2**-8)
+    torch.testing.assert_close(got, want.detach(), **tol)
+    if split_in:
+        assert all(p.grad.is_contiguous() and p.grad.shape == p.shape for p in parts)
+        gx = torch.cat([p.grad for p in parts], -1)
+    else:
+        gx = xb.grad
+    torch.testing.assert_close(gx, xa.grad, **tol)
+    torch.testing.assert_close(wb.grad, wa.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(bb.grad, ba.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close((rmb, rvb), (rma, rva), rtol=1e-6, atol=1e-6)
+
+
+def test_groups_fall_back_and_check_their_sizes():
+    """Where the kernel does not run (float64), the groups get PyTorch's batch norm of the concatenation; sizes
+    that do not match the groups are refused, naming both."""
+    g = torch.Generator().manual_seed(6)
+    parts = [torch.randn(30, c, generator=g, dtype=torch.float64) for c in (2, 3)]
+    out = fused_batch_norm_groups(parts, (2, 3), None, None, None, None, True, 0.1, 1e-5, relu=True, split=True)
+    want = F.relu(F.batch_norm(torch.cat(parts, -1), None, None, None, None, True, 0.1, 1e-5))
+    torch.testing.assert_close(torch.cat(out, -1), want)
+    with pytest.raises(ValueError, match=r"the groups have \[2, 3\] channels, sizes says \[3, 2\]"):
+        fused_batch_norm_groups(parts, (3, 2), None, None, None, None, True, 0.1, 1e-5)
+    with pytest.raises(ValueError, match="x has 5 channels, sizes sum to 6"):
+        fused_batch_norm_groups(torch.cat(parts, -1), (3, 3), None, None, None, None, True, 0.1, 1e-5)
+
+
+def test_norm_act_reads_the_groups_where_they_are():
+    """A :class:`BatchNormLast` given its input as channel groups: the native pass on the groups, equal to the
+    module on their concatenation (output, gradients, running statistics, counter)."""
+    torch.manual_seed(0)
+    bn = BatchNormLast(9)
+    ref = copy.deepcopy(bn)
+    parts = [torch.randn(2, 5, 3, c).requires_grad_() for c in (4, 5)]
+    y = norm_act(bn, parts, nn.ReLU())
+    cat = torch.cat([p.detach() for p in parts], -1).requires_grad_()
+    want = F.relu(ref(cat))
+    assert _graph_has(y, "_FusedBatchNormBackward")
+    torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-6)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    want.backward(dy)
+    torch.testing.assert_close(torch.cat([p.grad for p in parts], -1), cat.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bn.running_var, ref.running_var)
+    assert int(bn.num_batches_tracked) == int(ref.num_batches_tracked) == 1
 
 
 def test_autocast_training_step_runs_the_kernel():

@@ -111,8 +111,9 @@ class _KeepEven(torch.nn.Module):
         return w * (torch.arange(w.numel()).view_as(w) % 2 == 0)
 
 
-def _separate_branches(branches, x, fuse=True):
-    return torch.cat([b(x) for b in branches], dim=-1)
+def _separate_branches(branches, x, fuse=True, concat=True):
+    outs = [b(x) for b in branches]
+    return torch.cat(outs, dim=-1) if concat else outs
 
 
 @pytest.mark.parametrize("unit", ["mstcn", "dgmstcn", "ctr"])

@@ -3,6 +3,7 @@ gradient, running statistics), where it runs and where it must not, and whole mo
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -265,6 +266,37 @@ def test_norm_act_reads_the_groups_where_they_are():
     torch.testing.assert_close(torch.cat([p.grad for p in parts], -1), cat.grad, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(bn.running_var, ref.running_var)
     assert int(bn.num_batches_tracked) == int(ref.num_batches_tracked) == 1
+
+
+@pytest.fixture
+def portable_kernel(monkeypatch):
+    """The kernel built without AVX-512: its portable loops (the default build runs 16-lane vector loops where
+    the CPU has AVX-512, as this project's machines do)."""
+    from pyg_sparse_stgcn import cbuild
+
+    monkeypatch.setattr(cbuild, "FLAGS", [*cbuild.FLAGS, "-mno-avx512f"])
+    monkeypatch.setattr(cbuild, "_loaded", {})  # the process's libraries by name: build this one afresh
+    fused_norm._library.cache_clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lib = fused_norm._library()
+    fused_norm._library.cache_clear()
+    if lib is None:
+        pytest.skip("the C compiler does not take -mno-avx512f (not x86-64 gcc/clang)")
+    monkeypatch.setattr(fused_norm, "_library", lambda: lib)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("relu", [False, True])
+def test_portable_loops_equal_pytorch_in_float64(portable_kernel, training, relu):
+    check((3, 9, 25, 12), training, relu, True)
+    check((1000, 7), training, relu, False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["split_in", "split_out"])
+def test_portable_loops_take_groups(portable_kernel, dtype, layout):
+    test_groups_equal_the_call_on_the_concatenation(dtype, True, True, layout)
 
 
 def test_autocast_training_step_runs_the_kernel():

@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from .fused_norm import fused_batch_norm, fused_batch_norm_groups, on_channels
 
-__all__ = ["BatchNormLast", "norm_act", "batch_norm_groups", "make_norm", "make_down", "check_features", "check_choice",
-           "check_positive_ints", "reset_module"]
+__all__ = ["BatchNormLast", "norm_act", "linear_norm_act", "batch_norm_groups", "make_norm", "make_down",
+           "check_features", "check_choice", "check_positive_ints", "reset_module"]
 
 
 class BatchNormLast(nn.BatchNorm1d):
@@ -98,6 +98,15 @@ def norm_act(norm: nn.Module, x: Tensor | Sequence[Tensor], act: nn.Module | Non
     if residual is not None:
         y = y + residual
     return y if act is None else act(y)
+
+
+def linear_norm_act(seq: nn.Sequential, x: Tensor) -> Tensor:
+    """``seq(x)`` for a ``Sequential(Linear, BatchNormLast, ReLU)`` (a unit's ``1 x 1 + BN + ReLU``), its batch
+    norm and ReLU as one :func:`norm_act` pass; any other ``seq``, or one with hooks, is called as it is."""
+    if (len(seq) == 3 and type(seq[0]) is nn.Linear and type(seq[1]) is BatchNormLast and type(seq[2]) is nn.ReLU
+            and not _hooked(seq)):
+        return norm_act(seq[1], seq[0](x), seq[2])
+    return seq(x)
 
 
 def _hooked(m: nn.Module | None) -> bool:

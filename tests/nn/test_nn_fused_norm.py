@@ -14,7 +14,7 @@ from torch import nn
 
 from pyg_sparse_stgcn.engine.distributed import convert_sync_batchnorm
 from pyg_sparse_stgcn.nn import STGCN, GCNHead, SkeletonClassifier, STGCNPlusPlus, fused_norm
-from pyg_sparse_stgcn.nn._utils import BatchNormLast, norm_act
+from pyg_sparse_stgcn.nn._utils import BatchNormLast, linear_norm_act, norm_act
 from pyg_sparse_stgcn.nn.fused_norm import fused_batch_norm, fused_batch_norm_groups
 
 pytestmark = pytest.mark.skipif(not fused_norm.available(), reason="no C compiler: the native kernel is not built")
@@ -297,6 +297,30 @@ def test_portable_loops_equal_pytorch_in_float64(portable_kernel, training, relu
 @pytest.mark.parametrize("layout", ["split_in", "split_out"])
 def test_portable_loops_take_groups(portable_kernel, dtype, layout):
     test_groups_equal_the_call_on_the_concatenation(dtype, True, True, layout)
+
+
+def test_linear_norm_act_is_the_sequential_in_one_pass():
+    """``Sequential(Linear, BatchNormLast, ReLU)`` (DG-STGCN's ``pre``) through one native norm + ReLU pass:
+    the module's values, gradients and running statistics; with a hook on the Sequential it is called as it
+    is, so the hook sees it."""
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Linear(5, 12), BatchNormLast(12), nn.ReLU())
+    ref = copy.deepcopy(seq)
+    x = torch.randn(2, 7, 3, 5)
+    y = linear_norm_act(seq, x)
+    want = ref(x)
+    assert native_ran(y) and not _graph_has(y, "ReluBackward0")
+    torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-6)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    want.backward(dy)
+    for a, b in zip(seq.parameters(), ref.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(seq[1].running_var, ref[1].running_var)
+    seen = []
+    seq.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    linear_norm_act(seq, x)
+    assert seen == [(2, 7, 3, 12)]
 
 
 def test_autocast_training_step_runs_the_kernel():

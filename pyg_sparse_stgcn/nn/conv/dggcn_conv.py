@@ -6,7 +6,15 @@ import torch
 from torch import Tensor, nn
 
 from ...graph import SkeletonGraph
-from .._utils import BatchNormLast, check_choice, check_features, check_positive_ints, make_down, norm_act
+from .._utils import (
+    BatchNormLast,
+    check_choice,
+    check_features,
+    check_positive_ints,
+    linear_norm_act,
+    make_down,
+    norm_act,
+)
 from .skeleton_mp import SkeletonMessagePassing
 
 __all__ = ["DGGCNConv", "GRAPH_ACTIVATIONS"]
@@ -149,7 +157,7 @@ class DGGCNConv(SkeletonMessagePassing):
         B, T, V = x.shape[:3]
         K, m = self.num_subsets, self.mid_channels
         res = x if self.down is None else self.down(x)
-        P = self.pre(x)  # (B, T, V, K m)
+        P = linear_norm_act(self.pre, x)  # (B, T, V, K m)
         dyn = self.dynamic_graph(x)
         gate = self.connection_mask()
         if dyn is not None and gate is not None:

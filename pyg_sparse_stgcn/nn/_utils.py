@@ -101,10 +101,11 @@ def norm_act(norm: nn.Module, x: Tensor | Sequence[Tensor], act: nn.Module | Non
 
 
 def linear_norm_act(seq: nn.Sequential, x: Tensor) -> Tensor:
-    """``seq(x)`` for a ``Sequential(Linear, BatchNormLast, ReLU)`` (a unit's ``1 x 1 + BN + ReLU``), its batch
-    norm and ReLU as one :func:`norm_act` pass; any other ``seq``, or one with hooks, is called as it is."""
-    if (len(seq) == 3 and type(seq[0]) is nn.Linear and type(seq[1]) is BatchNormLast and type(seq[2]) is nn.ReLU
-            and not _hooked(seq)):
+    """``seq(x)`` for a ``Sequential(Linear, BatchNormLast, ReLU)`` (a unit's ``1 x 1 + BN + ReLU``; the
+    ``Linear`` may carry a weight mask), its batch norm and ReLU as one :func:`norm_act` pass (which itself falls
+    back where they have hooks or are subclasses); any other ``seq``, or one with hooks, is called as it is."""
+    if (len(seq) == 3 and isinstance(seq[0], nn.Linear) and isinstance(seq[1], BatchNormLast)
+            and isinstance(seq[2], nn.ReLU) and not _hooked(seq)):
         return norm_act(seq[1], seq[0](x), seq[2])
     return seq(x)
 

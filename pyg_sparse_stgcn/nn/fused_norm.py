@@ -62,8 +62,9 @@ static inline uint16_t f2bf(float f) {
 
 /* With AVX-512 (F, BW, VL) every row of a group runs as 16-lane vectors, its last one masked: a group of 10 or
    46 channels costs one or three vector steps per row instead of a scalar tail (a compiler-vectorised loop
-   does all of a 10-channel bfloat16 row in its scalar tail). The same arithmetic as the scalar bodies, the
-   bfloat16 rounding included (integer operations, as f2bf). Elsewhere the scalar bodies run under omp simd. */
+   does all of a 10-channel bfloat16 row in its scalar tail). The same formulas as the scalar bodies (with fused
+   multiply-adds), the bfloat16 rounding included (integer operations, as f2bf). Elsewhere the scalar bodies run
+   under omp simd. */
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define VEC 1
 #include <immintrin.h>

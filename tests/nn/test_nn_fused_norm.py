@@ -317,10 +317,23 @@ def test_linear_norm_act_is_the_sequential_in_one_pass():
     for a, b in zip(seq.parameters(), ref.parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(seq[1].running_var, ref[1].running_var)
+    # a weight mask (a parametrization, as the sparsity package attaches) keeps the fused pass and is applied
+    torch.nn.utils.parametrize.register_parametrization(seq[0], "weight", _HalfMask())
+    seq.eval(), ref.eval()
+    with torch.no_grad():
+        ref[0].weight.mul_(_HalfMask()(torch.ones_like(ref[0].weight)))
+        y = linear_norm_act(seq, x)
+        torch.testing.assert_close(y, ref(x), rtol=1e-5, atol=1e-6)
+    assert native_ran(linear_norm_act(seq, x))
     seen = []
     seq.register_forward_hook(lambda m, i, o: seen.append(o.shape))
     linear_norm_act(seq, x)
     assert seen == [(2, 7, 3, 12)]
+
+
+class _HalfMask(nn.Module):
+    def forward(self, w):
+        return w * (torch.arange(w.numel()).view_as(w) % 2 == 0)
 
 
 def test_autocast_training_step_runs_the_kernel():

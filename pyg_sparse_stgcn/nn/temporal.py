@@ -364,9 +364,32 @@ class DGMultiScaleTemporalConv(MultiScaleTemporalConv):
         if V > self.num_joints:
             raise ValueError(f"DGMultiScaleTemporalConv: V={V} joints but num_joints={self.num_joints}")
         x = torch.cat([x, x.mean(-2, keepdim=True)], dim=-2)
-        out = cast(Tensor, run_branches(self.branches, x, self.fuse_branches))
-        feat = out[..., :V, :] + out[..., V:, :] * self.add_coeff[:V].view(V, 1)
-        return _end(self.bn, self.drop, _transform(self.transform, feat), residual, act)
+        outs = cast(list[Tensor], run_branches(self.branches, x, self.fuse_branches, concat=False))
+        coeff = self.add_coeff[:V]
+        feats = [_AddGlobalJoint.apply(o, coeff) for o in outs]  # per branch: no concatenation
+        return _end(self.bn, self.drop, _transform(self.transform, feats), residual, act)
+
+
+class _AddGlobalJoint(torch.autograd.Function):
+    r""":math:`\mathbf{F}_v = \mathbf{O}_v + \kappa_v \mathbf{O}_V` for ``o`` :math:`(*, V + 1, C)` (the virtual
+    joint last), ``coeff`` :math:`(V,)`. Its gradient for ``o`` is written whole, :math:`[\mathbf{G} \,\|\,
+    \sum_v \kappa_v \mathbf{G}_v]`, where autograd's slicing would fill a zero tensor and copy both parts in."""
+
+    @staticmethod
+    def forward(ctx, o: Tensor, coeff: Tensor) -> Tensor:  # type: ignore[override]
+        V = o.size(-2) - 1
+        glob = o[..., V:, :]
+        ctx.save_for_backward(glob, coeff)
+        return o[..., :V, :] + glob * coeff.view(V, 1).to(o.dtype)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        glob, coeff = ctx.saved_tensors
+        V = coeff.numel()
+        k = coeff.view(V, 1).to(g.dtype)
+        grad_o = torch.cat([g, (g * k).sum(-2, keepdim=True)], dim=-2)
+        grad_coeff = (g * glob).sum(dim=-1).reshape(-1, V).sum(0).to(coeff.dtype)
+        return grad_o, grad_coeff
 
 
 class CTRMultiScaleTemporalConv(nn.Module):

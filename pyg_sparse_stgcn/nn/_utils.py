@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .fused_norm import fused_batch_norm, fused_batch_norm_groups, on_channels
 
-__all__ = ["BatchNormLast", "norm_act", "linear_norm_act", "batch_norm_groups", "make_norm", "make_down",
+__all__ = ["BatchNormLast", "norm_act", "linear_norm_act", "joined", "batch_norm_groups", "make_norm", "make_down",
            "check_features", "check_choice", "check_positive_ints", "reset_module"]
 
 
@@ -52,8 +52,8 @@ class BatchNormLast(nn.BatchNorm1d):
         in one native pass where it can run (see :class:`BatchNormLast`), else as separate operations. ``x`` may
         be given as the consecutive channel groups of the input (a sequence of :math:`(*, C_g)` tensors, no
         ``residual``): the kernel reads them where they are, instead of their concatenation."""
-        if not isinstance(x, Tensor) and (residual is not None or type(self) is not BatchNormLast):
-            x = torch.cat(list(x), -1)
+        if residual is not None or type(self) is not BatchNormLast:
+            x = joined(x)
         if type(self) is BatchNormLast:
             return self._fused(x, residual, relu)
         y = self(x)
@@ -92,12 +92,15 @@ def norm_act(norm: nn.Module, x: Tensor | Sequence[Tensor], act: nn.Module | Non
     relu = type(act) is nn.ReLU
     if isinstance(norm, BatchNormLast) and (act is None or relu) and not _hooked(norm) and not _hooked(act):
         return norm.forward_fused(x, residual, relu)
-    if not isinstance(x, Tensor):
-        x = torch.cat(list(x), -1)
-    y = norm(x)
+    y = norm(joined(x))
     if residual is not None:
         y = y + residual
     return y if act is None else act(y)
+
+
+def joined(x: Tensor | Sequence[Tensor]) -> Tensor:
+    """``x``, or the concatenation over the last dimension of the channel groups ``x``."""
+    return x if isinstance(x, Tensor) else torch.cat(list(x), -1)
 
 
 def linear_norm_act(seq: nn.Sequential, x: Tensor) -> Tensor:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import ctypes
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -255,6 +255,12 @@ def available() -> bool:
     return _library() is not None
 
 
+@functools.lru_cache(maxsize=256)
+def _groups(widths: tuple[int, ...]) -> _Groups:
+    """The :class:`_Groups` of ``widths``, built once per process (its offsets tensor is read on every call)."""
+    return _Groups(widths)
+
+
 class _Groups:
     """The channel groups of one call: their widths, offsets and the kernel's operand descriptors (per group a
     base address and a row stride, see the C source) of activations given as one ``(R, C)`` tensor or as one
@@ -416,14 +422,12 @@ def fused_batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor
             return y
         y = y + residual
         return y.relu_() if relu else y
-    _check_rows(x, training)
     # Where the residual needs a gradient, the fused ReLU's masked gradient is written for it as a buffer of its
     # own: one more activation-sized buffer at once in the backward pass than a separate ReLU after the kernel
     # (measured: +5-10 MiB at the ST-GCN / ST-GCN++ steps), for one pass less each way (ST-GCN NTU step x1.03).
-    w, b = _affine(weight, bias, C)
     res = None if residual is None else residual.reshape(-1, C)
-    return _FusedBatchNorm.apply(_Groups((C,)), False, res, w, b, running_mean, running_var, training, momentum, eps,
-                                 relu, x.reshape(-1, C)).view(x.shape)
+    out = _native([x], (C,), False, res, running_mean, running_var, weight, bias, training, momentum, eps, relu)
+    return cast(Tensor, out).view(x.shape)
 
 
 def fused_batch_norm_groups(x: Tensor | Sequence[Tensor], sizes: Sequence[int], running_mean: Tensor | None,
@@ -455,23 +459,25 @@ def fused_batch_norm_groups(x: Tensor | Sequence[Tensor], sizes: Sequence[int], 
         y = fused_batch_norm(xs[0] if len(xs) == 1 else torch.cat(xs, -1), running_mean, running_var, weight,
                              bias, training, momentum, eps, relu=relu)
         return list(y.split(sizes, -1)) if split else y
-    _check_rows(xs[0], training)
     lead = xs[0].shape[:-1]
-    w, b = _affine(weight, bias, C)
-    out = _FusedBatchNorm.apply(_Groups(sizes), split, None, w, b, running_mean, running_var, training, momentum,
-                                eps, relu, *(t.reshape(-1, t.size(-1)) for t in xs))
+    out = _native(xs, sizes, split, None, running_mean, running_var, weight, bias, training, momentum, eps, relu)
     if split:
         return [y.view(*lead, y.size(-1)) for y in out]
-    return out.view(*lead, C)
+    return cast(Tensor, out).view(*lead, C)
 
 
-def _check_rows(x: Tensor, training: bool) -> None:
-    if training and x.numel() == x.size(-1):
-        raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)}")
-
-
-def _affine(weight: Tensor | None, bias: Tensor | None, C: int) -> tuple[Tensor, Tensor]:
-    return (weight if weight is not None else torch.ones(C)), (bias if bias is not None else torch.zeros(C))
+def _native(xs: Sequence[Tensor], sizes: tuple[int, ...], split: bool, residual: Tensor | None,
+            running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None, bias: Tensor | None,
+            training: bool, momentum: float, eps: float, relu: bool) -> Tensor | tuple[Tensor, ...]:
+    """The kernel on rows ``xs`` (each flattened to ``(R, c)``), after the checks both entry points share."""
+    if training and xs[0].numel() == xs[0].size(-1):
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size "
+                         f"{tuple(xs[0].shape)}")
+    C = sum(sizes)
+    w = weight if weight is not None else torch.ones(C)
+    b = bias if bias is not None else torch.zeros(C)
+    return _FusedBatchNorm.apply(_groups(sizes), split, residual, w, b, running_mean, running_var, training,
+                                 momentum, eps, relu, *(t.reshape(-1, t.size(-1)) for t in xs))
 
 
 def on_channels(x: Tensor, norm: Callable[[Tensor], Tensor]) -> Tensor:

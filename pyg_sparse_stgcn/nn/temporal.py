@@ -13,6 +13,7 @@ from ._utils import (
     batch_norm_groups,
     check_features,
     check_positive_ints,
+    joined,
     make_norm,
     norm_act,
     reset_module,
@@ -116,7 +117,7 @@ def _transform(t: nn.Sequential, x: Tensor | list[Tensor]) -> Tensor:
     """The multi-scale units' ``transform`` (``BN -> ReLU -> Linear``) of ``x`` or of the concatenation of the
     branch outputs ``x``, its BN and ReLU in one pass that reads the branch outputs where they are."""
     if len(t) != 3 or t._forward_hooks or t._forward_pre_hooks:
-        return t(x if isinstance(x, Tensor) else torch.cat(x, dim=-1))
+        return t(joined(x))
     return t[2](norm_act(t[0], x, t[1]))
 
 
@@ -386,9 +387,10 @@ class _AddGlobalJoint(torch.autograd.Function):
     def backward(ctx, g: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         glob, coeff = ctx.saved_tensors
         V = coeff.numel()
-        k = coeff.view(V, 1).to(g.dtype)
-        grad_o = torch.cat([g, (g * k).sum(-2, keepdim=True)], dim=-2)
-        grad_coeff = (g * glob).sum(dim=-1).reshape(-1, V).sum(0).to(coeff.dtype)
+        # sum_v kappa_v G_v and sum_{.., c} G_v O_V as batched products: no temporary the size of g
+        grad_glob = torch.matmul(coeff.to(g.dtype), g).unsqueeze(-2)  # (.., 1, C)
+        grad_o = torch.cat([g, grad_glob], dim=-2)
+        grad_coeff = torch.matmul(g, glob.transpose(-1, -2)).reshape(-1, V).sum(0).to(coeff.dtype)
         return grad_o, grad_coeff
 
 

@@ -471,3 +471,35 @@ def test_block_hands_its_residual_only_to_the_units_that_take_it():
         want = F.relu(2 * TemporalConv.forward(doubled, blk.gcn(x)) + x)
     torch.testing.assert_close(blk(x), want)
     assert not torch.allclose(blk(x), plain)
+
+
+@pytest.mark.parametrize("cls", [STGCN, STGCNPlusPlus])
+def test_bfloat16_gradients_as_close_as_pytorchs_own(cls, monkeypatch):
+    """Under bfloat16 autocast the kernel's gradients are no further from float64 than those of PyTorch's own
+    bfloat16 operators (the library made unavailable): the kernel keeps its sums in float32 and rounds each
+    output once, so a training run under ``train.precision='bf16'`` loses no more than PyTorch's autocast does.
+    (Biases right before a training-mode batch norm are left out: their true gradient is zero.)"""
+    torch.manual_seed(0)
+    bb = cls({"layout": "coco", "mode": "spatial"}, base_channels=16, num_stages=4, inflate_stages=(3,),
+             down_stages=(3,), backend="dense")
+    model = SkeletonClassifier(bb, GCNHead(5, bb.out_channels)).train()
+    x, y = torch.randn(4, 2, 24, 17, 3), torch.arange(4) % 5
+
+    def grads(native, dtype):
+        monkeypatch.setattr(fused_norm, "_library", kernel if native else lambda: None)
+        m = copy.deepcopy(model).to(dtype)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.float32):
+            out = m(x.to(dtype))
+        F.cross_entropy(out.to(dtype), y).backward()
+        assert _graph_has(out, "_FusedBatchNormBackward") == native
+        return {n: p.grad.double() for n, p in m.named_parameters() if p.grad is not None}
+
+    kernel = fused_norm._library
+    exact, ours, torchs = grads(False, torch.float64), grads(True, torch.float32), grads(False, torch.float32)
+    errs = {n: ((ours[n] - g).norm() / g.norm(), (torchs[n] - g).norm() / g.norm())
+            for n, g in exact.items() if g.abs().max() > 1e-10}  # not a bias right before a batch norm
+    # bfloat16 really ran in both; a parameter's error is noisy (the batch norms' backward passes cancel most
+    # of a random model's gradient), so the medians over the parameters are compared
+    ours_median, torch_median = (torch.stack(e).median().item() for e in zip(*errs.values()))
+    assert len(errs) > 20 and torch_median > 1e-3
+    assert ours_median <= 1.25 * torch_median, (ours_median, torch_median)

@@ -144,8 +144,12 @@ def parity_verdict(d: float, se: float, seeds: int) -> str:
         return f"pending ({seeds} of 3 seeds so far)"
     if abs(d) <= BF16_PARITY_POINTS + 1e-9:
         return "met"
-    noise = ", but within 2 standard errors: not told apart from seed noise" if abs(d) <= 2 * se else ""
-    return f"**missed**{noise}"
+    if abs(d) > 2 * se:
+        return "**missed**"
+    # the standard error falls as 1/sqrt(seeds): seeds needed for 2 standard errors to reach the target
+    needed = math.ceil(seeds * (2 * se / BF16_PARITY_POINTS) ** 2)
+    return (f"**missed**, but within 2 standard errors: not told apart from seed noise (these seeds resolve "
+            f"±{2 * se:.1f} points; ±{BF16_PARITY_POINTS:g} would take about {needed} seeds each)")
 
 
 def demo_bf16_line(demo: Mapping[str, Any], bf16: Mapping[str, Any]) -> str:

@@ -95,6 +95,8 @@ def test_bf16_parity_line():
     (line,) = report.bf16_parity(res)
     # means 86.0 and 85.333: -0.67 points; standard error sqrt(4/3 + 2.333/3) = 1.453 points
     assert "-0.7 ± 1.5 points" in line and "over 3 / 3 seeds: **missed**, but within 2 standard errors" in line
+    # 2 standard errors are 2.9 points over 3 seeds; 0.5 takes 3 * (2.906 / 0.5)^2 = 101.3 seeds
+    assert "these seeds resolve ±2.9 points; ±0.5 would take about 102 seeds each" in line
     assert "60 s against 100 s" in line
     res["arms"]["dense-bf16"]["top1"] = [0.86, 0.87, 0.86]  # 86.333: +0.3
     assert "+0.3 ± 1.2 points" in report.bf16_parity(res)[0] and "seeds: met;" in report.bf16_parity(res)[0]

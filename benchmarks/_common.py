@@ -24,9 +24,25 @@ from pyg_sparse_stgcn.atomic import atomic_write_json
 from pyg_sparse_stgcn.timing import interleaved_times
 
 __all__ = ["machine_info", "command_line", "time_fn", "time_interleaved", "write_results", "markdown_table",
-           "RESULTS_DIR"]
+           "shadowed_torch", "RESULTS_DIR"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def shadowed_torch(pythonpath: str | None = None, torch_file: str | None = None) -> str | None:
+    """Why the imported torch is not this environment's, or :obj:`None`: a directory of ``PYTHONPATH`` (e.g. the
+    benchmark peer's ``pip install --target`` directory, where pip puts a torch of its own when it resolves the
+    peer's requirements, a multi-GB CUDA build) holds the torch that was imported, so every timing would be of
+    that build instead of the pinned one."""
+    pythonpath = os.environ.get("PYTHONPATH", "") if pythonpath is None else pythonpath
+    here = Path(torch_file or torch.__file__).resolve()
+    for entry in filter(None, pythonpath.split(os.pathsep)):
+        root = Path(entry).resolve()
+        if here.is_relative_to(root):
+            return (f"torch {torch.__version__} is imported from {here.parent}, inside PYTHONPATH entry {root}: "
+                    f"it shadows this environment's torch (delete torch and its CUDA packages from {root}, or "
+                    f"install the peer there without its own torch)")
+    return None
 
 
 def _cpu_model() -> str:

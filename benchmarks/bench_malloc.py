@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, machine_info, write_results  # noqa: E402
+from _common import RESULTS_DIR, machine_info, shadowed_torch, write_results  # noqa: E402
 
 from pyg_sparse_stgcn.malloc import keep_freed_memory, supported  # noqa: E402
 
@@ -129,6 +129,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return
+    if (why := shadowed_torch()) is not None:
+        ap.error(why)
     if not supported():
         raise SystemExit("bench_malloc: the C library is not glibc; there is nothing to compare")
     import bench_models as bm

@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import backbone_reference as ref  # noqa: E402
-from _common import machine_info, time_interleaved, write_results  # noqa: E402
+from _common import machine_info, shadowed_torch, time_interleaved, write_results  # noqa: E402
 
 from pyg_sparse_stgcn.compat import load_pyskl  # noqa: E402
 from pyg_sparse_stgcn.engine.trainer import cpu_bf16_flags  # noqa: E402
@@ -721,6 +721,8 @@ def main() -> None:
         args.rounds, args.memory = 1, "none"
     if args.keep_freed_memory and not keep_freed_memory():
         ap.error("--keep-freed-memory: the C library is not glibc, there is nothing to keep")
+    if (why := shadowed_torch()) is not None:
+        ap.error(why)
     if args.mmaction2 and not mmaction2_available():
         print("mmaction2 is not importable (optional benchmark peer; e.g. PYTHONPATH=/tmp/mmpeer): the mmaction2 "
               "column is skipped", flush=True)

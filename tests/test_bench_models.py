@@ -41,3 +41,20 @@ def test_roofline_from_the_replays_times():
     roof = bench_models.roofline(replay, {"median_s": 2e-6, "times_s": [1e-6, 2e-6, 3e-6]})
     assert roof["gemm_flops"] == 720 and roof["roofline_gflops"] == pytest.approx(0.36)  # 720 flop in 2 µs
     assert roof["times_s"] == [1e-6, 2e-6, 3e-6]
+
+
+def test_a_peer_directory_that_shadows_torch_is_refused(tmp_path):
+    """``pip install --target`` of the mmaction2 peer may put a torch of its own into that directory; a
+    benchmark run with it on ``PYTHONPATH`` would time that build, so the scripts refuse it by name."""
+    import os
+
+    from _common import shadowed_torch
+
+    peer = tmp_path / "mmpeer"
+    torch_file = peer / "torch" / "__init__.py"
+    why = shadowed_torch(os.pathsep.join(["", str(tmp_path / "other"), str(peer)]), str(torch_file))
+    assert why is not None and f"inside PYTHONPATH entry {peer.resolve()}" in why
+    assert f"imported from {torch_file.parent.resolve()}" in why
+    assert shadowed_torch(str(tmp_path / "other"), str(torch_file)) is None
+    assert shadowed_torch("", str(torch_file)) is None
+    assert shadowed_torch(str(peer), torch.__file__) is None  # this environment's torch

@@ -8,6 +8,11 @@ channels-first reference, all with the same weights and their outputs checked eq
     .venv/bin/python benchmarks/bench_models.py --quick         # seconds-long smoke run (tiny shapes), no file
     .venv/bin/python benchmarks/bench_models.py --models stgcn --shapes ntu --compile all
 
+The peer directory: ``pip install --target /tmp/mmpeer mmengine==0.10.7 mmcv-lite==2.0.1 mmaction2==1.1.0
+importlib_metadata``; pip resolves torch into it too (a CUDA build, with ``nvidia*``, ``triton``, ``torchgen``,
+``sympy`` ...): delete those from ``/tmp/mmpeer`` so that this environment's torch is the one imported (the script
+refuses to time a torch from a ``PYTHONPATH`` entry).
+
 Per model and shape (NTU: N=8, M=2, T=100, V=25 ``nturgb+d``; Kinetics: V=18 ``openpose``, same N, M, T):
 
 * **sides**: ``ours`` (``compat.load_pyskl`` of mmaction2's state dict, ``dense`` backend), ``mmaction2``

@@ -374,23 +374,26 @@ class DGMultiScaleTemporalConv(MultiScaleTemporalConv):
 class _AddGlobalJoint(torch.autograd.Function):
     r""":math:`\mathbf{F}_v = \mathbf{O}_v + \kappa_v \mathbf{O}_V` for ``o`` :math:`(*, V + 1, C)` (the virtual
     joint last), ``coeff`` :math:`(V,)`. Its gradient for ``o`` is written whole, :math:`[\mathbf{G} \,\|\,
-    \sum_v \kappa_v \mathbf{G}_v]`, where autograd's slicing would fill a zero tensor and copy both parts in."""
+    \sum_v \kappa_v \mathbf{G}_v]`, where autograd's slicing would fill a zero tensor and copy both parts in.
+    The virtual joint is saved as a copy of its own (a view would keep all of ``o`` alive until the backward
+    pass), and only when ``coeff`` needs a gradient."""
 
     @staticmethod
     def forward(ctx, o: Tensor, coeff: Tensor) -> Tensor:  # type: ignore[override]
         V = o.size(-2) - 1
         glob = o[..., V:, :]
-        ctx.save_for_backward(glob, coeff)
+        ctx.save_for_backward(glob.clone() if ctx.needs_input_grad[1] else None, coeff)
         return o[..., :V, :] + glob * coeff.view(V, 1).to(o.dtype)
 
     @staticmethod
-    def backward(ctx, g: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def backward(ctx, g: Tensor) -> tuple[Tensor, Tensor | None]:  # type: ignore[override]
         glob, coeff = ctx.saved_tensors
         V = coeff.numel()
         # sum_v kappa_v G_v and sum_{.., c} G_v O_V as batched products: no temporary the size of g
         grad_glob = torch.matmul(coeff.to(g.dtype), g).unsqueeze(-2)  # (.., 1, C)
         grad_o = torch.cat([g, grad_glob], dim=-2)
-        grad_coeff = torch.matmul(g, glob.transpose(-1, -2)).reshape(-1, V).sum(0).to(coeff.dtype)
+        grad_coeff = None if glob is None else \
+            torch.matmul(g, glob.transpose(-1, -2)).reshape(-1, V).sum(0).to(coeff.dtype)
         return grad_o, grad_coeff
 
 

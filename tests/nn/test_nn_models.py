@@ -463,3 +463,25 @@ def test_model_reset_parameters():
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert all(not bool((m.weight == 0.7).any()) for m in linears)
     assert torch.isfinite(model(x)).all()
+
+
+def test_dgmstcn_with_a_frozen_add_coeff():
+    """``add_coeff`` without a gradient (frozen): the virtual joint is not saved for it, and the input's
+    gradient is still the formula's."""
+    torch.manual_seed(0)
+    m = DGMultiScaleTemporalConv(10, 16, num_joints=6).double()
+    torch.nn.init.normal_(m.add_coeff)
+    m.add_coeff.requires_grad_(False)
+    ref = copy.deepcopy(m)
+    xa = torch.randn(3, 9, 5, 10, dtype=torch.float64, requires_grad=True)
+    xb = xa.detach().clone().requires_grad_()
+    got = m(xa)
+    xr = torch.cat([xb, xb.mean(-2, keepdim=True)], -2)
+    out = torch.cat([b(xr) for b in ref.branches], -1)
+    want = ref.bn(ref.transform(out[..., :5, :] + out[..., 5:, :] * ref.add_coeff[:5].view(5, 1)))
+    torch.testing.assert_close(got, want)
+    g = torch.randn_like(got)
+    got.backward(g)
+    want.backward(g)
+    torch.testing.assert_close(xa.grad, xb.grad)
+    assert m.add_coeff.grad is None
